@@ -1,0 +1,152 @@
+"""``facegate evaluate pairs``: LFW-protocol verification accuracy of an encoder."""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import time
+from collections.abc import Iterable
+from typing import Protocol
+
+import numpy as np
+
+from convert.metrics import tar_at_far, ten_fold
+from convert.reference import load_reference
+from edge.align import Similarity, chip_transform, extract_chip
+from edge.encoder import Encoder
+from edge.errors import FacegateError, InputError
+from edge.images import load_rgb
+from edge.progress import progress
+
+
+@dataclasses.dataclass(frozen=True)
+class Pair:
+    a: str  # relative image path
+    b: str
+    same: bool
+    fold: int
+
+
+def parse_pairs(path: pathlib.Path) -> list[Pair]:
+    """LFW ``pairs.txt``: a header ``folds n`` then per fold n same and n different lines."""
+    try:
+        lines = [line.split() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except OSError as exc:
+        raise FacegateError(f"{path}: cannot read pairs file: {exc.strerror}") from None
+
+    def bad(number: int, why: str) -> FacegateError:
+        return FacegateError(f"{path}:{number}: {why}")
+
+    if not lines or len(lines[0]) != 2 or not all(x.isdigit() for x in lines[0]):
+        raise bad(1, "first line must be '<folds> <pairs per half fold>'")
+    folds, per = int(lines[0][0]), int(lines[0][1])
+    body = lines[1:]
+    if len(body) != folds * per * 2:
+        raise bad(1, f"header promises {folds * per * 2} pairs, file has {len(body)}")
+    pairs = []
+    for i, fields in enumerate(body):
+        number = i + 2
+        try:
+            if len(fields) == 3:
+                name, x, y = fields
+                pair = Pair(_image(name, x), _image(name, y), True, i // (2 * per))
+            elif len(fields) == 4:
+                pair = Pair(_image(fields[0], fields[1]), _image(fields[2], fields[3]), False, i // (2 * per))
+            else:
+                raise ValueError(f"expected 3 or 4 fields, got {len(fields)}")
+        except ValueError as exc:
+            raise bad(number, str(exc)) from None
+        pairs.append(pair)
+    return pairs
+
+
+def _image(name: str, number: str) -> str:
+    return f"{name}/{name}_{int(number):04d}.jpg"
+
+
+class ChipSource(Protocol):
+    description: str
+
+    def chips(self, image: np.ndarray) -> np.ndarray | None:
+        """One aligned chip for the image's face, or None if no face was found."""
+
+
+class FixedCrop:
+    """A fixed crop of LFW's 250x250 deep-funneled images approximating dlib's chip.
+
+    The crop is the mean of dlib's own chip transforms over the 400 reference
+    images (shared/reference): it stands in for detection + alignment until
+    the device pipeline does that.
+    """
+
+    def __init__(self, size: int = 150) -> None:
+        ref = load_reference()
+        transforms = [chip_transform(points, size) for points in ref.landmarks]
+        centre = np.mean([t.apply(np.array([[size / 2, size / 2]]))[0] for t in transforms], axis=0)
+        scale = float(np.mean([t.scale for t in transforms]))
+        angle = float(np.mean([t.angle for t in transforms]))
+        offset = centre - Similarity(scale, angle, (0.0, 0.0)).apply(np.array([[size / 2, size / 2]]))[0]
+        self.transform = Similarity(scale, angle, (float(offset[0]), float(offset[1])))
+        self.size = size
+        self.description = (
+            f"fixed crop of lfw deep-funneled 250x250: mean dlib chip transform over {len(transforms)} "
+            f"reference images (scale {scale:.4f}, angle {np.degrees(angle):.2f} deg, "
+            f"centre ({centre[0]:.1f}, {centre[1]:.1f})), dlib sampling convention"
+        )
+
+    def chips(self, image: np.ndarray) -> np.ndarray | None:
+        return extract_chip(image, self.transform, self.size)
+
+
+def embed_images(
+    encoder: Encoder, root: pathlib.Path, paths: Iterable[str], source: ChipSource
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Embed each image once; returns embeddings by path and the paths that failed."""
+    unique = sorted(set(paths))
+    embeddings: dict[str, np.ndarray] = {}
+    failed: list[str] = []
+    for rel in progress(unique, "embedding"):
+        try:
+            chip = source.chips(load_rgb(root / rel))
+        except InputError:
+            chip = None
+        if chip is None:
+            failed.append(rel)
+            continue
+        embeddings[rel] = encoder.embed(chip)[0]
+    return embeddings, failed
+
+
+def evaluate_pairs(
+    encoder: Encoder, root: pathlib.Path, pairs_file: pathlib.Path, source: ChipSource
+) -> dict[str, object]:
+    """10-fold accuracy; a pair with a failed image counts as a wrong answer."""
+    started = time.perf_counter()
+    pairs = parse_pairs(pairs_file)
+    embeddings, failed = embed_images(encoder, root, [p for pair in pairs for p in (pair.a, pair.b)], source)
+    # A pair with an image where no face was found gets an infinite distance: it
+    # is rejected, which is wrong for same-person pairs, as on a real device.
+    distances = np.array(
+        [
+            float(np.linalg.norm(embeddings[p.a] - embeddings[p.b]))
+            if p.a in embeddings and p.b in embeddings
+            else np.inf
+            for p in pairs
+        ]
+    )
+    same = np.array([p.same for p in pairs])
+    folds = np.array([p.fold for p in pairs])
+    result: dict[str, object] = {
+        **ten_fold(distances, same, folds),
+        "tar_at_far": tar_at_far(distances, same),
+        "pairs": len(pairs),
+        "images": len(embeddings) + len(failed),
+        "failed": len(failed),
+        "failed_images": failed[:20],
+        "alignment": source.description,
+        "model": encoder.card.sha256,
+        "model_name": encoder.card.name,
+        "distance": "euclidean between L2-normalised embeddings",
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    return result

@@ -1,0 +1,3 @@
+"""facegate device side: frames in, verified identities out."""
+
+__version__ = "0.1.0"

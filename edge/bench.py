@@ -1,0 +1,143 @@
+"""``facegate bench encoder``: median ms per face, models x threads x runtimes.
+
+Rounds interleave every configuration (A B A B ...) so that a noisy machine
+shifts all of them alike; other Python interpreters (for example a venv with
+tflite-runtime, which needs numpy < 2) are run as child processes in the same
+rounds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from edge.encoder import Encoder
+
+
+def _chips(encoder: Encoder, count: int = 8, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (count, *encoder.input_shape), dtype=np.uint8)
+
+
+def time_encoder(
+    model: pathlib.Path, threads: int, runtime: str | None, runs: int, warmup: int = 3
+) -> dict[str, Any]:
+    """Per-face latency of one configuration (the interpreter is loaded once)."""
+    encoder = Encoder(model, num_threads=threads, runtime=runtime, verify_sha256=False)
+    chips = _chips(encoder)
+    for i in range(warmup):
+        encoder.descriptors(chips[i % len(chips)])
+    times = []
+    for i in range(runs):
+        start = time.perf_counter()
+        encoder.descriptors(chips[i % len(chips)])
+        times.append((time.perf_counter() - start) * 1000)
+    from edge.interpreter import interpreter_class
+
+    return {
+        "model": model.name,
+        "threads": threads,
+        "runtime": interpreter_class(runtime)[0],
+        "times_ms": times,
+    }
+
+
+def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    merged: dict[tuple[str, int, str], list[float]] = {}
+    for row in rows:
+        merged.setdefault((row["model"], row["threads"], row["runtime"]), []).extend(row["times_ms"])
+    out = []
+    for (model, threads, runtime), times in merged.items():
+        out.append(
+            {
+                "model": model,
+                "threads": threads,
+                "runtime": runtime,
+                "runs": len(times),
+                "median_ms": float(np.median(times)),
+                "p95_ms": float(np.percentile(times, 95)),
+            }
+        )
+    return out
+
+
+def run_child(python: str, models: list[pathlib.Path], threads: list[int], runs: int) -> list[dict[str, Any]]:
+    """One round in another interpreter (it must be able to import this package)."""
+    code = (
+        "import json, pathlib, sys; from edge.bench import time_encoder; "
+        "a = json.loads(sys.argv[1]); "
+        "print(json.dumps([time_encoder(pathlib.Path(m), t, None, a['runs']) "
+        "for m in a['models'] for t in a['threads']]))"
+    )
+    arg = json.dumps({"models": [str(m) for m in models], "threads": threads, "runs": runs})
+    root = str(pathlib.Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    done = subprocess.run([python, "-c", code, arg], capture_output=True, text=True, env=env, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{python} failed: {done.stderr.strip().splitlines()[-1:]}")
+    return list(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def bench_encoders(
+    models: list[pathlib.Path],
+    threads: list[int],
+    runtimes: list[str | None],
+    pythons: list[str],
+    rounds: int,
+    runs: int,
+) -> dict[str, Any]:
+    rows: list[dict[str, Any]] = []
+    for _ in range(rounds):
+        for runtime in runtimes:
+            for model in models:
+                for t in threads:
+                    rows.append(time_encoder(model, t, runtime, runs))
+        for python in pythons:
+            rows.extend(run_child(python, models, threads, runs))
+    return {
+        "machine": {
+            "cpu": _cpu_name(),
+            "cores": os.cpu_count(),
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+        },
+        "rounds": rounds,
+        "results": summarise(rows),
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def format_table(report: dict[str, Any]) -> str:
+    rows = sorted(report["results"], key=lambda r: (r["runtime"], r["threads"], r["model"]))
+    lines = [
+        f"machine: {report['machine']['cpu']} ({report['machine']['cores']} cores), "
+        f"python {report['machine']['python']}",
+        f"{'runtime':<16}{'threads':>8}  {'model':<32}{'median ms':>10}{'p95 ms':>9}{'vs float32':>11}",
+    ]
+    base = {(r["runtime"], r["threads"]): r["median_ms"] for r in rows if "float32" in r["model"]}
+    for r in rows:
+        ref = base.get((r["runtime"], r["threads"]))
+        ratio = f"{ref / r['median_ms']:.2f}x" if ref else "-"
+        lines.append(
+            f"{r['runtime']:<16}{r['threads']:>8}  {r['model']:<32}{r['median_ms']:>10.2f}"
+            f"{r['p95_ms']:>9.2f}{ratio:>11}"
+        )
+    lines.append("vs float32: float32 median / this median on the same runtime and threads (>1 = faster)")
+    return "\n".join(lines)

@@ -1,0 +1,51 @@
+"""Shared fixtures: the repo's models, the shared datasets (skipped when absent)."""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+import pytest
+
+from convert.reference import shared_root
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+MODELS = ROOT / "models"
+FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures"
+FLOAT_MODEL = MODELS / "dlib_resnet_v1_float32.tflite"
+INT8_MODEL = MODELS / "dlib_resnet_v1_int8.tflite"
+
+
+def shared_path(*parts: str) -> pathlib.Path:
+    path = shared_root().joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is absent (shared datasets not beside the checkout; set FACEGATE_SHARED)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def lfw_root() -> pathlib.Path:
+    return shared_path("datasets", "lfw-dev")
+
+
+@pytest.fixture(scope="session")
+def dat_path() -> pathlib.Path:
+    models = pytest.importorskip("face_recognition_models", reason="face-recognition-models not installed")
+    return pathlib.Path(models.__file__).parent / "models" / "dlib_face_recognition_resnet_model_v1.dat"
+
+
+@pytest.fixture(scope="session")
+def reference_subset(lfw_root: pathlib.Path) -> dict[str, np.ndarray]:
+    """Held-out dlib reference rows (fixture) with their chips cut from lfw-dev."""
+    from edge.align import align_face
+    from edge.images import load_rgb
+
+    with np.load(FIXTURES / "dlib_reference_subset.npz") as data:
+        fixture = {key: data[key] for key in data.files}
+    fixture["chips"] = np.stack(
+        [
+            align_face(load_rgb(lfw_root / str(path)), points.astype(np.float64))
+            for path, points in zip(fixture["paths"], fixture["landmarks5"])
+        ]
+    )
+    return fixture
