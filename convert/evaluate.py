@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import pathlib
 import time
@@ -16,6 +17,7 @@ from edge.align import Similarity, chip_transform, extract_chip
 from edge.encoder import Encoder
 from edge.errors import FacegateError, InputError
 from edge.images import load_rgb
+from edge.perception import Perception
 from edge.progress import progress
 
 
@@ -67,8 +69,8 @@ def _image(name: str, number: str) -> str:
 class ChipSource(Protocol):
     description: str
 
-    def chips(self, image: np.ndarray) -> np.ndarray | None:
-        """One aligned chip for the image's face, or None if no face was found."""
+    def chips(self, image: np.ndarray, name: str = "") -> np.ndarray | None:
+        """One aligned chip for the image's face (``name``: its relative path), or None."""
 
 
 class FixedCrop:
@@ -94,8 +96,65 @@ class FixedCrop:
             f"centre ({centre[0]:.1f}, {centre[1]:.1f})), dlib sampling convention"
         )
 
-    def chips(self, image: np.ndarray) -> np.ndarray | None:
+    def chips(self, image: np.ndarray, name: str = "") -> np.ndarray | None:
         return extract_chip(image, self.transform, self.size)
+
+
+class DetectAlign:
+    """The device pipeline on the raw image: BlazeFace, dlib 5-point landmarks, dlib chip.
+
+    ``pick``: "central" takes the face nearest the image centre (LFW labels the
+    centred face), "largest" the biggest. A chosen face that fails a quality
+    gate counts as a failure, with its reason.
+    """
+
+    def __init__(self, perception: Perception, pick: str = "central") -> None:
+        if pick not in ("central", "largest"):
+            raise FacegateError(f"pick must be 'central' or 'largest', got {pick!r}")
+        self.perception = perception
+        self.pick = pick
+        self.failures: collections.Counter[str] = collections.Counter()
+        self.description = (
+            f"detected and aligned: BlazeFace {perception.detector.size}x{perception.detector.size}, "
+            f"dlib 5-point landmarks (numpy), dlib chip {perception.chip_size} padding {perception.padding}; "
+            f"{pick} face; gates {perception.gates}"
+        )
+
+    def chips(self, image: np.ndarray, name: str = "") -> np.ndarray | None:
+        faces = self.perception.faces(image)
+        if not faces:
+            self.failures["no_face"] += 1
+            return None
+        if self.pick == "central":
+            centre = np.array(image.shape[1::-1]) / 2
+            face = min(
+                faces,
+                key=lambda f: float(
+                    np.hypot(*(np.add(f.detection.box[:2], f.detection.box[2:]) / 2 - centre))
+                ),
+            )
+        else:
+            face = max(faces, key=lambda f: f.detection.width)
+        if face.rejected:
+            self.failures[face.rejected] += 1
+            return None
+        return face.chip
+
+
+class GivenLandmarks:
+    """Chips cut with 5-point landmarks computed elsewhere (e.g. by dlib itself),
+    from an .npz of ``paths`` and ``landmarks5`` (NaN where no face was found)."""
+
+    def __init__(self, path: pathlib.Path, label: str) -> None:
+        with np.load(path) as data:
+            self.landmarks = {str(p): m for p, m in zip(data["paths"], data["landmarks5"])}
+        self.description = f"given landmarks ({label}), dlib chip 150 padding 0.25"
+
+    def chips(self, image: np.ndarray, name: str = "") -> np.ndarray | None:
+        points = self.landmarks.get(name)
+        if points is None or np.isnan(points).any():
+            return None
+        return extract_chip(image, chip_transform(points), 150)
 
 
 def embed_images(
@@ -107,7 +166,7 @@ def embed_images(
     failed: list[str] = []
     for rel in progress(unique, "embedding"):
         try:
-            chip = source.chips(load_rgb(root / rel))
+            chip = source.chips(load_rgb(root / rel), rel)
         except InputError:
             chip = None
         if chip is None:
@@ -117,11 +176,18 @@ def embed_images(
     return embeddings, failed
 
 
-def evaluate_pairs(
+@dataclasses.dataclass(frozen=True)
+class PairDistances:
+    distances: np.ndarray  # inf where an image had no usable face
+    same: np.ndarray
+    folds: np.ndarray
+    images: int
+    failed: list[str]
+
+
+def pair_distances(
     encoder: Encoder, root: pathlib.Path, pairs_file: pathlib.Path, source: ChipSource
-) -> dict[str, object]:
-    """10-fold accuracy; a pair with a failed image counts as a wrong answer."""
-    started = time.perf_counter()
+) -> PairDistances:
     pairs = parse_pairs(pairs_file)
     embeddings, failed = embed_images(encoder, root, [p for pair in pairs for p in (pair.a, pair.b)], source)
     # A pair with an image where no face was found gets an infinite distance: it
@@ -134,15 +200,29 @@ def evaluate_pairs(
             for p in pairs
         ]
     )
-    same = np.array([p.same for p in pairs])
-    folds = np.array([p.fold for p in pairs])
+    return PairDistances(
+        distances,
+        np.array([p.same for p in pairs]),
+        np.array([p.fold for p in pairs]),
+        len(embeddings) + len(failed),
+        failed,
+    )
+
+
+def evaluate_pairs(
+    encoder: Encoder, root: pathlib.Path, pairs_file: pathlib.Path, source: ChipSource
+) -> dict[str, object]:
+    """10-fold accuracy; a pair with a failed image counts as a wrong answer."""
+    started = time.perf_counter()
+    d = pair_distances(encoder, root, pairs_file, source)
     result: dict[str, object] = {
-        **ten_fold(distances, same, folds),
-        "tar_at_far": tar_at_far(distances, same),
-        "pairs": len(pairs),
-        "images": len(embeddings) + len(failed),
-        "failed": len(failed),
-        "failed_images": failed[:20],
+        **ten_fold(d.distances, d.same, d.folds),
+        "tar_at_far": tar_at_far(d.distances, d.same),
+        "pairs": len(d.distances),
+        "images": d.images,
+        "failed": len(d.failed),
+        "failed_images": d.failed[:20],
+        "failure_reasons": dict(getattr(source, "failures", {})),
         "alignment": source.description,
         "model": encoder.card.sha256,
         "model_name": encoder.card.name,

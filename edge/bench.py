@@ -141,3 +141,63 @@ def format_table(report: dict[str, Any]) -> str:
         )
     lines.append("vs float32: float32 median / this median on the same runtime and threads (>1 = faster)")
     return "\n".join(lines)
+
+
+def bench_perception(frame: np.ndarray, threads: list[int], runs: int, rounds: int) -> dict[str, Any]:
+    """Per-stage ms for one frame: detector, landmarks, warp, and frame-to-chip total."""
+    from edge.align import chip_transform, extract_chip
+    from edge.landmarks import to_grey
+    from edge.perception import Perception
+
+    stages: dict[tuple[int, str], list[float]] = {}
+    pipelines = {t: Perception(num_threads=t) for t in threads}
+    for _ in range(rounds):
+        for t, p in pipelines.items():
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                dets = p.detector.detect(frame)
+                t1 = time.perf_counter()
+                grey = to_grey(frame)
+                points = p.predictor.predict(grey, p.landmark_box(dets[0]))
+                t2 = time.perf_counter()
+                extract_chip(frame, chip_transform(points), 150)
+                t3 = time.perf_counter()
+                p.faces(frame)
+                t4 = time.perf_counter()
+                for stage, ms in (
+                    ("detector", t1 - t0),
+                    ("landmarks", t2 - t1),
+                    ("warp", t3 - t2),
+                    ("frame_to_chip", t4 - t3),
+                ):
+                    stages.setdefault((t, stage), []).append(ms * 1000)
+    return {
+        "machine": {"cpu": _cpu_name(), "cores": os.cpu_count()},
+        "frame": list(frame.shape),
+        "results": [
+            {
+                "threads": t,
+                "stage": s,
+                "median_ms": float(np.median(v)),
+                "p95_ms": float(np.percentile(v, 95)),
+                "runs": len(v),
+            }
+            for (t, s), v in stages.items()
+        ],
+    }
+
+
+def demo_frame(width: int = 640, height: int = 480) -> np.ndarray:
+    """A 640x480 frame with one face: the bundled obama.jpg scaled into it."""
+    from PIL import Image
+
+    from edge.demo import PHOTOS
+    from edge.images import load_rgb
+
+    photo = Image.fromarray(load_rgb(PHOTOS / "obama.jpg"))
+    scale = height / photo.height
+    photo = photo.resize((round(photo.width * scale), height), Image.Resampling.BILINEAR)
+    frame = np.zeros((height, width, 3), np.uint8)
+    x = (width - photo.width) // 2
+    frame[:, x : x + photo.width] = np.asarray(photo)
+    return frame

@@ -28,6 +28,7 @@ def test_convert_dlib_is_reproducible(dat_path: pathlib.Path, tmp_path: pathlib.
     convert_dlib(dat_path, tmp_path, calibration=card["conversion"]["calibration_chips"])
     for model in (FLOAT_MODEL, INT8_MODEL):
         assert sha256_file(tmp_path / model.name) == sha256_file(model), model.name
-        assert (tmp_path / model.with_suffix(".json").name).read_text() == model.with_suffix(
-            ".json"
-        ).read_text()
+        fresh = json.loads((tmp_path / model.with_suffix(".json").name).read_text())
+        shipped = json.loads(model.with_suffix(".json").read_text())
+        shipped.pop("thresholds", None)  # added later by `facegate calibrate`
+        assert fresh == shipped

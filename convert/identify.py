@@ -1,0 +1,97 @@
+"""``facegate evaluate identify``: one-shot open-set identification on identity folders.
+
+Protocol: identities sorted by name; for each, the first image (sorted by
+name) is enrolled and the others are probes. Closed set (``rank1``): every
+identity enrolled. Open set: a fixed, seeded half of the identities is left
+out of the gallery; their probes are strangers. ``dir_at_fpir``: the share of
+enrolled probes that are both the nearest identity and under the threshold
+at which a share ``fpir`` of stranger probes would be accepted.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import time
+
+import numpy as np
+
+from convert.evaluate import ChipSource, embed_images
+from edge.encoder import Encoder
+from edge.errors import FacegateError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".pgm", ".bmp", ".webp"}
+
+
+def identity_folders(root: pathlib.Path) -> dict[str, list[str]]:
+    if not root.is_dir():
+        raise FacegateError(f"{root}: not a folder of identity folders")
+    out = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        images = sorted(
+            f"{folder.name}/{f.name}" for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES
+        )
+        if len(images) >= 2:
+            out[folder.name] = images
+    if len(out) < 2:
+        raise FacegateError(f"{root}: need at least 2 identity folders with 2+ images each")
+    return out
+
+
+def dir_at_fpir(
+    genuine_best: np.ndarray, genuine_correct: np.ndarray, stranger_best: np.ndarray, fpir: float
+) -> tuple[float, float]:
+    """(DIR, threshold) at a false positive identification rate ``fpir``."""
+    ordered = np.sort(stranger_best)
+    allowed = int(np.floor(fpir * len(ordered)))
+    threshold = float(ordered[allowed]) if allowed < len(ordered) else float(ordered[-1]) + 1e-6
+    hits = genuine_correct & (genuine_best < threshold)
+    return float(hits.mean()), threshold
+
+
+def evaluate_identify(
+    encoder: Encoder, root: pathlib.Path, source: ChipSource, seed: int = 0, fpir: float = 1e-2
+) -> dict[str, object]:
+    started = time.perf_counter()
+    folders = identity_folders(root)
+    embeddings, failed = embed_images(encoder, root, [p for v in folders.values() for p in v], source)
+    names = list(folders)
+    enrolled = {n: embeddings[folders[n][0]] for n in names if folders[n][0] in embeddings}
+    probes = [(n, embeddings[p]) for n in names for p in folders[n][1:] if p in embeddings]
+
+    def nearest(gallery: list[str], probe: np.ndarray) -> tuple[str, float]:
+        matrix = np.stack([enrolled[g] for g in gallery])
+        dist = np.linalg.norm(matrix - probe, axis=1)
+        best = int(np.argmin(dist))
+        return gallery[best], float(dist[best])
+
+    all_gallery = [n for n in names if n in enrolled]
+    rank1 = float(np.mean([nearest(all_gallery, e)[0] == n for n, e in probes]))
+    rng = np.random.default_rng(seed)
+    known = set(rng.permutation(names)[: len(names) // 2].tolist())
+    open_gallery = [n for n in all_gallery if n in known]
+    genuine = [(nearest(open_gallery, e), n) for n, e in probes if n in known and n in enrolled]
+    strangers = [nearest(open_gallery, e)[1] for n, e in probes if n not in known]
+    rate, threshold = dir_at_fpir(
+        np.array([d for (_, d), _ in genuine]),
+        np.array([g == n for (g, _), n in genuine]),
+        np.array(strangers),
+        fpir,
+    )
+    return {
+        "rank1": rank1,
+        "dir_at_fpir": {f"{fpir:g}": rate, "threshold": threshold},
+        "identities": len(names),
+        "enrolled_closed_set": len(all_gallery),
+        "enrolled_open_set": len(open_gallery),
+        "probes": len(probes),
+        "genuine_probes_open_set": len(genuine),
+        "stranger_probes": len(strangers),
+        "images": len(embeddings) + len(failed),
+        "failed": len(failed),
+        "failed_images": failed[:40],
+        "failure_reasons": dict(getattr(source, "failures", {})),
+        "alignment": source.description,
+        "model": encoder.card.sha256,
+        "seed": seed,
+        "seconds": round(time.perf_counter() - started, 1),
+    }

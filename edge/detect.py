@@ -1,0 +1,180 @@
+"""MediaPipe BlazeFace face detection on a TFLite interpreter.
+
+Short range (128x128 input, faces within ~2 m: a doorway) and full range
+(192x192, a room). The frame is letterboxed into the square input (aspect
+ratio kept, padded), the SSD anchors are decoded, overlapping detections are
+merged by weighted non-max suppression, and boxes come back in frame pixels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from edge.errors import InputError
+from edge.interpreter import load_interpreter
+
+# Anchor layouts, from MediaPipe's face_detection_{short,full}_range_common.pbtxt.
+_ANCHORS = {
+    128: {"strides": [8, 16, 16, 16], "two_per_layer": True},
+    192: {"strides": [4], "two_per_layer": False},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Detection:
+    """A face in frame pixels: box (left, top, right, bottom), score, 6 keypoints.
+
+    Keypoints (x, y): 0 eye on the image's left, 1 eye on the image's right,
+    2 nose tip, 3 mouth centre, 4 and 5 ear tragions.
+    """
+
+    box: tuple[float, float, float, float]
+    score: float
+    keypoints: np.ndarray  # (6, 2)
+
+    @property
+    def width(self) -> float:
+        return self.box[2] - self.box[0]
+
+    @property
+    def height(self) -> float:
+        return self.box[3] - self.box[1]
+
+
+def ssd_anchors(size: int) -> np.ndarray:
+    """Anchor centres (N, 2) in [0, 1] for a square BlazeFace input of ``size``."""
+    layout = _ANCHORS[size]
+    strides: list[int] = layout["strides"]  # type: ignore[assignment]
+    centres = []
+    layer = 0
+    while layer < len(strides):
+        repeats = 0
+        last = layer
+        while last < len(strides) and strides[last] == strides[layer]:
+            repeats += 2 if layout["two_per_layer"] else 1
+            last += 1
+        cells = size // strides[layer]
+        grid = (np.arange(cells) + 0.5) / cells
+        ys, xs = np.meshgrid(grid, grid, indexing="ij")
+        centres.append(np.repeat(np.stack([xs.ravel(), ys.ravel()], axis=1), repeats, axis=0))
+        layer = last
+    return np.concatenate(centres).astype(np.float32)
+
+
+def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Intersection over union of one (4,) box with (N, 4) boxes (l, t, r, b)."""
+    lt = np.maximum(box[:2], boxes[:, :2])
+    rb = np.minimum(box[2:], boxes[:, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=1)
+    area = np.prod(box[2:] - box[:2])
+    areas = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
+    return np.asarray(inter / np.maximum(area + areas - inter, 1e-12))
+
+
+def weighted_nms(
+    boxes: np.ndarray, scores: np.ndarray, keypoints: np.ndarray, threshold: float
+) -> list[tuple[np.ndarray, float, np.ndarray]]:
+    """MediaPipe's weighted NMS: each cluster of overlapping detections becomes
+    their score-weighted mean, with the best score of the cluster."""
+    order = np.argsort(-scores)
+    remaining = order
+    merged = []
+    while len(remaining):
+        best = remaining[0]
+        overlap = iou(boxes[best], boxes[remaining]) > threshold
+        cluster = remaining[overlap]
+        weights = scores[cluster][:, None]
+        total = float(weights.sum())
+        merged.append(
+            (
+                (boxes[cluster] * weights).sum(0) / total,
+                float(scores[best]),
+                (keypoints[cluster] * weights[:, :, None]).sum(0) / total,
+            )
+        )
+        remaining = remaining[~overlap]
+    return merged
+
+
+class FaceDetector:
+    """Loads a BlazeFace model once; ``detect(frame)`` returns faces in frame pixels."""
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str],
+        min_score: float = 0.5,
+        min_size: float = 0.0,
+        nms_threshold: float = 0.3,
+        num_threads: int = 1,
+        runtime: str | None = None,
+    ) -> None:
+        self.model_path = pathlib.Path(model_path)
+        self.interpreter: Any = load_interpreter(self.model_path, num_threads, runtime)
+        detail = self.interpreter.get_input_details()[0]
+        self.size = int(detail["shape"][1])
+        if self.size not in _ANCHORS or int(detail["shape"][2]) != self.size:
+            raise InputError(f"{self.model_path}: not a BlazeFace model (input {detail['shape']})")
+        self._input = detail["index"]
+        outputs = sorted(self.interpreter.get_output_details(), key=lambda d: int(d["shape"][-1]))
+        # Looked up by shape, not name: the two models name their outputs differently.
+        self._scores, self._regressors = outputs[0]["index"], outputs[1]["index"]
+        self.anchors = ssd_anchors(self.size)
+        self.min_score = min_score
+        self.min_size = min_size
+        self.nms_threshold = nms_threshold
+
+    def _letterbox(self, frame: np.ndarray) -> tuple[np.ndarray, float, float, float]:
+        """Scale the frame to fit the square input, pad the rest; returns
+        (input, scale, pad_x, pad_y) with frame = (input_px - pad) / scale."""
+        h, w = frame.shape[:2]
+        scale = self.size / max(h, w)
+        new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+        resized = np.asarray(Image.fromarray(frame).resize((new_w, new_h), Image.Resampling.BILINEAR))
+        canvas = np.zeros((self.size, self.size, 3), np.float32)
+        pad_x, pad_y = (self.size - new_w) // 2, (self.size - new_h) // 2
+        canvas[pad_y : pad_y + new_h, pad_x : pad_x + new_w] = resized / 127.5 - 1.0
+        return canvas, scale, pad_x, pad_y
+
+    def detect(self, frame: np.ndarray) -> list[Detection]:
+        """Faces in an HxWx3 uint8 RGB frame, best first."""
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise InputError(f"expected an HxWx3 uint8 RGB frame, got {frame.shape} {frame.dtype}")
+        if min(frame.shape[:2]) < 2:
+            return []
+        tensor, scale, pad_x, pad_y = self._letterbox(frame)
+        self.interpreter.set_tensor(self._input, tensor[None])
+        self.interpreter.invoke()
+        raw = self.interpreter.get_tensor(self._regressors)[0]
+        logits = self.interpreter.get_tensor(self._scores)[0, :, 0]
+        scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -80.0, 80.0)))
+        keep = scores >= self.min_score
+        if not keep.any():
+            return []
+        raw, scores, anchors = raw[keep], scores[keep], self.anchors[keep]
+        # Offsets are in input pixels; anchors in [0, 1] (fixed anchor size 1).
+        centre = raw[:, :2] / self.size + anchors
+        half = raw[:, 2:4] / self.size / 2
+        boxes = np.concatenate([centre - half, centre + half], axis=1) * self.size
+        keypoints = (raw[:, 4:16].reshape(-1, 6, 2) / self.size + anchors[:, None]) * self.size
+        valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        found = []
+        for box, score, points in weighted_nms(
+            boxes[valid], scores[valid], keypoints[valid], self.nms_threshold
+        ):
+            offset = np.array([pad_x, pad_y], np.float32)
+            lt = (box[:2] - offset) / scale
+            rb = (box[2:] - offset) / scale
+            detection = Detection(
+                (float(lt[0]), float(lt[1]), float(rb[0]), float(rb[1])),
+                score,
+                ((points - offset) / scale).astype(np.float64),
+            )
+            if min(detection.width, detection.height) >= self.min_size:
+                found.append(detection)
+        return found

@@ -1,0 +1,154 @@
+"""Frame in, aligned chips out: detect, landmark, gate, align.
+
+Each stage is public (``FaceDetector``, ``ShapePredictor``, ``align_face``) so
+a caller can stop half way; this module wires them with the settings from
+the model cards and counts every face it refuses, by reason.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+import pathlib
+
+import numpy as np
+
+from edge.align import chip_transform, extract_chip
+from edge.detect import Detection, FaceDetector
+from edge.errors import InputError
+from edge.landmarks import ShapePredictor, to_grey
+from edge.modelcard import load_card
+
+MODELS_DIR = pathlib.Path(__file__).resolve().parent.parent / "models"
+
+# Refusal reasons, counted in ``Perception.rejected``.
+TOO_SMALL = "too_small"
+TOO_BLURRED = "too_blurred"
+NOT_FRONTAL = "not_frontal"
+
+
+@dataclasses.dataclass(frozen=True)
+class Gates:
+    """Face quality gates. Defaults pass >= 99% of lfw-dev faces (docs/RESULTS.md)."""
+
+    min_eye_distance: float = 16.0  # px between the outer eye corners in the frame
+    max_yaw: float = 0.45  # |nose offset from the eyes' midline| / eye distance
+    min_sharpness: float = 6.0  # variance of the Laplacian of the grey chip
+
+
+@dataclasses.dataclass(frozen=True)
+class Face:
+    detection: Detection
+    landmarks: np.ndarray  # (5, 2) frame pixels, dlib order
+    chip: np.ndarray  # (size, size, 3) uint8 RGB
+    quality: dict[str, float]
+    rejected: str | None = None  # None if the face passed every gate
+
+
+def to_rgb(frame: np.ndarray, layout: str = "RGBX") -> np.ndarray:
+    """Any camera frame -> HxWx3 uint8 RGB.
+
+    Grey (HxW or HxWx1) is replicated; 4-channel frames are read by their
+    memory layout: picamera2's "XBGR8888" is R, G, B, X in memory ("RGBX"),
+    its "XRGB8888" is B, G, R, X ("BGRX").
+    """
+    frame = np.asarray(frame)
+    if frame.dtype != np.uint8:
+        raise InputError(f"expected a uint8 frame, got {frame.dtype}")
+    if frame.ndim == 2:
+        return np.repeat(frame[:, :, None], 3, axis=2)
+    if frame.ndim != 3 or frame.shape[2] not in (1, 3, 4):
+        raise InputError(f"expected an HxW, HxWx3 or HxWx4 frame, got shape {frame.shape}")
+    if frame.shape[2] == 1:
+        return np.repeat(frame, 3, axis=2)
+    if frame.shape[2] == 3:
+        return frame
+    if layout == "RGBX":
+        return np.ascontiguousarray(frame[:, :, :3])
+    if layout == "BGRX":
+        return np.ascontiguousarray(frame[:, :, 2::-1])
+    raise InputError(f"unknown 4-channel layout {layout!r}; use 'RGBX' (XBGR8888) or 'BGRX' (XRGB8888)")
+
+
+def sharpness(grey: np.ndarray) -> float:
+    """Variance of the 4-neighbour Laplacian: low for blurred faces."""
+    g = grey.astype(np.float32)
+    lap = g[1:-1, :-2] + g[1:-1, 2:] + g[:-2, 1:-1] + g[2:, 1:-1] - 4 * g[1:-1, 1:-1]
+    return float(lap.var())
+
+
+def yaw_ratio(landmarks: np.ndarray) -> float:
+    """Signed nose offset from the eyes' midline, in eye distances (0 = frontal)."""
+    right_outer, left_outer, nose = landmarks[0], landmarks[2], landmarks[4]
+    axis = right_outer - left_outer
+    distance = float(np.hypot(*axis))
+    if distance == 0:
+        return float("inf")
+    mid = (right_outer + left_outer) / 2
+    return float(np.dot(nose - mid, axis) / distance**2)
+
+
+class Perception:
+    """Detector + landmarks + aligner, loaded once from ``models/``."""
+
+    def __init__(
+        self,
+        detector: str | os.PathLike[str] = MODELS_DIR / "face_detection_short_range.tflite",
+        landmarks: str | os.PathLike[str] = MODELS_DIR / "dlib_landmarks5.npz",
+        chip_size: int = 150,
+        padding: float = 0.25,
+        gates: Gates | None = None,
+        min_score: float = 0.5,
+        min_size: float = 20.0,
+        num_threads: int = 1,
+    ) -> None:
+        self.detector = FaceDetector(
+            detector, min_score=min_score, min_size=min_size, num_threads=num_threads
+        )
+        self.predictor = ShapePredictor(landmarks)
+        box_map = load_card(pathlib.Path(landmarks).with_suffix(".json")).data["alignment"][
+            "box_from_blazeface"
+        ]
+        self._kx, self._ky, self._k = float(box_map["kx"]), float(box_map["ky"]), float(box_map["k"])
+        self.chip_size, self.padding = chip_size, padding
+        self.gates = gates or Gates()
+        self.rejected: collections.Counter[str] = collections.Counter()
+
+    def landmark_box(self, det: Detection) -> tuple[float, float, float, float]:
+        """The box dlib's landmark cascade expects, from a BlazeFace detection."""
+        mid = (det.keypoints[0] + det.keypoints[1]) / 4 + det.keypoints[3] / 2
+        cx, cy = mid[0] + self._kx * det.width, mid[1] + self._ky * det.width
+        half = self._k * det.width / 2
+        return (cx - half, cy - half, cx + half, cy + half)
+
+    def faces(self, frame: np.ndarray, layout: str = "RGBX") -> list[Face]:
+        """All faces in the frame, gated; rejected ones carry their reason."""
+        rgb = to_rgb(frame, layout)
+        if min(rgb.shape[:2]) < 2:
+            return []
+        grey = to_grey(rgb)
+        out = []
+        for det in self.detector.detect(rgb):
+            points = self.predictor.predict(grey, self.landmark_box(det))
+            chip = extract_chip(rgb, chip_transform(points, self.chip_size, self.padding), self.chip_size)
+            quality = {
+                "eye_distance": float(np.hypot(*(points[0] - points[2]))),
+                "yaw": yaw_ratio(points),
+                "sharpness": sharpness(to_grey(chip)),
+                "score": det.score,
+            }
+            reason = self._gate(quality)
+            if reason:
+                self.rejected[reason] += 1
+            out.append(Face(det, points, chip, quality, reason))
+        return out
+
+    def _gate(self, quality: dict[str, float]) -> str | None:
+        if quality["eye_distance"] < self.gates.min_eye_distance:
+            return TOO_SMALL
+        if abs(quality["yaw"]) > self.gates.max_yaw:
+            return NOT_FRONTAL
+        if quality["sharpness"] < self.gates.min_sharpness:
+            return TOO_BLURRED
+        return None

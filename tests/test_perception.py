@@ -1,0 +1,136 @@
+"""Detection, landmarks and alignment on real photos and awkward frames."""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFilter
+
+from edge.demo import PHOTOS
+from edge.detect import FaceDetector, ssd_anchors
+from edge.encoder import Encoder
+from edge.errors import InputError
+from edge.images import load_rgb
+from edge.landmarks import ShapePredictor, to_grey
+from edge.perception import MODELS_DIR, TOO_BLURRED, Perception, to_rgb
+from tests.conftest import INT8_MODEL, shared_path
+
+FULL = MODELS_DIR / "face_detection_full_range.tflite"
+
+
+@pytest.fixture(scope="module")
+def perception() -> Perception:
+    return Perception()
+
+
+@pytest.fixture(scope="module")
+def obama() -> np.ndarray:
+    return load_rgb(PHOTOS / "obama.jpg")
+
+
+def test_anchor_counts_match_the_models() -> None:
+    assert len(ssd_anchors(128)) == 896
+    assert len(ssd_anchors(192)) == 2304
+
+
+def test_landmarks_match_dlib_given_dlibs_box() -> None:
+    ref = shared_path("reference", "dlib-lfw-dev.npz")
+    lfw = shared_path("datasets", "lfw-dev")
+    predictor = ShapePredictor(MODELS_DIR / "dlib_landmarks5.npz")
+    with np.load(ref) as data:
+        paths, boxes, marks = data["paths"][:60], data["boxes"][:60], data["landmarks5"][:60]
+    errors = [
+        np.abs(np.rint(predictor.predict(to_grey(load_rgb(lfw / str(p))), tuple(b))) - m).max()
+        for p, b, m in zip(paths, boxes, marks)
+    ]
+    print(f"landmarks identical to dlib's on {sum(e == 0 for e in errors)} of {len(errors)} faces")
+    assert np.mean(np.array(errors) == 0) >= 0.9
+    assert max(errors) <= 2
+
+
+def test_group_photos(perception: Perception) -> None:
+    scenes = shared_path("datasets", "unlabeled_scenes")
+    full = FaceDetector(FULL)
+    counts = {p.name: len(full.detect(load_rgb(p))) for p in sorted(scenes.iterdir())}
+    print("faces found by full range:", counts)
+    assert counts["facenet_pytorch_multiface.jpg"] == 6
+    assert all(n >= 2 for n in counts.values())
+
+
+def test_bundled_photos_give_one_usable_face_each(perception: Perception) -> None:
+    for photo in sorted(PHOTOS.glob("*.jpg")):
+        faces = perception.faces(load_rgb(photo))
+        assert len(faces) == 1, photo.name
+        assert faces[0].rejected is None
+        assert faces[0].chip.shape == (150, 150, 3)
+
+
+def test_mirrored_and_rotated_faces_match_the_original(perception: Perception, obama: np.ndarray) -> None:
+    encoder = Encoder(INT8_MODEL)
+    threshold = encoder.card.thresholds["far_0.001"]["threshold"]
+    original = encoder.embed(perception.faces(obama)[0].chip)[0]
+    for name, frame in [
+        ("mirrored", obama[:, ::-1].copy()),
+        ("rotated 20 degrees", np.asarray(Image.fromarray(obama).rotate(20, expand=True))),
+    ]:
+        faces = perception.faces(frame)
+        assert len(faces) == 1, name
+        distance = float(np.linalg.norm(encoder.embed(faces[0].chip)[0] - original))
+        assert distance < threshold, f"{name}: {distance}"
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [np.zeros((0, 0, 3), np.uint8), np.zeros((1, 1, 3), np.uint8), np.full((480, 640, 3), 128, np.uint8)],
+)
+def test_frames_without_faces(perception: Perception, frame: np.ndarray) -> None:
+    assert perception.faces(frame) == []
+
+
+def test_noise_has_no_face(perception: Perception) -> None:
+    noise = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    assert perception.faces(noise) == []
+
+
+def test_grey_and_four_channel_frames(perception: Perception, obama: np.ndarray) -> None:
+    grey = to_grey(obama)
+    assert len(perception.faces(grey)) == 1
+    rgbx = np.concatenate([obama, np.full((*obama.shape[:2], 1), 255, np.uint8)], axis=2)
+    # picamera2 XBGR8888 = R, G, B, X in memory.
+    same = perception.faces(rgbx, layout="RGBX")[0]
+    assert np.array_equal(same.chip, perception.faces(obama)[0].chip)
+    bgrx = rgbx[:, :, [2, 1, 0, 3]].copy()
+    assert np.array_equal(to_rgb(bgrx, "BGRX"), obama)
+
+
+def test_bad_frames_are_refused(perception: Perception) -> None:
+    with pytest.raises(InputError, match="uint8"):
+        perception.faces(np.zeros((10, 10, 3), np.float32))
+    with pytest.raises(InputError, match="frame"):
+        perception.faces(np.zeros((10, 10, 5), np.uint8))
+
+
+def test_blurred_face_is_refused_and_counted(obama: np.ndarray) -> None:
+    p = Perception()
+    blurred = np.asarray(Image.fromarray(obama).filter(ImageFilter.GaussianBlur(9)))
+    faces = p.faces(blurred)
+    assert faces and faces[0].rejected == TOO_BLURRED
+    assert p.rejected[TOO_BLURRED] == 1
+
+
+def test_small_faces_respect_min_size(obama: np.ndarray) -> None:
+    small = np.asarray(Image.fromarray(obama).resize((obama.shape[1] // 10, obama.shape[0] // 10)))
+    faces = Perception(min_size=40).faces(small)
+    assert faces == [] or all(f.detection.width >= 40 for f in faces)
+
+
+def test_models_dir_is_shipped() -> None:
+    for name in (
+        "face_detection_short_range.tflite",
+        "face_detection_full_range.tflite",
+        "dlib_landmarks5.npz",
+    ):
+        assert (MODELS_DIR / name).is_file()
+        assert pathlib.Path(MODELS_DIR / name).with_suffix(".json").is_file()
