@@ -104,9 +104,24 @@ def extract_chip(image: np.ndarray, transform: Similarity, size: int = 150) -> n
     """
     if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] < 1 or image.shape[1] < 1:
         raise InputError(f"expected an HxWx3 RGB image, got shape {image.shape}")
-    src = image.astype(np.float32)
     centre = transform.apply(np.array([[size / 2.0, size / 2.0]]))[0]
     span = size * transform.scale - 1.0  # image pixels covered by chip pixels 0..size-1
+    # Work on the part of the image the chip can sample (plus the blur's reach),
+    # not the whole frame. The crop origin is a multiple of the pyramid step,
+    # so halving the crop equals halving the frame there.
+    levels = 0
+    while (span / 2.0 ** (levels + 1)) ** 2 > size * size:
+        levels += 1
+    step = 2**levels
+    reach = span * 0.7072 + 4 * step + 2
+    x0 = max(0, int(np.floor((centre[0] - reach) / step)) * step)
+    y0 = max(0, int(np.floor((centre[1] - reach) / step)) * step)
+    x1 = min(image.shape[1], int(np.ceil(centre[0] + reach)) + 1)
+    y1 = min(image.shape[0], int(np.ceil(centre[1] + reach)) + 1)
+    if x1 <= x0 or y1 <= y0:
+        return np.zeros((size, size, 3), np.uint8)
+    src = image[y0:y1, x0:x1].astype(np.float32)
+    centre = centre - np.array([x0, y0], np.float64)
     # dlib moves down the pyramid while the halved rectangle still holds more
     # pixels than the chip.
     factor = 1.0

@@ -146,7 +146,6 @@ def format_table(report: dict[str, Any]) -> str:
 def bench_perception(frame: np.ndarray, threads: list[int], runs: int, rounds: int) -> dict[str, Any]:
     """Per-stage ms for one frame: detector, landmarks, warp, and frame-to-chip total."""
     from edge.align import chip_transform, extract_chip
-    from edge.landmarks import to_grey
     from edge.perception import Perception
 
     stages: dict[tuple[int, str], list[float]] = {}
@@ -157,8 +156,7 @@ def bench_perception(frame: np.ndarray, threads: list[int], runs: int, rounds: i
                 t0 = time.perf_counter()
                 dets = p.detector.detect(frame)
                 t1 = time.perf_counter()
-                grey = to_grey(frame)
-                points = p.predictor.predict(grey, p.landmark_box(dets[0]))
+                points = p.predictor.predict(frame, p.landmark_box(dets[0]))
                 t2 = time.perf_counter()
                 extract_chip(frame, chip_transform(points), 150)
                 t3 = time.perf_counter()

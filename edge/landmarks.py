@@ -24,7 +24,8 @@ def to_grey(image: np.ndarray) -> np.ndarray:
     """dlib's intensity of an RGB pixel: (r + g + b) // 3."""
     if image.ndim == 2:
         return image.astype(np.uint8)
-    return (image[..., :3].astype(np.uint16).sum(axis=2) // 3).astype(np.uint8)
+    total = image[..., 0].astype(np.uint16) + image[..., 1] + image[..., 2]
+    return (total // 3).astype(np.uint8)
 
 
 class ShapePredictor:
@@ -67,16 +68,17 @@ class ShapePredictor:
         """Landmarks (P, 2) in image pixels (float) for a face in ``box``.
 
         ``box`` is (left, top, right, bottom) in dlib's inclusive convention, as
-        its HOG detector reports it; ``grey`` is an HxW uint8 image (``to_grey``).
+        its HOG detector reports it; ``grey`` is an HxW uint8 image (``to_grey``)
+        or an HxWx3 RGB one, whose intensity is taken only at the sampled pixels.
         """
-        if grey.ndim != 2 or grey.size == 0:
-            raise InputError(f"expected an HxW grey image, got shape {grey.shape}")
+        if grey.ndim not in (2, 3) or grey.size == 0:
+            raise InputError(f"expected an HxW grey or HxWx3 RGB image, got shape {grey.shape}")
         left, top, right, bottom = (float(v) for v in box)
         origin = np.array([left, top], np.float32)
         extent = np.array([right - left, bottom - top], np.float32)
         if np.any(extent <= 0):
             raise InputError(f"empty face box {box}")
-        h, w = grey.shape
+        h, w = grey.shape[:2]
         shape = self.initial.copy()
         for level in range(self.levels):
             # Place the feature pixels: the similarity from the mean shape to the
@@ -86,7 +88,10 @@ class ShapePredictor:
             pixels = np.rint(points * extent + origin).astype(np.int64)
             inside = (pixels[:, 0] >= 0) & (pixels[:, 0] < w) & (pixels[:, 1] >= 0) & (pixels[:, 1] < h)
             values = np.zeros(len(pixels), np.float32)
-            values[inside] = grey[pixels[inside, 1], pixels[inside, 0]]
+            sampled = grey[pixels[inside, 1], pixels[inside, 0]]
+            if sampled.ndim == 2:  # RGB: dlib's intensity, only where it is read
+                sampled = sampled[:, :3].astype(np.uint16).sum(axis=1) // 3
+            values[inside] = sampled
             # Walk all trees of this level together: node i -> 2i+1 (left) or 2i+2.
             node = np.zeros(self.trees, np.int64)
             idx, thresh = self._flat_idx[level], self._flat_thresh[level]

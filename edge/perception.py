@@ -127,10 +127,9 @@ class Perception:
         rgb = to_rgb(frame, layout)
         if min(rgb.shape[:2]) < 2:
             return []
-        grey = to_grey(rgb)
         out = []
         for det in self.detector.detect(rgb):
-            points = self.predictor.predict(grey, self.landmark_box(det))
+            points = self.predictor.predict(rgb, self.landmark_box(det))
             chip = extract_chip(rgb, chip_transform(points, self.chip_size, self.padding), self.chip_size)
             quality = {
                 "eye_distance": float(np.hypot(*(points[0] - points[2]))),

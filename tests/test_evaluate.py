@@ -86,7 +86,7 @@ def test_cli_evaluate_pairs_json(lfw_root: pathlib.Path, tmp_path: pathlib.Path)
     assert result["failed"] == 0
     assert result["accuracy"] >= 0.9  # the full run measures ~98%; 120 pairs are noisier
     assert result["model"] == json.loads(INT8_MODEL.with_suffix(".json").read_text())["sha256"]
-    assert "fixed crop" in result["alignment"]
+    assert result["alignment"].startswith("detected and aligned")
 
 
 def test_cli_reports_a_missing_pairs_file(tmp_path: pathlib.Path) -> None:
