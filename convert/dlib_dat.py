@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 
@@ -60,11 +61,27 @@ class DlibNet:
         return [layer.kind for layer in self.layers]
 
 
+_R = TypeVar("_R", bound="_Reader")
+
+
 class _Reader:
     def __init__(self, data: bytes, path: pathlib.Path) -> None:
         self.data = data
         self.pos = 0
         self.path = path
+
+    @classmethod
+    def open(cls: type[_R], path: str | pathlib.Path) -> _R:
+        """Read the whole file; a missing or empty one is an error naming it."""
+        path = pathlib.Path(path)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ModelFileError(path, f"cannot read: {exc.strerror}") from None
+        reader = cls(data, path)
+        if not data:
+            raise reader.fail("file is empty")
+        return reader
 
     def fail(self, problem: str) -> ModelFileError:
         return ModelFileError(self.path, f"{problem} (at byte {self.pos} of {len(self.data)})")
@@ -206,14 +223,8 @@ def read_dlib_net(path: str | pathlib.Path) -> DlibNet:
     Raises :class:`ModelFileError` naming the file and the problem for a
     missing, truncated or foreign file.
     """
-    path = pathlib.Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ModelFileError(path, f"cannot read: {exc.strerror}") from None
-    r = _Reader(data, path)
-    if not data:
-        raise r.fail("file is empty")
+    r = _Reader.open(path)
+    data = r.data
     r.expect(1, "loss layer version")
     loss_name = r.read_string()
     if loss_name != "loss_metric_2":

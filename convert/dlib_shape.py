@@ -42,14 +42,8 @@ class _ShapeReader(_Reader):
 
 def read_shape_predictor(path: str | pathlib.Path) -> dict[str, np.ndarray]:
     """Parse the predictor into arrays (see ``edge.landmarks.ShapePredictor``)."""
-    path = pathlib.Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ModelFileError(path, f"cannot read: {exc.strerror}") from None
-    r = _ShapeReader(data, path)
-    if not data:
-        raise r.fail("file is empty")
+    r = _ShapeReader.open(path)
+    path, data = r.path, r.data
     version = r.read_int()
     if version != 1:
         raise r.fail(f"expected a dlib shape_predictor (version 1), found version {version}")
