@@ -148,8 +148,13 @@ def _bilinear(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     inside = (x >= 0) & (y >= 0) & (x <= w - 1) & (y <= h - 1)
     x0c, y0c = np.clip(x0, 0, w - 1), np.clip(y0, 0, h - 1)
     x1c, y1c = np.clip(x0 + 1, 0, w - 1), np.clip(y0 + 1, 0, h - 1)
-    top = image[y0c, x0c] * (1 - fx) + image[y0c, x1c] * fx
-    bottom = image[y1c, x0c] * (1 - fx) + image[y1c, x1c] * fx
+    flat = image.reshape(h * w, image.shape[2])  # one flat gather per corner is cheaper
+
+    def at(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+        return np.take(flat, yy * w + xx, axis=0)
+
+    top = at(y0c, x0c) * (1 - fx) + at(y0c, x1c) * fx
+    bottom = at(y1c, x0c) * (1 - fx) + at(y1c, x1c) * fx
     out = top * (1 - fy) + bottom * fy
     out[~inside] = 0
     return np.clip(out, 0, 255).astype(np.uint8)  # dlib truncates
