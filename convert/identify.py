@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from convert.evaluate import ChipSource, embed_images
+from convert.metrics import threshold_at_rate
 from edge.encoder import Encoder
 from edge.errors import FacegateError
 
@@ -41,9 +42,7 @@ def dir_at_fpir(
     genuine_best: np.ndarray, genuine_correct: np.ndarray, stranger_best: np.ndarray, fpir: float
 ) -> tuple[float, float]:
     """(DIR, threshold) at a false positive identification rate ``fpir``."""
-    ordered = np.sort(stranger_best)
-    allowed = int(np.floor(fpir * len(ordered)))
-    threshold = float(ordered[allowed]) if allowed < len(ordered) else float(ordered[-1]) + 1e-6
+    threshold = threshold_at_rate(stranger_best, fpir)
     hits = genuine_correct & (genuine_best < threshold)
     return float(hits.mean()), threshold
 

@@ -41,15 +41,20 @@ def ten_fold(distances: np.ndarray, same: np.ndarray, folds: np.ndarray) -> dict
     }
 
 
+def threshold_at_rate(impostor: np.ndarray, rate: float) -> float:
+    """Largest threshold (accept d < t) under which at most ``rate`` of ``impostor`` pass."""
+    ordered = np.sort(np.asarray(impostor))
+    if len(ordered) == 0:
+        raise ValueError("no impostor distances to calibrate on")
+    allowed = int(np.floor(rate * len(ordered)))  # false accepts we may make
+    if allowed >= len(ordered):
+        return float(ordered[-1]) + 1e-6
+    return float(ordered[allowed])  # exactly `allowed` impostors below
+
+
 def threshold_at_far(distances: np.ndarray, same: np.ndarray, far: float) -> float:
     """Largest threshold whose false accept rate on these pairs is at most ``far``."""
-    impostor = np.sort(distances[~same.astype(bool)])
-    if len(impostor) == 0:
-        raise ValueError("no different-person pairs to calibrate on")
-    allowed = int(np.floor(far * len(impostor)))  # false accepts we may make
-    if allowed >= len(impostor):
-        return float(impostor[-1]) + 1e-6
-    return float(impostor[allowed])  # accept d < t: exactly `allowed` impostors below
+    return threshold_at_rate(distances[~same.astype(bool)], far)
 
 
 def rates(distances: np.ndarray, same: np.ndarray, threshold: float) -> tuple[float, float]:

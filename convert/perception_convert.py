@@ -52,8 +52,7 @@ def _version(package: str) -> str:
 def fit_box_map(detector: FaceDetector, shared: pathlib.Path | None = None) -> dict[str, float]:
     """Least-squares map from BlazeFace detections to dlib's HOG boxes (reference set)."""
     ref = load_reference(shared)
-    with np.load((shared or shared_root()) / "reference" / "dlib-lfw-dev.npz") as raw:
-        hog = raw["boxes"].astype(np.float64)
+    hog = ref.boxes
     lfw = (shared or shared_root()) / "datasets" / "lfw-dev"
     mids, widths, centres, sides = [], [], [], []
     for i, rel in enumerate(ref.paths):

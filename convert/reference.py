@@ -27,6 +27,7 @@ def shared_root() -> pathlib.Path:
 @dataclasses.dataclass(frozen=True)
 class ReferenceSet:
     paths: list[str]
+    boxes: np.ndarray  # (N, 4) dlib HOG boxes: left, top, right, bottom
     landmarks: np.ndarray  # (N, 5, 2)
     descriptors: np.ndarray  # (N, 128), dlib, not normalised
     dlib_chips: np.ndarray  # (60, 150, 150, 3) as dlib cut them
@@ -40,6 +41,7 @@ def load_reference(root: pathlib.Path | None = None) -> ReferenceSet:
     with np.load(path) as ref:
         return ReferenceSet(
             paths=[str(p) for p in ref["paths"]],
+            boxes=ref["boxes"].astype(np.float64),
             landmarks=ref["landmarks5"].astype(np.float64),
             descriptors=ref["descriptors"].astype(np.float32),
             dlib_chips=ref["chips"],

@@ -16,8 +16,8 @@ from typing import Any
 
 from edge import __version__
 from edge.errors import FacegateError
+from edge.modelcard import MODELS_DIR
 
-MODELS_DIR = pathlib.Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL = MODELS_DIR / "dlib_resnet_v1_int8.tflite"
 
 log = logging.getLogger("facegate")

@@ -164,10 +164,10 @@ class FaceDetector:
         keypoints = (raw[:, 4:16].reshape(-1, 6, 2) / self.size + anchors[:, None]) * self.size
         valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
         found = []
+        offset = np.array([pad_x, pad_y], np.float32)
         for box, score, points in weighted_nms(
             boxes[valid], scores[valid], keypoints[valid], self.nms_threshold
         ):
-            offset = np.array([pad_x, pad_y], np.float32)
             lt = (box[:2] - offset) / scale
             rb = (box[2:] - offset) / scale
             detection = Detection(

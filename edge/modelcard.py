@@ -18,6 +18,7 @@ import numpy as np
 from edge.errors import ModelFileError
 
 SCHEMA = 1
+MODELS_DIR = pathlib.Path(__file__).resolve().parent.parent / "models"  # the shipped models
 _REQUIRED = ("schema", "name", "input", "alignment", "embedding", "distance", "sha256", "source")
 
 

@@ -18,9 +18,7 @@ from edge.align import chip_transform, extract_chip
 from edge.detect import Detection, FaceDetector
 from edge.errors import InputError
 from edge.landmarks import ShapePredictor, to_grey
-from edge.modelcard import load_card
-
-MODELS_DIR = pathlib.Path(__file__).resolve().parent.parent / "models"
+from edge.modelcard import MODELS_DIR, load_card
 
 # Refusal reasons, counted in ``Perception.rejected``.
 TOO_SMALL = "too_small"
