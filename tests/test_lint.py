@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 
 import pytest
 
@@ -18,7 +17,3 @@ def test_tool_is_clean(tool: list[str]) -> None:
         pytest.skip(f"{tool[0]} is not installed (pip install 'facegate[dev]')")
     done = subprocess.run([exe, *tool[1:]], cwd=ROOT, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
-
-
-def test_python_is_supported() -> None:
-    assert sys.version_info >= (3, 9)
