@@ -1,6 +1,6 @@
 """Face alignment: a similarity transform to the encoder's template and a warp.
 
-Pure numpy. The warp reproduces how dlib cuts the chips its encoder was
+numpy, and Pillow's affine warp for the sampling. The warp reproduces how dlib cuts the chips its encoder was
 trained on (``get_face_chip_details`` + ``extract_image_chip``):
 
 - the transform is a least-squares similarity from template to image points;
@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+from PIL import Image
 
 from edge.errors import InputError
 
@@ -120,44 +121,60 @@ def extract_chip(image: np.ndarray, transform: Similarity, size: int = 150) -> n
     y1 = min(image.shape[0], int(np.ceil(centre[1] + reach)) + 1)
     if x1 <= x0 or y1 <= y0:
         return np.zeros((size, size, 3), np.uint8)
-    src = image[y0:y1, x0:x1].astype(np.float32)
+    crop = image[y0:y1, x0:x1]
     centre = centre - np.array([x0, y0], np.float64)
     # dlib moves down the pyramid while the halved rectangle still holds more
-    # pixels than the chip.
-    factor = 1.0
-    while (span / 2.0) ** 2 > size * size:
-        src = _blur_halve(src)
-        span /= 2.0
-        factor *= 2.0
-        centre = (centre - 0.5) / 2.0 + 0.0  # pixel centres of the halved image
-    c, s = np.cos(transform.angle), np.sin(transform.angle)
+    # pixels than the chip; its pyramid levels are 8-bit images like the input.
+    if (span / 2.0) ** 2 > size * size:
+        src = crop.astype(np.float32)
+        while (span / 2.0) ** 2 > size * size:
+            src = _blur_halve(src)
+            span /= 2.0
+            centre = (centre - 0.5) / 2.0  # pixel centres of the halved image
+        crop = np.clip(np.rint(src), 0, 255).astype(np.uint8)
+    return _sample(crop, centre, span, transform.angle, size)
+
+
+def _sample(image: np.ndarray, centre: np.ndarray, span: float, angle: float, size: int) -> np.ndarray:
+    """Bilinear samples on a size x size grid, ``span`` pixels wide, rotated by
+    ``angle`` about ``centre``; outside the image is black, values truncate.
+
+    Pillow's affine warp does exactly this arithmetic (checked pixel for pixel
+    against dlib's chips) in C, ~10x faster than the same in numpy. Pillow maps
+    output pixel i to input ``a*(i+0.5) + b*(j+0.5) + c`` and samples with pixel
+    centres at +0.5, so the half pixels are folded into the offsets.
+    """
     step = span / (size - 1)
-    grid = (np.arange(size, dtype=np.float64) - (size - 1) / 2.0) * step
-    gx, gy = np.meshgrid(grid, grid)
-    x = centre[0] + c * gx - s * gy
-    y = centre[1] + s * gx + c * gy
-    return _bilinear(src, x, y)
-
-
-def _bilinear(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    c, s = np.cos(angle) * step, np.sin(angle) * step
+    half = (size - 1) / 2.0
+    # ours: x = cx + c*(i - half) - s*(j - half); y = cy + s*(i - half) + c*(j - half)
+    coeffs = (
+        c,
+        -s,
+        centre[0] - (c - s) * half - (c - s) * 0.5 + 0.5,
+        s,
+        c,
+        centre[1] - (s + c) * half - (s + c) * 0.5 + 0.5,
+    )
+    warped = Image.fromarray(np.ascontiguousarray(image)).transform(
+        (size, size), Image.Transform.AFFINE, coeffs, Image.Resampling.BILINEAR
+    )
+    chip = np.asarray(warped)
+    # Pillow still samples up to half a pixel beyond the edge; dlib needs both
+    # neighbours inside. The grid is convex: check its corners first.
     h, w = image.shape[:2]
-    x0 = np.floor(x).astype(np.int64)
-    y0 = np.floor(y).astype(np.int64)
-    fx = (x - x0)[..., None]
-    fy = (y - y0)[..., None]
-    inside = (x >= 0) & (y >= 0) & (x <= w - 1) & (y <= h - 1)
-    x0c, y0c = np.clip(x0, 0, w - 1), np.clip(y0, 0, h - 1)
-    x1c, y1c = np.clip(x0 + 1, 0, w - 1), np.clip(y0 + 1, 0, h - 1)
-    flat = image.reshape(h * w, image.shape[2])  # one flat gather per corner is cheaper
-
-    def at(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
-        return np.take(flat, yy * w + xx, axis=0)
-
-    top = at(y0c, x0c) * (1 - fx) + at(y0c, x1c) * fx
-    bottom = at(y1c, x0c) * (1 - fx) + at(y1c, x1c) * fx
-    out = top * (1 - fy) + bottom * fy
-    out[~inside] = 0
-    return np.clip(out, 0, 255).astype(np.uint8)  # dlib truncates
+    offsets = np.arange(size, dtype=np.float64) - half
+    ends = offsets[[0, -1]]
+    gx, gy = np.meshgrid(ends, ends)
+    corners_x, corners_y = centre[0] + c * gx - s * gy, centre[1] + s * gx + c * gy
+    if min(corners_x.min(), corners_y.min()) >= 0 and corners_x.max() <= w - 1 and corners_y.max() <= h - 1:
+        return chip
+    gx, gy = np.meshgrid(offsets, offsets)
+    x, y = centre[0] + c * gx - s * gy, centre[1] + s * gx + c * gy
+    outside = (x < 0) | (y < 0) | (x > w - 1) | (y > h - 1)
+    chip = chip.copy()
+    chip[outside] = 0
+    return chip
 
 
 def align_face(

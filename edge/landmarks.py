@@ -46,8 +46,10 @@ class ShapePredictor:
         self.deltas = arrays["deltas"]  # (L, F, 2)
         self.levels, self.trees, self.splits = self.split_thresh.shape
         self.depth = int(np.log2(self.splits + 1))
-        # Flat views so that each tree step is one gather.
-        self._flat_idx = self.split_idx.reshape(self.levels, -1, 2)
+        # Per level, every split of every tree is evaluated in one vector op
+        # (T*S pixel pairs), then the trees are walked on the resulting bits.
+        self._pair_a = np.ascontiguousarray(self.split_idx[..., 0].reshape(self.levels, -1))
+        self._pair_b = np.ascontiguousarray(self.split_idx[..., 1].reshape(self.levels, -1))
         self._flat_thresh = self.split_thresh.reshape(self.levels, -1)
         self._flat_leaves = self.leaves.reshape(self.levels, -1, self.initial.size)
         self._split_base = np.arange(self.trees) * self.splits
@@ -79,6 +81,10 @@ class ShapePredictor:
         if np.any(extent <= 0):
             raise InputError(f"empty face box {box}")
         h, w = grey.shape[:2]
+        # Pixels are read through one flat index; the channels (1 for grey, 3
+        # or more for RGB) are averaged only where the cascade reads them.
+        flat = np.ascontiguousarray(grey).reshape(h * w, -1)[:, :3]
+        limits = np.array([w, h], np.uint64)
         shape = self.initial.copy()
         for level in range(self.levels):
             # Place the feature pixels: the similarity from the mean shape to the
@@ -86,20 +92,18 @@ class ShapePredictor:
             m = self._rotation_scale(shape)
             points = self.deltas[level] @ m.T + shape[self.anchor_idx[level]]
             pixels = np.rint(points * extent + origin).astype(np.int64)
-            inside = (pixels[:, 0] >= 0) & (pixels[:, 0] < w) & (pixels[:, 1] >= 0) & (pixels[:, 1] < h)
-            values = np.zeros(len(pixels), np.float32)
-            sampled = grey[pixels[inside, 1], pixels[inside, 0]]
-            if sampled.ndim == 2:  # RGB: dlib's intensity, only where it is read
-                sampled = sampled[:, :3].astype(np.uint16).sum(axis=1) // 3
-            values[inside] = sampled
-            # Walk all trees of this level together: node i -> 2i+1 (left) or 2i+2.
+            # Negative coordinates wrap to huge unsigned ones: one test per axis.
+            inside = (pixels.astype(np.uint64) < limits).all(axis=1)
+            at = np.where(inside, pixels[:, 0] + pixels[:, 1] * w, 0)
+            sampled = flat.take(at, axis=0).sum(axis=1, dtype=np.uint16) // flat.shape[1]
+            values = np.where(inside, sampled, 0).astype(np.float32)  # dlib reads 0 outside
+            # Every split of the level at once, then walk all trees together on
+            # the bits: node i -> 2i+1 (left) or 2i+2.
+            diff = values.take(self._pair_a[level]) - values.take(self._pair_b[level])
+            bits = diff > self._flat_thresh[level]
             node = np.zeros(self.trees, np.int64)
-            idx, thresh = self._flat_idx[level], self._flat_thresh[level]
             for _ in range(self.depth):
-                at = self._split_base + node
-                pair = idx[at]
-                go_left = values[pair[:, 0]] - values[pair[:, 1]] > thresh[at]
-                node = 2 * node + 2 - go_left
-            delta = self._flat_leaves[level][self._leaf_base + node].sum(axis=0)
+                node = 2 * node + 2 - bits.take(self._split_base + node)
+            delta = self._flat_leaves[level].take(self._leaf_base + node, axis=0).sum(axis=0)
             shape = shape + delta.reshape(shape.shape)
         return np.asarray(shape * extent + origin, np.float64)
