@@ -6,6 +6,8 @@ identity enrolled. Open set: a fixed, seeded half of the identities is left
 out of the gallery; their probes are strangers. ``dir_at_fpir``: the share of
 enrolled probes that are both the nearest identity and under the threshold
 at which a share ``fpir`` of stranger probes would be accepted.
+``operating_point``: the same open set decided by ``edge.decide.identify`` at
+the model card's calibrated threshold (DIR, wrong names, FPIR).
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ import numpy as np
 
 from convert.evaluate import ChipSource, embed_images
 from convert.metrics import threshold_at_rate
+from edge.decide import OperatingPoint, identify
 from edge.encoder import Encoder
 from edge.errors import FacegateError
+from edge.gallery import Templates
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".pgm", ".bmp", ".webp"}
 
@@ -48,7 +52,12 @@ def dir_at_fpir(
 
 
 def evaluate_identify(
-    encoder: Encoder, root: pathlib.Path, source: ChipSource, seed: int = 0, fpir: float = 1e-2
+    encoder: Encoder,
+    root: pathlib.Path,
+    source: ChipSource,
+    seed: int = 0,
+    fpir: float = 1e-2,
+    far: float = 1e-3,
 ) -> dict[str, object]:
     started = time.perf_counter()
     folders = identity_folders(root)
@@ -76,9 +85,21 @@ def evaluate_identify(
         np.array(strangers),
         fpir,
     )
+    # The shipped operating point, through the device's own decision function.
+    op = OperatingPoint.from_card(encoder.card, far)
+    templates = Templates(tuple(open_gallery), np.stack([enrolled[g] for g in open_gallery]))
+    named = [(identify(templates, e, op).name, n) for n, e in probes if n in known and n in enrolled]
+    stranger_named = [identify(templates, e, op).name for n, e in probes if n not in known]
     return {
         "rank1": rank1,
         "dir_at_fpir": {f"{fpir:g}": rate, "threshold": threshold},
+        "operating_point": {
+            "target_far": far,
+            "threshold": op.threshold,
+            "dir": float(np.mean([got == n for got, n in named])),
+            "misidentified": float(np.mean([got is not None and got != n for got, n in named])),
+            "fpir": float(np.mean([got is not None for got in stranger_named])),
+        },
         "identities": len(names),
         "enrolled_closed_set": len(all_gallery),
         "enrolled_open_set": len(open_gallery),

@@ -75,3 +75,13 @@ def tar_at_far(
         tar, measured = rates(distances, same, t)
         out[f"{far:g}"] = {"tar": tar, "far": measured, "threshold": t}
     return out
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.96) -> list[float]:
+    """95% Wilson score interval for a rate measured as successes / trials."""
+    if trials == 0:
+        return [float("nan"), float("nan")]
+    p = successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * np.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    return [float(max(0.0, centre - half)), float(min(1.0, centre + half))]

@@ -56,6 +56,9 @@ def tool_versions() -> dict[str, str]:
     return {"tensorflow": tf.__version__, "numpy": np.__version__}
 
 
+CALIBRATION_KEYS = ("thresholds", "score", "verification")
+
+
 def write_model(path: pathlib.Path, content: bytes, card: dict[str, Any]) -> dict[str, Any]:
     """Write ``path`` and its card (with the file's sha256); return the card."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -67,6 +70,14 @@ def write_model(path: pathlib.Path, content: bytes, card: dict[str, Any]) -> dic
         "sha256": sha256_file(path),
         "bytes": path.stat().st_size,
     }
+    # Calibration done later (thresholds, score, verification head) belongs to
+    # the model's bytes: a reconversion that reproduces them keeps it.
+    try:
+        old = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        old = {}
+    if isinstance(old, dict) and old.get("sha256") == card["sha256"]:
+        card.update({k: old[k] for k in CALIBRATION_KEYS if k in old})
     write_card(path.with_suffix(".json"), card)
     log.info("wrote %s (%.1f MB) and its model card", path, len(content) / 1e6)
     return card

@@ -199,3 +199,52 @@ def demo_frame(width: int = 640, height: int = 480) -> np.ndarray:
     x = (width - photo.width) // 2
     frame[:, x : x + photo.width] = np.asarray(photo)
     return frame
+
+
+def bench_match(sizes: list[int], dim: int = 128, runs: int = 50, seed: int = 0) -> dict[str, Any]:
+    """Median ms of ``edge.decide.identify`` against N random unit templates, and memory.
+
+    Memory: the template matrix itself, and the peak of what one identify
+    call allocates on top of it (tracemalloc sees numpy's buffers).
+    """
+    import tracemalloc
+
+    from edge.decide import OperatingPoint, identify
+    from edge.gallery import Templates
+
+    rng = np.random.default_rng(seed)
+    op = OperatingPoint(1e-3, 0.38)
+    rows = []
+    for n in sizes:
+        matrix = rng.standard_normal((n, dim), dtype=np.float32)
+        matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+        templates = Templates(tuple(f"p{i}" for i in range(n)), matrix)
+        probes = rng.standard_normal((runs, dim), dtype=np.float32)
+        identify(templates, probes[0], op)  # warm-up
+        times = []
+        for probe in probes:
+            t0 = time.perf_counter()
+            identify(templates, probe, op)
+            times.append((time.perf_counter() - t0) * 1000)
+        tracemalloc.start()
+        identify(templates, probes[0], op)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        rows.append(
+            {
+                "gallery": n,
+                "median_ms": float(np.median(times)),
+                "p95_ms": float(np.percentile(times, 95)),
+                "matrix_mb": matrix.nbytes / 1e6,
+                "names_mb": sum(sys.getsizeof(s) for s in templates.names) / 1e6
+                + sys.getsizeof(templates.names) / 1e6,
+                "per_call_peak_mb": peak / 1e6,
+            }
+        )
+        del templates, matrix
+    return {
+        "machine": {"cpu": _cpu_name(), "cores": os.cpu_count()},
+        "dim": dim,
+        "runs": runs,
+        "results": rows,
+    }

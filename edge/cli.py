@@ -7,8 +7,10 @@ lazily, so the device never needs them.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
+import os
 import pathlib
 import sys
 from collections.abc import Callable, Sequence
@@ -70,7 +72,15 @@ def _cmd_evaluate_pairs(args: argparse.Namespace) -> int:
     from edge.encoder import Encoder
 
     encoder = Encoder(args.model, num_threads=args.threads)
-    result = evaluate_pairs(encoder, args.root, args.pairs, _chip_source(args, "central"))
+    result = evaluate_pairs(
+        encoder,
+        args.root,
+        args.pairs,
+        _chip_source(args, "central"),
+        folds=_folds(args),
+        all_pairs=args.all_pairs,
+        far=args.far,
+    )
     _print_result(result, args.json)
     return 0
 
@@ -81,7 +91,7 @@ def _cmd_evaluate_identify(args: argparse.Namespace) -> int:
 
     encoder = Encoder(args.model, num_threads=args.threads)
     source = _chip_source(args, "largest")
-    result = evaluate_identify(encoder, args.root, source, seed=args.seed)
+    result = evaluate_identify(encoder, args.root, source, seed=args.seed, far=args.far)
     _print_result(result, args.json)
     return 0
 
@@ -106,11 +116,175 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         _chip_source(args, "central"),
         args.far,
         write=not args.dry_run,
+        folds=_folds(args),
+        all_pairs=args.all_pairs,
     )
     _print_result(entry, args.json)
     if not args.dry_run:
         print(f"wrote thresholds.far_{args.far:g} to {encoder.card.path}", file=sys.stderr)
     return 0
+
+
+def _cmd_convert_head(args: argparse.Namespace) -> int:
+    from convert.head import train_heads
+    from edge.encoder import Encoder
+
+    encoder = Encoder(args.model, num_threads=args.threads)
+    source = _chip_source(args, "central")
+    report = train_heads(encoder, args.root, args.pairs, source, write=not args.dry_run)
+    _print_result(report, args.json)
+    return 0
+
+
+def _folds(args: argparse.Namespace) -> set[int] | None:
+    from convert.evaluate import parse_folds
+
+    return parse_folds(args.folds) if args.folds else None
+
+
+def _add_pairs_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--root", type=pathlib.Path, required=True, help="image folder (name/name_0001.jpg)")
+    p.add_argument("--pairs", type=pathlib.Path, required=True, help="pairs.txt")
+    p.add_argument("--folds", help="only these folds of the pairs file, e.g. 0-4 or 5,6,7")
+    p.add_argument(
+        "--all-pairs",
+        action="store_true",
+        help="every pair among the images of identities only the selected folds name (not the listed pairs)",
+    )
+
+
+def default_gallery() -> pathlib.Path:
+    """$FACEGATE_GALLERY, else $XDG_DATA_HOME/facegate/gallery.db (~/.local/share/...)."""
+    if os.environ.get("FACEGATE_GALLERY"):
+        return pathlib.Path(os.environ["FACEGATE_GALLERY"])
+    data = os.environ.get("XDG_DATA_HOME") or str(pathlib.Path.home() / ".local" / "share")
+    return pathlib.Path(data) / "facegate" / "gallery.db"
+
+
+def _open_gallery(args: argparse.Namespace, create: bool = False, any_model: bool = False) -> Any:
+    from edge.enroll import fingerprint
+    from edge.gallery import Gallery
+
+    return Gallery.open(args.gallery, fingerprint(_encoder(args)), create=create, any_model=any_model)
+
+
+def _encoder(args: argparse.Namespace) -> Any:
+    from edge.encoder import Encoder
+
+    if getattr(args, "_encoder", None) is None:
+        args._encoder = Encoder(args.model, num_threads=args.threads)
+    return args._encoder
+
+
+def _enroller(args: argparse.Namespace) -> Any:
+    from edge.enroll import Enroller
+    from edge.perception import Perception
+
+    return Enroller(Perception(num_threads=args.threads), _encoder(args))
+
+
+def _cmd_enroll(args: argparse.Namespace) -> int:
+    if bool(args.dir) == bool(args.name):
+        raise FacegateError("give NAME IMAGE... or --dir DIR (one sub-folder per person), not both")
+    if args.name and not args.images:
+        raise FacegateError(f"no images given for {args.name!r}")
+    enroller = _enroller(args)
+    with _open_gallery(args, create=True) as gallery:
+        if args.dir:
+            outcomes = enroller.enroll_dir(gallery, args.dir, args.keep_images, args.replace)
+        else:
+            outcomes = [
+                enroller.enroll(
+                    gallery, args.name, args.images, args.keep_images, args.replace, args.display_name
+                )
+            ]
+    failed = 0
+    for o in outcomes:
+        for reason in o.refused:
+            print(f"refused: {reason}", file=sys.stderr)
+        if o.person is None:
+            failed += 1
+            print(f"{o.name}: NOT enrolled (no usable image)", file=sys.stderr)
+        else:
+            print(f"{o.name}: +{o.added} embedding(s), {o.person.embeddings} in all")
+    return 1 if failed else 0
+
+
+def _cmd_gallery(args: argparse.Namespace) -> int:
+    action = args.action
+    if action == "rebuild":
+        from edge.enroll import rebuild
+
+        with _open_gallery(args, any_model=True) as gallery:
+            count = rebuild(gallery, _enroller(args))
+        print(f"rebuilt {count} embedding(s) with {args.model.name}")
+        return 0
+    with _open_gallery(args, any_model=action == "list") as gallery:
+        if action == "list":
+            people = gallery.people()
+            if args.json:
+                print(json.dumps([dataclasses.asdict(p) for p in people], indent=2))
+            else:
+                print(f"{gallery.path}: {len(people)} people, model {gallery.model.name}")
+                for p in people:
+                    extra = f" ({p.display_name})" if p.display_name != p.name else ""
+                    print(f"  {p.name}{extra}: {p.embeddings} embedding(s), {p.images} kept image(s)")
+        elif action == "remove":
+            for name in args.names:
+                gallery.remove(name)
+                print(f"removed {name}")
+        elif action == "rename":
+            gallery.rename(args.old, args.new)
+            print(f"renamed {args.old} -> {args.new}")
+        elif action == "export":
+            count = gallery.export(args.file, images=args.images)
+            print(f"exported {count} people to {args.file} (private: contains biometric data)")
+        elif action == "import":
+            imported, skipped = gallery.import_(args.file, replace=args.replace)
+            print(f"imported {len(imported)} people")
+            for name in skipped:
+                print(f"skipped {name}: already enrolled (use --replace)", file=sys.stderr)
+    return 0
+
+
+def _probe(args: argparse.Namespace) -> tuple[Any, Any]:
+    from edge.decide import OperatingPoint
+    from edge.enroll import Enroller
+    from edge.images import load_rgb
+    from edge.perception import Perception
+
+    encoder = _encoder(args)
+    face = Enroller(Perception(num_threads=args.threads), encoder)
+    sample = face.sample_from_rgb(load_rgb(args.image), str(args.image))
+    return sample.vector, OperatingPoint.from_card(encoder.card, args.far)
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from edge.decide import verify
+
+    embedding, op = _probe(args)
+    with _open_gallery(args) as gallery:
+        result = verify(gallery.templates(), embedding, args.claim, op)
+    print(json.dumps(result.as_dict()))
+    return 0 if result.accepted else 1
+
+
+def _cmd_identify(args: argparse.Namespace) -> int:
+    from edge.decide import identify
+
+    embedding, op = _probe(args)
+    with _open_gallery(args) as gallery:
+        result = identify(gallery.templates(), embedding, op)
+    print(json.dumps(result.as_dict()))
+    return 0
+
+
+def _add_gallery_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--gallery", type=pathlib.Path, default=default_gallery(), help=f"(default: {default_gallery()})"
+    )
+    p.add_argument("--model", type=pathlib.Path, default=DEFAULT_MODEL)
+    p.add_argument("--threads", type=int, default=2)
 
 
 def _cmd_bench_encoder(args: argparse.Namespace) -> int:
@@ -139,6 +313,27 @@ def _cmd_bench_perception(args: argparse.Namespace) -> int:
     print(f"{'threads':>7}  {'stage':<14}{'median ms':>10}{'p95 ms':>9}")
     for r in sorted(report["results"], key=lambda r: (r["threads"], r["stage"])):
         print(f"{r['threads']:>7}  {r['stage']:<14}{r['median_ms']:>10.2f}{r['p95_ms']:>9.2f}")
+    return 0
+
+
+def _cmd_bench_match(args: argparse.Namespace) -> int:
+    from edge.bench import bench_match
+
+    report = bench_match(args.sizes, runs=args.runs)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(
+        f"machine: {report['machine']['cpu']} ({report['machine']['cores']} cores), 128-d float32 templates"
+    )
+    print(
+        f"{'gallery':>9}{'median ms':>11}{'p95 ms':>9}{'matrix MB':>11}{'names MB':>10}{'call peak MB':>14}"
+    )
+    for r in report["results"]:
+        print(
+            f"{r['gallery']:>9}{r['median_ms']:>11.3f}{r['p95_ms']:>9.3f}{r['matrix_mb']:>11.1f}"
+            f"{r['names_mb']:>10.1f}{r['per_call_peak_mb']:>14.2f}"
+        )
     return 0
 
 
@@ -187,6 +382,67 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=pathlib.Path, default=MODELS_DIR, help="output folder (default: models/)")
     p.set_defaults(func=_cmd_convert_perception)
 
+    p = conv.add_parser("head", help="distance vs logistic heads on |f(a)-f(b)|, chi-square; into the card")
+    p.add_argument("--root", type=pathlib.Path, required=True, help="image folder (name/name_0001.jpg)")
+    p.add_argument("--pairs", type=pathlib.Path, required=True, help="pairs.txt (10 folds)")
+    p.add_argument("--dry-run", action="store_true", help="print, do not write the card")
+    _add_pipeline_args(p)
+    p.set_defaults(func=_cmd_convert_head)
+
+    p = sub.add_parser("enroll", help="add people to the gallery from photos (one face each)")
+    p.add_argument("name", nargs="?", help="who (letters, digits, _ . -)")
+    p.add_argument("images", nargs="*", type=pathlib.Path, help="photos of that person")
+    p.add_argument("--dir", type=pathlib.Path, help="a folder with one sub-folder of photos per person")
+    p.add_argument("--display-name", help="a free-form name to show (default: NAME)")
+    p.add_argument(
+        "--replace", action="store_true", help="replace the person's embeddings (default: add to them)"
+    )
+    p.add_argument(
+        "--keep-images",
+        action="store_true",
+        help="store the photos in the gallery too, so `gallery rebuild` can re-embed them for a new model",
+    )
+    _add_gallery_args(p)
+    p.set_defaults(func=_cmd_enroll)
+
+    ga = sub.add_parser("gallery", help="list, remove, rename, export, import, rebuild").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    p = ga.add_parser("list", help="the enrolled people")
+    p.add_argument("--json", action="store_true")
+    _add_gallery_args(p)
+    p = ga.add_parser("remove", help="forget people and their embeddings")
+    p.add_argument("names", nargs="+")
+    _add_gallery_args(p)
+    p = ga.add_parser("rename", help="rename a person")
+    p.add_argument("old")
+    p.add_argument("new")
+    _add_gallery_args(p)
+    p = ga.add_parser("export", help="write everyone to a private JSON file")
+    p.add_argument("file", type=pathlib.Path)
+    p.add_argument("--images", action="store_true", help="include kept enrollment images")
+    _add_gallery_args(p)
+    p = ga.add_parser("import", help="add the people of an export (same model only)")
+    p.add_argument("file", type=pathlib.Path)
+    p.add_argument("--replace", action="store_true", help="overwrite people who are already enrolled")
+    _add_gallery_args(p)
+    p = ga.add_parser("rebuild", help="re-embed kept enrollment images with --model (after a model change)")
+    _add_gallery_args(p)
+    for choice in ga.choices.values():
+        choice.set_defaults(func=_cmd_gallery)
+
+    for name, func, what in (
+        ("verify", _cmd_verify, "is the face in IMAGE the claimed person? (exit 0 yes, 1 no)"),
+        ("identify", _cmd_identify, "who is the face in IMAGE, or unknown"),
+    ):
+        p = sub.add_parser(name, help=what)
+        p.add_argument("image", type=pathlib.Path)
+        if name == "verify":
+            p.add_argument("--claim", required=True, help="the enrolled name claimed")
+        p.add_argument("--far", type=float, default=1e-3, help="operating point by target FAR (default 1e-3)")
+        _add_gallery_args(p)
+        p.set_defaults(func=func)
+
     p = sub.add_parser("demo", help="enroll from a bundled photo, verify the others (no set-up needed)")
     p.add_argument("--model", type=pathlib.Path, default=DEFAULT_MODEL)
     p.set_defaults(func=_cmd_demo)
@@ -195,13 +451,14 @@ def build_parser() -> argparse.ArgumentParser:
         dest="what", required=True, metavar="PROTOCOL"
     )
     p = ev.add_parser("pairs", help="10-fold verification accuracy on LFW-format pairs")
-    p.add_argument("--root", type=pathlib.Path, required=True, help="image folder (name/name_0001.jpg)")
-    p.add_argument("--pairs", type=pathlib.Path, required=True, help="pairs.txt")
+    _add_pairs_args(p)
+    p.add_argument("--far", type=float, default=1e-3, help="operating point to report (default 1e-3)")
     _add_pipeline_args(p)
     p.set_defaults(func=_cmd_evaluate_pairs)
     p = ev.add_parser("identify", help="one-shot open-set identification on identity folders")
     p.add_argument("--root", type=pathlib.Path, required=True, help="one folder per identity")
     p.add_argument("--seed", type=int, default=0, help="which half of the identities is left out")
+    p.add_argument("--far", type=float, default=1e-3, help="operating point to report (default 1e-3)")
     _add_pipeline_args(p)
     p.set_defaults(func=_cmd_evaluate_identify)
     p = ev.add_parser("parity", help="cosine to dlib's descriptors on the shared reference chips")
@@ -216,8 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_evaluate_parity)
 
     p = sub.add_parser("calibrate", help="workstation: threshold for a target FAR, into the model card")
-    p.add_argument("--root", type=pathlib.Path, required=True, help="image folder (name/name_0001.jpg)")
-    p.add_argument("--pairs", type=pathlib.Path, required=True, help="pairs.txt")
+    _add_pairs_args(p)
     p.add_argument("--far", type=float, default=1e-3, help="target false accept rate (default 1e-3)")
     p.add_argument("--dry-run", action="store_true", help="print, do not write the card")
     _add_pipeline_args(p)
@@ -256,6 +512,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, default=30)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_bench_perception)
+    p = be.add_parser("match", help="1:N identify latency and memory for growing galleries")
+    p.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000, 1_000_000])
+    p.add_argument("--runs", type=int, default=50)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_bench_match)
     return parser
 
 

@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import os
 import pathlib
+from typing import IO, Union
 
 import numpy as np
 
 from edge.errors import InputError
 
+Source = Union[str, "os.PathLike[str]", IO[bytes]]
 
-def load_rgb(path: str | os.PathLike[str]) -> np.ndarray:
+
+def load_rgb(source: Source, name: str | None = None) -> np.ndarray:
+    """Decode a file, or an open binary stream (``name`` labels it in errors)."""
     from PIL import Image, UnidentifiedImageError
 
-    path = pathlib.Path(path)
+    label = name or (str(source) if isinstance(source, (str, os.PathLike)) else "image data")
+    target = pathlib.Path(source) if isinstance(source, (str, os.PathLike)) else source
     try:
-        with Image.open(path) as image:
+        with Image.open(target) as image:
             image.load()
             return np.asarray(image.convert("RGB"))
     except FileNotFoundError:
-        raise InputError(f"{path}: no such image") from None
+        raise InputError(f"{label}: no such image") from None
     except (UnidentifiedImageError, OSError) as exc:
-        raise InputError(f"{path}: cannot decode image ({exc})") from None
+        raise InputError(f"{label}: cannot decode image ({exc})") from None

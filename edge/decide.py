@@ -1,0 +1,144 @@
+"""The decisions users wire to doors, as plain functions over embeddings.
+
+- ``verify``: one embedding and a claimed name -> accepted or not (1:1).
+- ``identify``: one embedding -> the nearest enrolled person, or ``None``
+  (unknown) when nobody is within the threshold (1:N, open set).
+
+Distances are Euclidean between L2-normalised embeddings (0 = identical,
+2 = opposite); accept when ``distance < threshold``. The threshold comes from
+the model card's calibrated operating point, named by its target false
+accept rate (``OperatingPoint.from_card(card, 1e-3)``), never typed in as a
+raw distance. ``score`` is the calibrated probability that the two faces are
+the same person (a logistic fit on distance, stored in the card), for display
+and logging; the decision itself is the threshold.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+
+from edge.errors import FacegateError
+from edge.gallery import Templates
+from edge.modelcard import ModelCard
+
+
+def far_key(far: float) -> str:
+    """The card's key for an operating point: ``far_0.001`` for 1e-3."""
+    return f"far_{far:g}"
+
+
+@dataclasses.dataclass(frozen=True)
+class OperatingPoint:
+    target_far: float
+    threshold: float
+    score_a: float = 0.0  # P(same | d) = 1 / (1 + exp(-(a + b * d)))
+    score_b: float = 0.0
+
+    @classmethod
+    def from_card(cls, card: ModelCard, far: float) -> OperatingPoint:
+        entry = card.thresholds.get(far_key(far))
+        if entry is None:
+            known = ", ".join(sorted(card.thresholds)) or "none"
+            raise FacegateError(
+                f"{card.path}: no threshold calibrated for FAR {far:g} (have: {known}); "
+                f"run `facegate calibrate --far {far:g}`"
+            )
+        method = card.data.get("verification", {}).get("method", "distance")
+        if method != "distance":
+            raise FacegateError(
+                f"{card.path}: verification method {method!r} is not supported by this version "
+                "(it decides by distance); run `facegate convert head` again or update facegate"
+            )
+        score = card.data.get("score", {})
+        return cls(far, float(entry["threshold"]), float(score.get("a", 0.0)), float(score.get("b", 0.0)))
+
+    def score(self, distance: float) -> float:
+        if self.score_b == 0.0:
+            return float("nan")  # no score calibration in the card
+        z = self.score_a + self.score_b * distance
+        return 1.0 / (1.0 + math.exp(-max(-80.0, min(80.0, z))))
+
+
+@dataclasses.dataclass(frozen=True)
+class Verification:
+    claimed: str
+    accepted: bool
+    distance: float
+    score: float
+    threshold: float
+    target_far: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Identification:
+    name: str | None  # None: unknown (nobody within the threshold)
+    distance: float  # to the nearest enrolled person (inf if the gallery is empty)
+    nearest: str | None  # the nearest person, even when too far to be named
+    second: str | None
+    margin: float  # second-best distance minus best (inf with fewer than 2 people)
+    score: float
+    threshold: float
+    target_far: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _unit(embedding: np.ndarray, size: int) -> np.ndarray:
+    e = np.asarray(embedding, np.float32).reshape(-1)
+    if e.shape != (size,) or not np.all(np.isfinite(e)):
+        raise FacegateError(f"expected an embedding of {size} finite numbers, got shape {e.shape}")
+    norm = float(np.linalg.norm(e))
+    if norm == 0:
+        raise FacegateError("embedding is all zeros")
+    return e / norm
+
+
+def distances(templates: Templates, embedding: np.ndarray) -> np.ndarray:
+    """Distance from ``embedding`` to every template (one matrix-vector product)."""
+    e = _unit(embedding, templates.matrix.shape[1])
+    dots = templates.matrix @ e
+    return np.sqrt(np.maximum(2.0 - 2.0 * dots, 0.0))
+
+
+def verify(templates: Templates, embedding: np.ndarray, claimed: str, op: OperatingPoint) -> Verification:
+    try:
+        row = templates.names.index(claimed)
+    except ValueError:
+        raise FacegateError(f"{claimed!r} is not enrolled") from None
+    d = _distance(float(templates.matrix[row] @ _unit(embedding, templates.matrix.shape[1])))
+    return Verification(claimed, d < op.threshold, d, op.score(d), op.threshold, op.target_far)
+
+
+def identify(templates: Templates, embedding: np.ndarray, op: OperatingPoint) -> Identification:
+    if not templates.names:
+        return Identification(None, math.inf, None, None, math.inf, 0.0, op.threshold, op.target_far)
+    # Rank by dot product (one pass over the matrix); distances only for the top two.
+    dots = templates.matrix @ _unit(embedding, templates.matrix.shape[1])
+    if len(dots) >= 2:
+        top = np.argpartition(dots, len(dots) - 2)[-2:]
+        best, second = (
+            (int(top[1]), int(top[0])) if dots[top[1]] >= dots[top[0]] else (int(top[0]), int(top[1]))
+        )
+    else:
+        best, second = 0, -1
+    distance = _distance(float(dots[best]))
+    nearest = templates.names[best]
+    second_name = templates.names[second] if second >= 0 else None
+    margin = _distance(float(dots[second])) - distance if second >= 0 else math.inf
+    name = nearest if distance < op.threshold else None
+    return Identification(
+        name, distance, nearest, second_name, margin, op.score(distance), op.threshold, op.target_far
+    )
+
+
+def _distance(dot: float) -> float:
+    """Euclidean distance between unit vectors from their dot product."""
+    return math.sqrt(max(2.0 - 2.0 * dot, 0.0))

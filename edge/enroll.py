@@ -1,0 +1,138 @@
+"""Enrollment: photos -> checked embeddings -> the gallery.
+
+Each image must hold exactly one usable face (found, and through every
+quality gate); an image that does not is refused with the reason, and the
+others still count. A person is written in one transaction, so a crash in a
+folder enrollment leaves every person committed before it intact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import pathlib
+from collections.abc import Sequence
+
+import numpy as np
+
+from edge.encoder import Encoder
+from edge.errors import FacegateError, InputError
+from edge.gallery import Gallery, ModelFingerprint, Person, Sample, check_name
+from edge.images import load_rgb
+from edge.perception import Face, Perception
+from edge.progress import progress
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".pgm", ".bmp", ".webp"}
+
+
+class RefusedError(FacegateError):
+    """An enrollment image that cannot be used, and why."""
+
+
+def fingerprint(encoder: Encoder) -> ModelFingerprint:
+    return ModelFingerprint(encoder.card.sha256, encoder.card.name, encoder.card.embedding_size)
+
+
+def one_usable_face(faces: Sequence[Face], where: str) -> Face:
+    """The single usable face, or ``RefusedError`` saying what is wrong."""
+    if not faces:
+        raise RefusedError(f"{where}: no face found")
+    usable = [f for f in faces if f.rejected is None]
+    if not usable:
+        reasons = ", ".join(sorted({str(f.rejected) for f in faces}))
+        raise RefusedError(f"{where}: face refused by the quality gates ({reasons})")
+    if len(usable) > 1:
+        raise RefusedError(f"{where}: {len(usable)} faces found; enroll from a photo of one person")
+    return usable[0]
+
+
+@dataclasses.dataclass
+class Outcome:
+    name: str
+    person: Person | None  # None: nothing written (every image refused)
+    added: int
+    refused: list[str]
+
+
+class Enroller:
+    def __init__(self, perception: Perception, encoder: Encoder) -> None:
+        self.perception = perception
+        self.encoder = encoder
+
+    def sample(self, path: str | os.PathLike[str], keep_image: bool = False) -> Sample:
+        path = pathlib.Path(path)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise RefusedError(f"{path}: cannot read ({exc.strerror})") from None
+        try:
+            rgb = load_rgb(io.BytesIO(data), str(path))
+        except InputError as exc:
+            raise RefusedError(str(exc)) from None
+        return self.sample_from_rgb(rgb, str(path), data if keep_image else None)
+
+    def sample_from_rgb(self, rgb: np.ndarray, source: str, image: bytes | None = None) -> Sample:
+        face = one_usable_face(self.perception.faces(rgb), source)
+        vector = self.encoder.embed(face.chip)[0]
+        quality = {k: round(float(v), 4) for k, v in face.quality.items()}
+        return Sample(vector, source, quality, image)
+
+    def enroll(
+        self,
+        gallery: Gallery,
+        name: str,
+        paths: Sequence[str | os.PathLike[str]],
+        keep_images: bool = False,
+        replace: bool = False,
+        display_name: str | None = None,
+    ) -> Outcome:
+        check_name(name)
+        samples, refused = [], []
+        for path in paths:
+            try:
+                samples.append(self.sample(path, keep_images))
+            except RefusedError as exc:
+                refused.append(str(exc))
+        if not samples:
+            return Outcome(name, None, 0, refused)
+        person = gallery.add(name, samples, display_name=display_name, replace=replace)
+        return Outcome(name, person, len(samples), refused)
+
+    def enroll_dir(
+        self, gallery: Gallery, root: pathlib.Path, keep_images: bool = False, replace: bool = False
+    ) -> list[Outcome]:
+        """One sub-folder per person, named as the person; one transaction each."""
+        if not root.is_dir():
+            raise FacegateError(f"{root}: not a folder (expected one sub-folder per person)")
+        folders = sorted(p for p in root.iterdir() if p.is_dir())
+        if not folders:
+            raise FacegateError(f"{root}: no sub-folders; expected one per person, named as the person")
+        for folder in folders:
+            check_name(folder.name)  # refuse a bad name before anything is written
+        outcomes = []
+        for folder in progress(folders, "enrolling"):
+            images = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+            outcomes.append(self.enroll(gallery, folder.name, images, keep_images, replace))
+        return outcomes
+
+
+def rebuild(gallery: Gallery, enroller: Enroller) -> int:
+    """Re-embed every kept enrollment image with ``enroller``'s model; one transaction."""
+    samples = gallery.samples()
+    missing = sorted({name for name, _, _, image in samples if image is None})
+    if missing:
+        raise FacegateError(
+            f"{gallery.path}: cannot rebuild, no kept images for {', '.join(missing)}; "
+            "remove and enroll them again (use --keep-images to allow rebuilds)"
+        )
+    vectors = {}
+    for name, embedding_id, source, image in progress(samples, "rebuilding"):
+        assert image is not None
+        try:
+            rgb = load_rgb(io.BytesIO(image), source)
+        except InputError as exc:
+            raise FacegateError(f"{name}: kept image {source} no longer decodes ({exc})") from None
+        vectors[embedding_id] = enroller.sample_from_rgb(rgb, source).vector
+    gallery.replace_vectors(vectors, fingerprint(enroller.encoder))
+    return len(vectors)

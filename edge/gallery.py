@@ -1,0 +1,525 @@
+"""The enrolled people and their embeddings, in one private SQLite file.
+
+- One transaction per change (``BEGIN IMMEDIATE`` ... ``COMMIT``), WAL
+  journal, ``synchronous=FULL``: a crash or ``kill -9`` loses at most the
+  change in flight, never a committed person.
+- The file belongs to facegate: it carries an ``application_id`` and the
+  sha256 of the model that made its embeddings. A foreign or corrupt file,
+  or one made by another model, is refused with a message, and never written.
+- The file and its WAL are created 0600 (readable by the service user only);
+  a gallery found readable by others is made private again on open.
+- Enrolling a name that exists adds the new embeddings to that person (more
+  images make a better template); ``replace=True`` swaps them instead.
+- Matching uses one template per person: the L2-normalised mean of their
+  embeddings, kept in a float32 matrix and reloaded when the file changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import functools
+import json
+import logging
+import os
+import pathlib
+import re
+import sqlite3
+import stat
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+
+from edge.errors import FacegateError
+
+log = logging.getLogger(__name__)
+
+APPLICATION_ID = 0x46474731  # "FGG1"
+SCHEMA_VERSION = 1
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE people (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    display_name TEXT NOT NULL,
+    created TEXT NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE embeddings (
+    id INTEGER PRIMARY KEY,
+    person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+    vector BLOB NOT NULL,
+    source TEXT NOT NULL,
+    quality TEXT NOT NULL DEFAULT '{}',
+    created TEXT NOT NULL,
+    image BLOB
+);
+CREATE INDEX embeddings_person ON embeddings(person_id);
+"""
+
+
+class GalleryError(FacegateError):
+    """A gallery file that cannot be used; the file is left as it was."""
+
+    def __init__(self, path: pathlib.Path, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+
+
+class ModelMismatchError(GalleryError):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelFingerprint:
+    """What a gallery records about the encoder that made its embeddings."""
+
+    sha256: str
+    name: str
+    embedding_size: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    """One enrollment image's embedding, with where it came from."""
+
+    vector: np.ndarray
+    source: str
+    quality: dict[str, float] = dataclasses.field(default_factory=dict)
+    image: bytes | None = None  # the original file, only when the user keeps images
+
+
+@dataclasses.dataclass(frozen=True)
+class Person:
+    name: str
+    display_name: str
+    created: str
+    metadata: dict[str, Any]
+    embeddings: int
+    images: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Templates:
+    """One L2-normalised template per person, row i belongs to ``names[i]``."""
+
+    names: tuple[str, ...]
+    matrix: np.ndarray  # (people, size) float32
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _guarded(method: F) -> F:
+    """SQLite errors from a damaged or busy file become a GalleryError naming it."""
+
+    @functools.wraps(method)
+    def wrapper(self: Gallery, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.OperationalError as exc:
+            raise GalleryError(self.path, f"cannot use the gallery: {exc}") from None
+        except sqlite3.DatabaseError as exc:
+            raise GalleryError(
+                self.path, f"corrupt gallery ({exc}); left untouched: restore a backup or move it aside"
+            ) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def check_name(name: str) -> str:
+    if not NAME_PATTERN.match(name):
+        raise FacegateError(
+            f"invalid name {name!r}: use 1-64 letters, digits, '_', '.' or '-', starting with a letter "
+            "or digit (it becomes part of MQTT topics); put spaces in --display-name"
+        )
+    return name
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _private(path: pathlib.Path) -> None:
+    """Make an existing gallery file (and its WAL/SHM) readable by its owner only."""
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            mode = stat.S_IMODE(p.stat().st_mode)
+            if mode & 0o077:
+                log.warning("%s was readable by others (mode %o); making it private (0600)", p, mode)
+                os.chmod(p, 0o600)
+
+
+class Gallery:
+    """An open gallery. Use ``Gallery.open``; close it, or use it as a context manager."""
+
+    def __init__(self, path: pathlib.Path, db: sqlite3.Connection, model: ModelFingerprint) -> None:
+        self.path = path
+        self._db = db
+        self.model = model
+        self._templates: Templates | None = None
+        self._version: int | None = None
+
+    # --- opening -------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        model: ModelFingerprint,
+        create: bool = True,
+        any_model: bool = False,
+    ) -> Gallery:
+        """Open (or create) the gallery at ``path`` for embeddings from ``model``.
+
+        ``any_model=True`` opens a gallery made by another model (for
+        ``rebuild`` and ``list``); matching with it is then refused.
+        """
+        path = pathlib.Path(path)
+        fresh = not path.exists() or path.stat().st_size == 0
+        if fresh and not create:
+            raise GalleryError(path, "no gallery here (enroll someone first)")
+        if not fresh:
+            with open(path, "rb") as handle:
+                if handle.read(16) != _SQLITE_MAGIC:
+                    raise GalleryError(path, "not a facegate gallery (not an SQLite file); left untouched")
+            _private(path)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        try:
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise GalleryError(path, f"cannot open: {exc}") from None
+        try:
+            gallery = cls._checked(path, db, model, fresh, any_model)
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            raise GalleryError(
+                path, f"corrupt gallery ({exc}); left untouched: restore a backup or move it aside"
+            ) from None
+        except BaseException:
+            db.close()
+            raise
+        return gallery
+
+    @classmethod
+    def _checked(
+        cls, path: pathlib.Path, db: sqlite3.Connection, model: ModelFingerprint, fresh: bool, any_model: bool
+    ) -> Gallery:
+        app_id = db.execute("PRAGMA application_id").fetchone()[0]
+        tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if app_id != APPLICATION_ID and (tables or not fresh):
+            raise GalleryError(path, "an SQLite file that is not a facegate gallery; left untouched")
+        db.execute("PRAGMA foreign_keys = ON")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = FULL")
+        db.execute("PRAGMA busy_timeout = 5000")
+        if app_id != APPLICATION_ID:
+            cls._create(db, model)
+        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        if int(meta.get("schema_version", -1)) != SCHEMA_VERSION:
+            raise GalleryError(path, f"gallery schema {meta.get('schema_version')} is not supported")
+        stored = ModelFingerprint(meta["model_sha256"], meta["model_name"], int(meta["embedding_size"]))
+        if stored.sha256 != model.sha256 and not any_model:
+            raise ModelMismatchError(
+                path,
+                f"its embeddings were made by model {stored.name} ({stored.sha256[:12]}), not by "
+                f"{model.name} ({model.sha256[:12]}); run `facegate gallery rebuild` if the enrollment "
+                "images were kept, or enroll the people again into a new gallery",
+            )
+        gallery = cls(path, db, stored)
+        _private(path)
+        return gallery
+
+    @staticmethod
+    def _create(db: sqlite3.Connection, model: ModelFingerprint) -> None:
+        """Tables, meta and the application id in one transaction (executescript would commit early)."""
+        with _transaction(db):
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                db.execute(statement)
+            db.executemany(
+                "INSERT INTO meta VALUES (?, ?)",
+                [
+                    ("schema_version", str(SCHEMA_VERSION)),
+                    ("model_sha256", model.sha256),
+                    ("model_name", model.name),
+                    ("embedding_size", str(model.embedding_size)),
+                    ("created", _now()),
+                ],
+            )
+            db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Gallery:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[None]:
+        """A write transaction; this connection's own commits do not move
+        ``PRAGMA data_version``, so the template cache is dropped here."""
+        self._templates = None
+        with _transaction(self._db):
+            yield
+        self._templates = None
+
+    # --- reading ---------------------------------------------------------------
+
+    @_guarded
+    def people(self) -> list[Person]:
+        rows = self._db.execute(
+            "SELECT p.name, p.display_name, p.created, p.metadata, count(e.id), count(e.image) "
+            "FROM people p LEFT JOIN embeddings e ON e.person_id = p.id GROUP BY p.id ORDER BY p.name"
+        ).fetchall()
+        return [Person(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5]) for r in rows]
+
+    def person(self, name: str) -> Person:
+        for p in self.people():
+            if p.name == name:
+                return p
+        raise FacegateError(f"{name!r} is not enrolled in {self.path}")
+
+    @_guarded
+    def __contains__(self, name: object) -> bool:
+        return self._db.execute("SELECT 1 FROM people WHERE name = ?", (name,)).fetchone() is not None
+
+    @_guarded
+    def __len__(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM people").fetchone()[0])
+
+    @_guarded
+    def embeddings(self, name: str) -> np.ndarray:
+        rows = self._db.execute(
+            "SELECT e.vector FROM embeddings e JOIN people p ON p.id = e.person_id WHERE p.name = ? "
+            "ORDER BY e.id",
+            (name,),
+        ).fetchall()
+        return np.array([np.frombuffer(r[0], "<f4") for r in rows], np.float32).reshape(
+            -1, self.model.embedding_size
+        )
+
+    @_guarded
+    def templates(self) -> Templates:
+        """Per-person templates, cached until this or another process changes the file."""
+        version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        if self._templates is None or version != self._version:
+            self._templates = self._load_templates()
+            self._version = version
+        return self._templates
+
+    def _load_templates(self) -> Templates:
+        rows = self._db.execute(
+            "SELECT p.name, e.vector FROM embeddings e JOIN people p ON p.id = e.person_id "
+            "ORDER BY p.name, e.id"
+        ).fetchall()
+        size = self.model.embedding_size
+        if not rows:
+            return Templates((), np.zeros((0, size), np.float32))
+        names = [r[0] for r in rows]
+        vectors = np.frombuffer(b"".join(r[1] for r in rows), "<f4").reshape(-1, size)
+        _unique, start = np.unique(names, return_index=True)
+        sums = np.add.reduceat(vectors.astype(np.float64), np.sort(start), axis=0)
+        order = [names[i] for i in np.sort(start)]
+        norms = np.linalg.norm(sums, axis=1, keepdims=True)
+        return Templates(tuple(order), (sums / np.maximum(norms, 1e-12)).astype(np.float32))
+
+    @_guarded
+    def samples(self) -> list[tuple[str, int, str, bytes | None]]:
+        """(name, embedding id, source, kept image or None) for every embedding."""
+        return self._db.execute(
+            "SELECT p.name, e.id, e.source, e.image FROM embeddings e JOIN people p ON p.id = e.person_id "
+            "ORDER BY p.name, e.id"
+        ).fetchall()
+
+    # --- writing ------------------------------------------------------------
+
+    @_guarded
+    def add(
+        self,
+        name: str,
+        samples: Sequence[Sample],
+        display_name: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        replace: bool = False,
+    ) -> Person:
+        """Enroll ``name`` with ``samples`` in one transaction (see the module doc)."""
+        check_name(name)
+        if not samples:
+            raise FacegateError(f"nothing to enroll for {name!r}: no usable image")
+        for s in samples:
+            self._check_vector(s.vector)
+        with self._write():
+            row = self._db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                person_id = self._db.execute(
+                    "INSERT INTO people (name, display_name, created, metadata) VALUES (?, ?, ?, ?)",
+                    (name, display_name or name, _now(), json.dumps(metadata or {})),
+                ).lastrowid
+            else:
+                person_id = row[0]
+                if replace:
+                    self._db.execute("DELETE FROM embeddings WHERE person_id = ?", (person_id,))
+                if display_name is not None or metadata is not None:
+                    self._db.execute(
+                        "UPDATE people SET display_name = coalesce(?, display_name), "
+                        "metadata = coalesce(?, metadata) WHERE id = ?",
+                        (display_name, None if metadata is None else json.dumps(metadata), person_id),
+                    )
+            self._db.executemany(
+                "INSERT INTO embeddings (person_id, vector, source, quality, created, image) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        person_id,
+                        np.asarray(s.vector, "<f4").tobytes(),
+                        s.source,
+                        json.dumps(s.quality),
+                        _now(),
+                        s.image,
+                    )
+                    for s in samples
+                ],
+            )
+        return self.person(name)
+
+    def _check_vector(self, vector: np.ndarray) -> None:
+        v = np.asarray(vector)
+        if v.shape != (self.model.embedding_size,) or not np.all(np.isfinite(v)):
+            raise FacegateError(
+                f"an embedding must be {self.model.embedding_size} finite numbers, got shape {v.shape}"
+            )
+
+    @_guarded
+    def remove(self, name: str) -> None:
+        with self._write():
+            if self._db.execute("DELETE FROM people WHERE name = ?", (name,)).rowcount == 0:
+                raise FacegateError(f"{name!r} is not enrolled in {self.path}")
+
+    @_guarded
+    def rename(self, old: str, new: str) -> None:
+        check_name(new)
+        with self._write():
+            if new in self:
+                raise FacegateError(f"{new!r} is already enrolled; remove it first or pick another name")
+            if self._db.execute("UPDATE people SET name = ? WHERE name = ?", (new, old)).rowcount == 0:
+                raise FacegateError(f"{old!r} is not enrolled in {self.path}")
+
+    @_guarded
+    def replace_vectors(self, vectors: dict[int, np.ndarray], model: ModelFingerprint) -> None:
+        """Swap every embedding for one made by ``model`` (rebuild), in one transaction."""
+        for v in vectors.values():
+            if np.asarray(v).shape != (model.embedding_size,):
+                raise FacegateError(f"rebuilt embedding has shape {np.asarray(v).shape}")
+        with self._write():
+            total = self._db.execute("SELECT count(*) FROM embeddings").fetchone()[0]
+            if total != len(vectors):
+                raise FacegateError(f"rebuild covers {len(vectors)} of {total} embeddings; nothing changed")
+            self._db.executemany(
+                "UPDATE embeddings SET vector = ? WHERE id = ?",
+                [(np.asarray(v, "<f4").tobytes(), k) for k, v in vectors.items()],
+            )
+            self._db.executemany(
+                "UPDATE meta SET value = ? WHERE key = ?",
+                [
+                    (model.sha256, "model_sha256"),
+                    (model.name, "model_name"),
+                    (str(model.embedding_size), "embedding_size"),
+                ],
+            )
+        self.model = model
+
+    # --- export / import ------------------------------------------------------
+
+    @_guarded
+    def export(self, path: str | os.PathLike[str], images: bool = False) -> int:
+        """Write every person and embedding to a JSON file (0600); returns people written."""
+        people = []
+        for p in self.people():
+            rows = self._db.execute(
+                "SELECT e.vector, e.source, e.quality, e.created, e.image FROM embeddings e "
+                "JOIN people q ON q.id = e.person_id WHERE q.name = ? ORDER BY e.id",
+                (p.name,),
+            ).fetchall()
+            people.append(
+                {
+                    "name": p.name,
+                    "display_name": p.display_name,
+                    "created": p.created,
+                    "metadata": p.metadata,
+                    "embeddings": [
+                        {
+                            "vector": np.frombuffer(r[0], "<f4").round(7).tolist(),
+                            "source": r[1],
+                            "quality": json.loads(r[2]),
+                            "created": r[3],
+                            **({"image": r[4].hex()} if images and r[4] is not None else {}),
+                        }
+                        for r in rows
+                    ],
+                }
+            )
+        doc = {"facegate_gallery": SCHEMA_VERSION, "model": dataclasses.asdict(self.model), "people": people}
+        out = pathlib.Path(path)
+        tmp = out.with_name(out.name + ".tmp")
+        fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(doc, handle)
+        os.replace(tmp, out)
+        return len(people)
+
+    @_guarded
+    def import_(self, path: str | os.PathLike[str], replace: bool = False) -> tuple[list[str], list[str]]:
+        """Add the people of an export; returns (imported, skipped because they exist)."""
+        path = pathlib.Path(path)
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            model = ModelFingerprint(**doc["model"])
+            people = doc["people"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise FacegateError(f"{path}: not a facegate gallery export ({exc})") from None
+        if model.sha256 != self.model.sha256:
+            raise ModelMismatchError(
+                path,
+                f"exported from model {model.name} ({model.sha256[:12]}), this gallery uses "
+                f"{self.model.name} ({self.model.sha256[:12]})",
+            )
+        imported, skipped = [], []
+        for p in people:
+            if p["name"] in self and not replace:
+                skipped.append(p["name"])
+                continue
+            samples = [
+                Sample(
+                    np.asarray(e["vector"], np.float32),
+                    e["source"],
+                    e.get("quality", {}),
+                    bytes.fromhex(e["image"]) if "image" in e else None,
+                )
+                for e in p["embeddings"]
+            ]
+            self.add(p["name"], samples, p.get("display_name"), p.get("metadata"), replace=True)
+            imported.append(p["name"])
+        return imported, skipped
+
+
+@contextlib.contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")

@@ -1,0 +1,135 @@
+"""Faces followed across frames, and one decision per person at the camera.
+
+A face in a new frame joins the track whose last box overlaps it most
+(intersection over union >= ``min_iou``); otherwise it starts a new track.
+Each frame adds one vote to its track: the name ``identify`` gave, or
+``None`` for unknown. A track is decided when ``votes_to_decide`` of its last
+``window`` votes agree; the decision is reported once, so one bad frame
+neither admits nor rejects anyone, and a person standing at the door is
+announced once, not thirty times a second. A track not seen for
+``max_missing`` frames is dropped. Frames whose face failed a quality gate
+add no vote (they are not evidence either way).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import itertools
+from collections.abc import Sequence
+
+Box = tuple[float, float, float, float]  # left, top, right, bottom
+UNKNOWN = None
+
+
+def iou(a: Box, b: Box) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Observation:
+    box: Box
+    vote: str | None  # a name, None for unknown
+    usable: bool = True  # False: the face failed a quality gate; no vote
+    distance: float = float("nan")
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    track: int
+    name: str | None  # None: a stranger
+    votes: int  # how many of the window agreed
+    frames: int  # frames the track had been seen when decided
+    distance: float  # best (smallest) distance among the agreeing votes
+
+
+@dataclasses.dataclass
+class Track:
+    id: int
+    box: Box
+    votes: collections.deque[tuple[str | None, float]]
+    frames: int = 0
+    missing: int = 0
+    decided: Decision | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackerConfig:
+    votes_to_decide: int = 3
+    window: int = 5
+    min_iou: float = 0.3
+    max_missing: int = 10
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.votes_to_decide <= self.window:
+            raise ValueError(
+                f"votes_to_decide ({self.votes_to_decide}) must be between 1 and window ({self.window})"
+            )
+        if not 0.0 < self.min_iou <= 1.0:
+            raise ValueError(f"min_iou must be in (0, 1], got {self.min_iou}")
+
+
+class Tracker:
+    def __init__(self, config: TrackerConfig | None = None) -> None:
+        self.config = config or TrackerConfig()
+        self.tracks: dict[int, Track] = {}
+        self._ids = itertools.count(1)
+
+    def update(self, observations: Sequence[Observation]) -> list[Decision]:
+        """Feed one frame's faces; returns the decisions made on this frame."""
+        matched = self._match(observations)
+        decisions = []
+        seen = set()
+        for obs, track in zip(observations, matched):
+            if track is None:
+                track = Track(next(self._ids), obs.box, collections.deque(maxlen=self.config.window))
+                self.tracks[track.id] = track
+            seen.add(track.id)
+            track.box, track.missing = obs.box, 0
+            track.frames += 1
+            if obs.usable:
+                track.votes.append((obs.vote, obs.distance))
+            if track.decided is None:
+                decision = self._decide(track)
+                if decision is not None:
+                    track.decided = decision
+                    decisions.append(decision)
+        for track_id in list(self.tracks):
+            if track_id not in seen:
+                track = self.tracks[track_id]
+                track.missing += 1
+                if track.missing > self.config.max_missing:
+                    del self.tracks[track_id]
+        return decisions
+
+    def _match(self, observations: Sequence[Observation]) -> list[Track | None]:
+        """Greedy by overlap: the best (track, face) pairs first, each used once."""
+        candidates = sorted(
+            ((iou(t.box, o.box), i, t.id) for i, o in enumerate(observations) for t in self.tracks.values()),
+            reverse=True,
+        )
+        out: list[Track | None] = [None] * len(observations)
+        used = set()
+        for overlap, i, track_id in candidates:
+            if overlap < self.config.min_iou:
+                break
+            if out[i] is None and track_id not in used:
+                out[i] = self.tracks[track_id]
+                used.add(track_id)
+        return out
+
+    def _decide(self, track: Track) -> Decision | None:
+        counts = collections.Counter(name for name, _ in track.votes)
+        if not counts:
+            return None
+        name, votes = counts.most_common(1)[0]
+        if votes < self.config.votes_to_decide:
+            return None
+        best = min((d for n, d in track.votes if n == name), default=float("nan"))
+        return Decision(track.id, name, votes, track.frames, best)

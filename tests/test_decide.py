@@ -1,0 +1,204 @@
+"""Decision functions, multi-frame tracking and verification heads, tested directly."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from convert.evaluate import operating_point, parse_folds
+from convert.head import abs_diff, chi_square, compare, fit_logistic, fit_score, logistic_score
+from convert.metrics import wilson_interval
+from edge.decide import OperatingPoint, identify, verify
+from edge.encoder import Encoder
+from edge.errors import FacegateError
+from edge.gallery import Templates
+from edge.modelcard import load_card
+from edge.track import Observation, Tracker, TrackerConfig, iou
+from tests.conftest import INT8_MODEL
+
+OP = OperatingPoint(1e-3, 0.4, score_a=20.0, score_b=-50.0)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return (v / np.linalg.norm(v, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def _templates(n: int = 5, seed: int = 0) -> Templates:
+    matrix = _unit(np.random.default_rng(seed).standard_normal((n, 128)))
+    return Templates(tuple(f"p{i}" for i in range(n)), matrix)
+
+
+def _near(v: np.ndarray, distance: float, seed: int = 1) -> np.ndarray:
+    """A unit vector at exactly ``distance`` from unit vector ``v``."""
+    noise = np.random.default_rng(seed).standard_normal(v.shape)
+    ortho = _unit(noise - (noise @ v) * v)
+    cos = 1 - distance**2 / 2
+    return _unit(cos * v + math.sqrt(1 - cos**2) * ortho)
+
+
+def test_verify_accepts_below_threshold_only() -> None:
+    t = _templates()
+    yes = verify(t, _near(t.matrix[2], 0.3), "p2", OP)
+    no = verify(t, _near(t.matrix[2], 0.5), "p2", OP)
+    assert yes.accepted and yes.distance == pytest.approx(0.3, abs=1e-5)
+    assert not no.accepted and no.distance == pytest.approx(0.5, abs=1e-5)
+    assert yes.threshold == 0.4 and yes.target_far == 1e-3
+    assert yes.score > 0.5 > no.score  # calibrated score falls with distance
+
+
+def test_verify_unknown_claim_and_bad_embedding() -> None:
+    t = _templates()
+    with pytest.raises(FacegateError, match="not enrolled"):
+        verify(t, t.matrix[0], "nobody", OP)
+    with pytest.raises(FacegateError, match="128 finite"):
+        verify(t, np.zeros(64), "p0", OP)
+    with pytest.raises(FacegateError, match="all zeros"):
+        verify(t, np.zeros(128), "p0", OP)
+
+
+def test_identify_nearest_margin_and_unknown() -> None:
+    t = _templates()
+    probe = _near(t.matrix[3], 0.2)
+    found = identify(t, probe, OP)
+    assert found.name == "p3" and found.nearest == "p3"
+    d = np.linalg.norm(t.matrix - probe, axis=1)
+    assert found.distance == pytest.approx(np.sort(d)[0], abs=1e-5)
+    assert found.margin == pytest.approx(np.sort(d)[1] - np.sort(d)[0], abs=1e-5)
+    assert found.second == t.names[int(np.argsort(d)[1])]
+    stranger = identify(t, _near(t.matrix[3], 0.9), OP)
+    assert stranger.name is None and stranger.nearest == "p3"
+
+
+def test_identify_small_galleries() -> None:
+    empty = Templates((), np.zeros((0, 128), np.float32))
+    assert identify(empty, _unit(np.ones(128)), OP).name is None
+    one = _templates(1)
+    found = identify(one, one.matrix[0], OP)
+    assert found.name == "p0" and found.second is None and math.isinf(found.margin)
+
+
+def test_operating_point_comes_from_the_card_by_far() -> None:
+    card = Encoder(INT8_MODEL).card
+    op = OperatingPoint.from_card(card, 1e-3)
+    assert op.threshold == card.thresholds["far_0.001"]["threshold"]
+    with pytest.raises(FacegateError, match=r"no threshold calibrated for FAR 0\.5"):
+        OperatingPoint.from_card(card, 0.5)
+
+
+def test_operating_point_report_uses_the_shipped_threshold() -> None:
+    card = load_card(INT8_MODEL.with_suffix(".json"))
+    t = float(card.thresholds["far_0.001"]["threshold"])
+    distances = np.array([t - 0.01, t + 0.01, t - 0.02, t + 0.5, t + 0.4])
+    same = np.array([True, True, False, False, False])
+    report = operating_point(distances, same, card, 1e-3)
+    assert report["threshold"] == t  # not re-fitted on these pairs
+    assert report["tar"] == 0.5 and report["false_accepts"] == 1 and report["impostor_pairs"] == 3
+
+
+def test_wilson_interval_brackets_the_rate() -> None:
+    lo, hi = wilson_interval(2, 1500)
+    assert lo < 2 / 1500 < hi and lo > 0 and hi < 0.01
+    assert wilson_interval(0, 100)[0] == 0.0
+
+
+def test_parse_folds() -> None:
+    assert parse_folds("0-4") == {0, 1, 2, 3, 4}
+    assert parse_folds("5,7, 9") == {5, 7, 9}
+    with pytest.raises(FacegateError, match="--folds"):
+        parse_folds("first half")
+
+
+# --- tracking ----------------------------------------------------------------
+
+BOX = (100.0, 100.0, 200.0, 200.0)
+
+
+def _moved(box: tuple[float, float, float, float], dx: float) -> tuple[float, float, float, float]:
+    return (box[0] + dx, box[1], box[2] + dx, box[3])
+
+
+def test_iou() -> None:
+    assert iou(BOX, BOX) == 1.0
+    assert iou(BOX, _moved(BOX, 200)) == 0.0
+    assert iou(BOX, _moved(BOX, 50)) == pytest.approx(50 * 100 / (2 * 100 * 100 - 50 * 100))
+
+
+def test_one_bad_frame_neither_admits_nor_rejects() -> None:
+    tracker = Tracker(TrackerConfig(votes_to_decide=3, window=5))
+    votes = ["alice", "bob", "alice", "alice", "alice", "alice"]
+    decisions = []
+    for i, vote in enumerate(votes):
+        decisions += tracker.update([Observation(_moved(BOX, 3 * i), vote, distance=0.3)])
+    assert len(decisions) == 1  # published once, not per frame
+    assert decisions[0].name == "alice" and decisions[0].frames == 4
+
+
+def test_a_single_wrong_frame_never_decides() -> None:
+    tracker = Tracker(TrackerConfig(votes_to_decide=2, window=3))
+    assert tracker.update([Observation(BOX, "mallory")]) == []
+    assert tracker.update([]) == []  # the face is gone
+    assert all(t.decided is None for t in tracker.tracks.values())
+
+
+def test_gated_frames_add_no_vote_and_strangers_are_decided() -> None:
+    tracker = Tracker(TrackerConfig(votes_to_decide=2, window=3))
+    assert tracker.update([Observation(BOX, "alice", usable=False)]) == []
+    assert tracker.update([Observation(BOX, None)]) == []
+    decided = tracker.update([Observation(BOX, None)])
+    assert len(decided) == 1 and decided[0].name is None and decided[0].frames == 3
+
+
+def test_two_faces_keep_their_own_tracks() -> None:
+    tracker = Tracker(TrackerConfig(votes_to_decide=2, window=3))
+    left, right = BOX, _moved(BOX, 400)
+    tracker.update([Observation(left, "alice"), Observation(right, "bob")])
+    decided = tracker.update([Observation(_moved(right, 5), "bob"), Observation(_moved(left, -5), "alice")])
+    assert sorted(str(d.name) for d in decided) == ["alice", "bob"]
+    assert len({d.track for d in decided}) == 2
+
+
+def test_lost_tracks_are_dropped_and_a_return_is_a_new_track() -> None:
+    tracker = Tracker(TrackerConfig(votes_to_decide=1, window=1, max_missing=2))
+    first = tracker.update([Observation(BOX, "alice")])
+    for _ in range(3):
+        tracker.update([])
+    again = tracker.update([Observation(BOX, "alice")])
+    assert first[0].track != again[0].track  # announced again after leaving
+
+
+def test_bad_tracker_config() -> None:
+    with pytest.raises(ValueError, match="votes_to_decide"):
+        TrackerConfig(votes_to_decide=6, window=5)
+
+
+# --- verification heads --------------------------------------------------------
+
+
+def test_features() -> None:
+    a, b = np.array([[0.5, -0.2]]), np.array([[0.1, 0.2]])
+    np.testing.assert_allclose(abs_diff(a, b), [[0.4, 0.4]])
+    np.testing.assert_allclose(chi_square(a, b), [[0.16 / 0.6, 0.16 / 0.4]], rtol=1e-4)
+
+
+def test_logistic_regression_learns_a_known_rule() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2000, 3))
+    y = (x[:, 0] - 2 * x[:, 1] + 0.5 > 0).astype(float)
+    w = fit_logistic(x, y, l2=1e-4)
+    assert np.mean((logistic_score(x, w) > 0.5) == y) > 0.97
+    assert w[0] > 0 > w[1] and abs(w[2]) < 1.0  # the irrelevant feature stays small
+
+
+def test_compare_scores_every_method_on_held_out_folds() -> None:
+    rng = np.random.default_rng(0)
+    n = 400
+    a = _unit(rng.standard_normal((n, 128)))
+    same = np.arange(n) % 2 == 0
+    b = np.where(same[:, None], _unit(a + 0.3 * _unit(rng.standard_normal((n, 128)))), a[::-1])
+    report = compare(a, b, same, np.arange(n) % 10)
+    assert set(report) == {"distance", "logistic_abs_diff", "logistic_chi_square"}
+    assert report["distance"]["accuracy"] > 0.95
+    score = fit_score(np.linalg.norm(a - b, axis=1), same)
+    assert score["b"] < 0  # probability of "same" falls with distance
