@@ -287,6 +287,23 @@ def _add_gallery_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=2)
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from edge.config import load_config
+    from edge.daemon import Daemon
+
+    return Daemon(load_config(args.config)).run()
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    from edge.config import load_config
+
+    config = load_config(args.config)
+    print(f"{args.config}: OK")
+    if args.verbose_config:
+        print(json.dumps({k: v for k, v in config.data.items()}, indent=2, default=str))
+    return 0
+
+
 def _cmd_bench_encoder(args: argparse.Namespace) -> int:
     from edge.bench import bench_encoders, format_table
 
@@ -442,6 +459,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--far", type=float, default=1e-3, help="operating point by target FAR (default 1e-3)")
         _add_gallery_args(p)
         p.set_defaults(func=func)
+
+    p = sub.add_parser("run", help="the daemon: watch the camera, publish decisions over MQTT")
+    p.add_argument("--config", type=pathlib.Path, default=pathlib.Path("/etc/facegate/config.yaml"))
+    p.set_defaults(func=_cmd_run)
+    p = sub.add_parser("check-config", help="validate a config file without starting anything")
+    p.add_argument("config", type=pathlib.Path)
+    p.add_argument("--print", dest="verbose_config", action="store_true", help="print it with the defaults")
+    p.set_defaults(func=_cmd_check_config)
 
     p = sub.add_parser("demo", help="enroll from a bundled photo, verify the others (no set-up needed)")
     p.add_argument("--model", type=pathlib.Path, default=DEFAULT_MODEL)

@@ -49,9 +49,9 @@ class Face:
 def to_rgb(frame: np.ndarray, layout: str = "RGBX") -> np.ndarray:
     """Any camera frame -> HxWx3 uint8 RGB.
 
-    Grey (HxW or HxWx1) is replicated; 4-channel frames are read by their
-    memory layout: picamera2's "XBGR8888" is R, G, B, X in memory ("RGBX"),
-    its "XRGB8888" is B, G, R, X ("BGRX").
+    Grey (HxW or HxWx1) is replicated. Colour frames are read by their memory
+    layout: "RGB" or "BGR" for 3 channels; "RGBX" (picamera2's XBGR8888, the
+    default) or "BGRX" (XRGB8888) for 4.
     """
     frame = np.asarray(frame)
     if frame.dtype != np.uint8:
@@ -62,13 +62,14 @@ def to_rgb(frame: np.ndarray, layout: str = "RGBX") -> np.ndarray:
         raise InputError(f"expected an HxW, HxWx3 or HxWx4 frame, got shape {frame.shape}")
     if frame.shape[2] == 1:
         return np.repeat(frame, 3, axis=2)
-    if frame.shape[2] == 3:
-        return frame
-    if layout == "RGBX":
-        return np.ascontiguousarray(frame[:, :, :3])
-    if layout == "BGRX":
+    if layout not in _LAYOUTS:
+        raise InputError(f"unknown frame layout {layout!r}; use one of {', '.join(_LAYOUTS)}")
+    if layout.startswith("BGR"):
         return np.ascontiguousarray(frame[:, :, 2::-1])
-    raise InputError(f"unknown 4-channel layout {layout!r}; use 'RGBX' (XBGR8888) or 'BGRX' (XRGB8888)")
+    return frame if frame.shape[2] == 3 else np.ascontiguousarray(frame[:, :, :3])
+
+
+_LAYOUTS = ("RGB", "BGR", "RGBX", "BGRX")
 
 
 def sharpness(grey: np.ndarray) -> float:

@@ -47,6 +47,7 @@ class Decision:
     votes: int  # how many of the window agreed
     frames: int  # frames the track had been seen when decided
     distance: float  # best (smallest) distance among the agreeing votes
+    box: Box  # where the face was on the deciding frame
 
 
 @dataclasses.dataclass
@@ -132,4 +133,4 @@ class Tracker:
         if votes < self.config.votes_to_decide:
             return None
         best = min((d for n, d in track.votes if n == name), default=float("nan"))
-        return Decision(track.id, name, votes, track.frames, best)
+        return Decision(track.id, name, votes, track.frames, best, track.box)

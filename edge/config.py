@@ -1,0 +1,252 @@
+"""The daemon's YAML config: every key known, typed and checked at start-up.
+
+An unknown key, a wrong type or a bad value is an error that names the key
+and the file (``ConfigError``), before anything starts. Secrets may come from
+the environment instead of the file: ``FACEGATE_MQTT_PASSWORD`` and
+``FACEGATE_COMMAND_SECRET`` (or ``*_file`` keys that name a private file).
+``facegate check-config FILE`` runs the same checks and prints the result.
+
+See ``docs/CONFIG.md`` for every key; ``DEFAULTS`` below is the reference.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import os
+import pathlib
+import re
+from collections.abc import Callable
+from typing import Any
+
+from edge.errors import FacegateError
+from edge.modelcard import MODELS_DIR
+
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+TOPIC_PATTERN = re.compile(r"^[^#+\x00]{1,128}$")
+
+
+class ConfigError(FacegateError):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Key:
+    """A config key: its type, default and check (a predicate and what it wants)."""
+
+    default: Any
+    kind: type | tuple[type, ...]
+    check: Callable[[Any], bool] | None = None
+    wants: str = ""
+
+
+def _matches(pattern: re.Pattern[str]) -> Callable[[Any], bool]:
+    return lambda v: pattern.match(v) is not None
+
+
+def _positive(x: Any) -> bool:
+    return x > 0
+
+
+def _choice(*values: str) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: v in values), "one of " + ", ".join(values)
+
+
+SOURCES = ("picamera2", "video", "folder", "opencv")
+_source_check, _source_wants = _choice(*SOURCES)
+_format_check, _format_wants = _choice("XBGR8888", "XRGB8888", "RGB888", "BGR888")
+_protocol_check, _protocol_wants = _choice("auto", "5", "3.1.1")
+_detector_check, _detector_wants = _choice("short", "full")
+_COMMANDS = ("verify", "list", "enroll", "remove", "reload")
+
+SCHEMA: dict[str, dict[str, Key]] = {
+    "device": {
+        "id": Key("facegate", str, _matches(ID_PATTERN), "1-64 letters, digits, '_' or '-'"),
+        "name": Key("facegate", str),
+    },
+    "camera": {
+        "source": Key("picamera2", str, _source_check, _source_wants),
+        "path": Key(None, (str, int, type(None))),
+        "width": Key(640, int, _positive, "> 0"),
+        "height": Key(480, int, _positive, "> 0"),
+        "format": Key("XBGR8888", str, _format_check, _format_wants),
+        "max_fps": Key(10.0, (int, float), _positive, "> 0"),
+        "loop": Key(False, bool),
+        "name": Key("camera", str, _matches(ID_PATTERN), "1-64 letters, digits, '_' or '-'"),
+    },
+    "models": {
+        "encoder": Key(str(MODELS_DIR / "dlib_resnet_v1_int8.tflite"), str),
+        "detector": Key("short", str, _detector_check, _detector_wants),
+        "threads": Key(2, int, _positive, "> 0"),
+    },
+    "gallery": {
+        "path": Key("/var/lib/facegate/gallery.db", str),
+    },
+    "decision": {
+        "far": Key(1e-3, float, lambda v: 0 < v < 1, "a false accept rate between 0 and 1, e.g. 1.0e-3"),
+        "votes_to_decide": Key(3, int, _positive, "> 0"),
+        "window": Key(5, int, _positive, "> 0"),
+        "min_iou": Key(0.3, (int, float), lambda v: 0 < v <= 1, "in (0, 1]"),
+        "max_missing": Key(10, int, lambda v: v >= 0, ">= 0"),
+        "verify_timeout_s": Key(10.0, (int, float), _positive, "> 0"),
+    },
+    "gates": {
+        "min_eye_distance": Key(16.0, (int, float), lambda v: v >= 0, ">= 0"),
+        "max_yaw": Key(0.45, (int, float), _positive, "> 0"),
+        "min_sharpness": Key(3.0, (int, float), lambda v: v >= 0, ">= 0"),
+        "min_face": Key(20.0, (int, float), lambda v: v >= 0, ">= 0"),
+        "min_score": Key(0.5, (int, float), lambda v: 0 < v < 1, "in (0, 1)"),
+    },
+    "idle": {
+        "motion_threshold": Key(2.0, (int, float), lambda v: v >= 0, ">= 0 (mean grey change; 0 = off)"),
+        "check_every": Key(10, int, _positive, "> 0"),
+    },
+    "mqtt": {
+        "host": Key("localhost", str),
+        "port": Key(1883, int, lambda v: 0 < v < 65536, "a TCP port"),
+        "prefix": Key("facegate", str, _matches(TOPIC_PATTERN), "a topic without + or #"),
+        "protocol": Key("auto", str, _protocol_check, _protocol_wants),
+        "client_id": Key(None, (str, type(None))),
+        "username": Key(None, (str, type(None))),
+        "password": Key(None, (str, type(None))),
+        "password_file": Key(None, (str, type(None))),
+        "keepalive": Key(30, int, lambda v: v >= 5, ">= 5"),
+        "tls": Key(False, bool),
+        "ca_file": Key(None, (str, type(None))),
+        "cert_file": Key(None, (str, type(None))),
+        "key_file": Key(None, (str, type(None))),
+        "tls_insecure": Key(False, bool),
+        "outbox": Key("/var/lib/facegate/outbox", str),
+        "outbox_max": Key(10000, int, _positive, "> 0"),
+    },
+    "commands": {
+        "enabled": Key(
+            ["verify", "list"],
+            list,
+            lambda v: all(c in _COMMANDS for c in v),
+            "a list from " + ", ".join(_COMMANDS),
+        ),
+        "secret": Key(None, (str, type(None))),
+        "secret_file": Key(None, (str, type(None))),
+        "max_skew_s": Key(60.0, (int, float), _positive, "> 0"),
+    },
+    "homeassistant": {
+        "discovery": Key(True, bool),
+        "prefix": Key("homeassistant", str, _matches(TOPIC_PATTERN), "a topic without + or #"),
+    },
+}
+
+DEFAULTS = {
+    section: {k: copy.deepcopy(v.default) for k, v in keys.items()} for section, keys in SCHEMA.items()
+}
+STATE_CHANGING = ("enroll", "remove", "reload")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    data: dict[str, dict[str, Any]]
+    path: pathlib.Path | None
+
+    def __getitem__(self, section: str) -> dict[str, Any]:
+        return self.data[section]
+
+    @property
+    def mqtt_password(self) -> str | None:
+        return self._secret("mqtt", "password", "FACEGATE_MQTT_PASSWORD")
+
+    @property
+    def command_secret(self) -> bytes | None:
+        secret = self._secret("commands", "secret", "FACEGATE_COMMAND_SECRET")
+        return secret.encode() if secret else None
+
+    def _secret(self, section: str, key: str, env: str) -> str | None:
+        if os.environ.get(env):
+            return os.environ[env]
+        if self.data[section][key]:
+            return str(self.data[section][key])
+        path = self.data[section][f"{key}_file"]
+        if path:
+            try:
+                return pathlib.Path(path).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"{section}.{key}_file: cannot read {path}: {exc.strerror}") from None
+        return None
+
+
+def _where(path: pathlib.Path | None, key: str) -> str:
+    return f"{path}: {key}" if path else key
+
+
+def validate(raw: Any, path: pathlib.Path | None = None) -> Config:
+    """Check ``raw`` (parsed YAML) against ``SCHEMA`` and fill in the defaults."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path or 'config'}: the top level must be a mapping of sections")
+    data = copy.deepcopy(DEFAULTS)
+    for section, values in raw.items():
+        if section not in SCHEMA:
+            known = ", ".join(SCHEMA)
+            raise ConfigError(f"{_where(path, str(section))}: unknown section (known: {known})")
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            raise ConfigError(f"{_where(path, section)}: must be a mapping of keys")
+        for key, value in values.items():
+            name = f"{section}.{key}"
+            spec = SCHEMA[section].get(key)
+            if spec is None:
+                known = ", ".join(SCHEMA[section])
+                raise ConfigError(f"{_where(path, name)}: unknown key (known in {section}: {known})")
+            kinds = spec.kind if isinstance(spec.kind, tuple) else (spec.kind,)
+            if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)  # YAML's 1 where 1.0 is meant
+            if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+                wanted = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
+                raise ConfigError(f"{_where(path, name)}: expected {wanted}, got {value!r}")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{_where(path, name)}: must be a finite number, got {value!r}")
+            if spec.check is not None and value is not None and not spec.check(value):
+                raise ConfigError(f"{_where(path, name)}: {value!r} is not {spec.wants}")
+            data[section][key] = value
+    config = Config(data, path)
+    _cross_checks(config)
+    return config
+
+
+def _cross_checks(config: Config) -> None:
+    c, path = config.data, config.path
+    if c["decision"]["votes_to_decide"] > c["decision"]["window"]:
+        raise ConfigError(f"{_where(path, 'decision.votes_to_decide')}: must not exceed decision.window")
+    if c["camera"]["source"] in ("video", "folder") and not c["camera"]["path"]:
+        raise ConfigError(f"{_where(path, 'camera.path')}: the {c['camera']['source']} source needs a path")
+    if c["mqtt"]["tls_insecure"] and not c["mqtt"]["tls"]:
+        raise ConfigError(f"{_where(path, 'mqtt.tls_insecure')}: only makes sense with mqtt.tls: true")
+    if bool(c["mqtt"]["cert_file"]) != bool(c["mqtt"]["key_file"]):
+        raise ConfigError(
+            f"{_where(path, 'mqtt.cert_file')}: a client certificate needs both cert_file and key_file"
+        )
+    wanted = [x for x in c["commands"]["enabled"] if x in STATE_CHANGING]
+    if wanted and config.command_secret is None:
+        raise ConfigError(
+            f"{_where(path, 'commands.enabled')}: {', '.join(wanted)} change state and need "
+            "commands.secret, commands.secret_file or $FACEGATE_COMMAND_SECRET"
+        )
+    if config.command_secret is not None and len(config.command_secret) < 16:
+        raise ConfigError(f"{_where(path, 'commands.secret')}: use at least 16 characters")
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    import yaml
+
+    path = pathlib.Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return validate(raw, path)

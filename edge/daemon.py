@@ -1,0 +1,421 @@
+"""``facegate run``: camera frames in, decisions out over MQTT.
+
+The loop, in one thread: frame -> (motion gate) -> detect/align -> encode ->
+identify -> track -> decide -> publish. MQTT runs in paho's own thread and
+never blocks the loop (``edge.mqtt``); commands arrive on a queue and are
+handled between frames, so the gallery is only touched from this thread.
+
+Signals: SIGTERM/SIGINT stop cleanly after publishing ``offline``; SIGHUP
+reloads the config file's decision and gate settings (camera, MQTT and
+model changes need a restart, and say so) and the gallery.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import io
+import logging
+import queue
+import signal
+import threading
+import time
+import uuid
+from typing import Any
+
+import numpy as np
+
+from edge.commands import Authority, Command, CommandError, peek
+from edge.config import Config, ConfigError, load_config
+from edge.decide import OperatingPoint, identify, verify
+from edge.encoder import Encoder
+from edge.enroll import Enroller, RefusedError, fingerprint, one_usable_face
+from edge.errors import FacegateError
+from edge.gallery import Gallery, Sample
+from edge.images import load_rgb
+from edge.modelcard import MODELS_DIR
+from edge.mqtt import Link, Request
+from edge.perception import Face, Gates, Perception
+from edge.sources import Frame, FrameSource, open_source
+from edge.track import Decision, Observation, Tracker, TrackerConfig
+
+log = logging.getLogger(__name__)
+
+RESTART_SECTIONS = ("camera", "models", "mqtt", "gallery", "device", "homeassistant", "commands")
+
+
+def _iso(ts: float) -> str:
+    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclasses.dataclass
+class PendingVerify:
+    command: Command
+    request: Request
+    deadline: float
+    votes: list[bool] = dataclasses.field(default_factory=list)
+    best: float = float("inf")
+
+
+@dataclasses.dataclass
+class PendingEnroll:
+    command: Command
+    request: Request
+    deadline: float
+
+
+def _perception(config: Config) -> Perception:
+    g = config["gates"]
+    return Perception(
+        detector=MODELS_DIR / f"face_detection_{config['models']['detector']}_range.tflite",
+        gates=Gates(g["min_eye_distance"], g["max_yaw"], g["min_sharpness"]),
+        min_score=g["min_score"],
+        min_size=g["min_face"],
+        num_threads=config["models"]["threads"],
+    )
+
+
+def _tracker_config(config: Config) -> TrackerConfig:
+    d = config["decision"]
+    return TrackerConfig(d["votes_to_decide"], d["window"], d["min_iou"], d["max_missing"])
+
+
+class Daemon:
+    def __init__(self, config: Config, source: FrameSource | None = None) -> None:
+        self.config = config
+        self.encoder = Encoder(config["models"]["encoder"], num_threads=config["models"]["threads"])
+        self.perception = _perception(config)
+        self.enroller = Enroller(self.perception, self.encoder)
+        self.op = OperatingPoint.from_card(self.encoder.card, config["decision"]["far"])
+        self.gallery = Gallery.open(config["gallery"]["path"], fingerprint(self.encoder), create=True)
+        self.tracker = Tracker(_tracker_config(config))
+        c = config["commands"]
+        self.authority = Authority(c["enabled"], config.command_secret, c["max_skew_s"])
+        self.requests: queue.Queue[Request] = queue.Queue()
+        model = {"name": self.encoder.card.name, "sha256": self.encoder.card.sha256}
+        self.link = Link(config, self.requests.put, model=model)
+        self.model = model
+        self.source = source if source is not None else open_source(config)
+        self.stopping = threading.Event()
+        self.reload_wanted = threading.Event()
+        self.verifies: list[PendingVerify] = []
+        self.enrolls: list[PendingEnroll] = []
+        self._thumb: np.ndarray | None = None
+        self._since_detect = 0
+        self._present: tuple[str, ...] = ()
+        self._state_at = 0.0
+        self._last_event: dict[str, Any] | None = None
+        self.counts = {"frames": 0, "detected_frames": 0, "skipped_idle": 0, "events": 0, "faces": 0}
+
+    # --- main loop ---------------------------------------------------------------
+
+    def run(self, max_frames: int | None = None) -> int:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
+            signal.signal(signal.SIGINT, lambda *_: self.stopping.set())
+            signal.signal(signal.SIGHUP, lambda *_: self.reload_wanted.set())
+        self.link.start()
+        period = 1.0 / self.config["camera"]["max_fps"]
+        next_at = time.monotonic()
+        try:
+            for frame in self.source.frames():
+                if self.stopping.is_set():
+                    break
+                self.handle_requests()
+                if self.reload_wanted.is_set():
+                    self.reload_wanted.clear()
+                    self.reload()
+                self.step(frame)
+                if max_frames is not None and self.counts["frames"] >= max_frames:
+                    break
+                next_at += period
+                delay = next_at - time.monotonic()
+                if delay > 0:
+                    self.stopping.wait(delay)
+                else:
+                    next_at = time.monotonic()  # behind: do not try to catch up
+            self.handle_requests()
+        finally:
+            for pending in self.verifies:
+                self._reply(pending.request, pending.command, ok=False, error="daemon stopping")
+            self.link.stop()
+            self.source.close()
+            self.gallery.close()
+        log.info("stopped: %s", self.counts)
+        return 0
+
+    def step(self, frame: Frame) -> list[dict[str, Any]]:
+        """One frame through the pipeline; returns the events it published."""
+        self.counts["frames"] += 1
+        now = time.monotonic()
+        self._expire(now)
+        if self._idle(frame):
+            self.counts["skipped_idle"] += 1
+            return []
+        self.counts["detected_frames"] += 1
+        faces = self.perception.faces(frame.image, frame.layout)
+        usable = [f for f in faces if f.rejected is None]
+        self.counts["faces"] += len(faces)
+        vectors = self.encoder.embed(np.stack([f.chip for f in usable])) if usable else np.zeros((0, 128))
+        templates = self.gallery.templates()
+        observations, k = [], 0
+        for face in faces:
+            if face.rejected is not None:
+                observations.append(Observation(face.detection.box, None, usable=False))
+                continue
+            found = identify(templates, vectors[k], self.op)
+            observations.append(Observation(face.detection.box, found.name, True, found.distance))
+            k += 1
+        events = [self._identity_event(d, frame) for d in self.tracker.update(observations)]
+        if usable:
+            largest = int(np.argmax([f.detection.width for f in usable]))
+            events += self._verify_votes(vectors[largest], templates, frame, usable[largest])
+            self._enroll_from_camera(faces)
+        for event in events:
+            log.debug(
+                "frame %d: %s %s (%s)", frame.index, event["type"], event["identity"], event["event_id"]
+            )
+            self.link.publish_event(event)
+            self._last_event = event
+        self.counts["events"] += len(events)
+        self._publish_state(now)
+        return events
+
+    def _idle(self, frame: Frame) -> bool:
+        """Skip detection when nothing moves, no face is tracked and nothing waits on a frame."""
+        threshold = self.config["idle"]["motion_threshold"]
+        image = frame.image
+        thumb = image[::8, ::8].astype(np.float32)
+        thumb = thumb.mean(axis=2) if thumb.ndim == 3 else thumb
+        previous, self._thumb = self._thumb, thumb
+        busy = self.tracker.tracks or self.verifies or self.enrolls
+        if threshold <= 0 or previous is None or previous.shape != thumb.shape or busy:
+            self._since_detect = 0
+            return False
+        self._since_detect += 1
+        if self._since_detect >= self.config["idle"]["check_every"]:
+            self._since_detect = 0
+            return False
+        return float(np.abs(thumb - previous).mean()) < threshold
+
+    # --- events ----------------------------------------------------------------
+
+    def _event(self, frame: Frame, kind: str, event_type: str, **fields: Any) -> dict[str, Any]:
+        now = time.time()
+        return {
+            "schema": 1,
+            "event_id": uuid.uuid4().hex,
+            "type": kind,
+            "event_type": event_type,
+            "time": _iso(now),
+            "ts": now,
+            "frame_time": frame.wall,
+            "device": self.config["device"]["id"],
+            "camera": self.config["camera"]["name"],
+            "threshold": self.op.threshold,
+            "target_far": self.op.target_far,
+            "model": self.model,
+            **fields,
+        }
+
+    def _identity_event(self, d: Decision, frame: Frame) -> dict[str, Any]:
+        known = d.name is not None
+        return self._event(
+            frame,
+            "identify",
+            "known" if known else "unknown",
+            identity=d.name if known else "unknown",
+            display_name=self._display(d.name),
+            claimed=None,
+            accepted=known,
+            distance=None if np.isnan(d.distance) else round(d.distance, 4),
+            score=None if np.isnan(d.distance) else round(self.op.score(d.distance), 4),
+            frames=d.frames,
+            votes=d.votes,
+            track=d.track,
+            box=[round(v, 1) for v in d.box],
+        )
+
+    def _display(self, name: str | None) -> str | None:
+        if name is None:
+            return None
+        try:
+            return self.gallery.person(name).display_name
+        except FacegateError:
+            return name
+
+    def _publish_state(self, now: float) -> None:
+        present = tuple(sorted({str(t.decided.name) for t in self.tracker.tracks.values() if t.decided}))
+        if present == self._present and now - self._state_at < 60:
+            return
+        self._present, self._state_at = present, now
+        last = self._last_event
+        self.link.publish_state(
+            {
+                "time": _iso(time.time()),
+                "present": list(present),
+                "known_present": any(p != "None" for p in present),
+                "last": None
+                if last is None
+                else {k: last[k] for k in ("identity", "time", "event_type", "accepted") if k in last},
+                "people_enrolled": len(self.gallery),
+                "frames": self.counts["frames"],
+            }
+        )
+
+    # --- commands ----------------------------------------------------------------
+
+    def handle_requests(self) -> None:
+        while True:
+            try:
+                request = self.requests.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                command = self.authority.parse(request.name, request.payload)
+            except CommandError as exc:
+                log.warning("refused command %s: %s", request.name, exc)
+                request_id, reply_to = peek(request.payload)
+                self.link.reply(
+                    request, {"id": request_id, "ok": False, "error": str(exc), "result": None}, reply_to
+                )
+                continue
+            try:
+                self._run_command(command, request)
+            except FacegateError as exc:
+                self._reply(request, command, ok=False, error=str(exc))
+
+    def _run_command(self, command: Command, request: Request) -> None:
+        timeout = self.config["decision"]["verify_timeout_s"]
+        if command.name == "verify":
+            if command.args["claim"] not in self.gallery:
+                raise FacegateError(f"{command.args['claim']!r} is not enrolled")
+            deadline = time.monotonic() + command.args.get("timeout_s", timeout)
+            self.verifies.append(PendingVerify(command, request, deadline))
+        elif command.name == "list":
+            people = [
+                {"name": p.name, "display_name": p.display_name, "embeddings": p.embeddings}
+                for p in self.gallery.people()
+            ]
+            self._reply(request, command, ok=True, result={"people": people})
+        elif command.name == "remove":
+            self.gallery.remove(command.args["name"])
+            self._reply(request, command, ok=True, result={"removed": command.args["name"]})
+        elif command.name == "reload":
+            self.reload()
+            self._reply(request, command, ok=True, result={"people_enrolled": len(self.gallery)})
+        elif command.name == "enroll":
+            if "jpeg" in command.args:
+                try:
+                    rgb = load_rgb(io.BytesIO(command.args["jpeg"]), "args.jpeg")
+                    sample = self.enroller.sample_from_rgb(rgb, "mqtt enroll")
+                except (RefusedError, FacegateError) as exc:
+                    raise FacegateError(f"enroll refused: {exc}") from None
+                self._enroll(command, request, sample)
+            else:
+                self.enrolls.append(PendingEnroll(command, request, time.monotonic() + timeout))
+
+    def _enroll(self, command: Command, request: Request, sample: Sample) -> None:
+        person = self.gallery.add(
+            command.args["name"], [sample], display_name=command.args.get("display_name")
+        )
+        self._reply(request, command, ok=True, result={"name": person.name, "embeddings": person.embeddings})
+
+    def _enroll_from_camera(self, faces: list[Face]) -> None:
+        if not self.enrolls:
+            return
+        try:
+            face = one_usable_face(faces, "camera frame")
+        except RefusedError:
+            return  # wait for a frame with exactly one usable face
+        vector = self.encoder.embed(face.chip)[0]
+        pending = self.enrolls.pop(0)
+        sample = Sample(vector, "mqtt enroll from camera", {k: round(v, 4) for k, v in face.quality.items()})
+        try:
+            self._enroll(pending.command, pending.request, sample)
+        except FacegateError as exc:
+            self._reply(pending.request, pending.command, ok=False, error=str(exc))
+
+    def _verify_votes(
+        self, vector: np.ndarray, templates: Any, frame: Frame, face: Face
+    ) -> list[dict[str, Any]]:
+        events = []
+        need, window = self.config["decision"]["votes_to_decide"], self.config["decision"]["window"]
+        for pending in list(self.verifies):
+            claim = pending.command.args["claim"]
+            try:
+                result = verify(templates, vector, claim, self.op)
+            except FacegateError as exc:  # removed meanwhile
+                self.verifies.remove(pending)
+                self._reply(pending.request, pending.command, ok=False, error=str(exc))
+                continue
+            pending.votes.append(result.accepted)
+            pending.best = min(pending.best, result.distance)
+            accepted = sum(pending.votes) >= need
+            if not accepted and len(pending.votes) < window:
+                continue
+            self.verifies.remove(pending)
+            event = self._event(
+                frame,
+                "verify",
+                "verify_accepted" if accepted else "verify_rejected",
+                identity=claim if accepted else "unknown",
+                display_name=self._display(claim),
+                claimed=claim,
+                accepted=accepted,
+                distance=round(pending.best, 4),
+                score=round(self.op.score(pending.best), 4),
+                frames=len(pending.votes),
+                votes=sum(pending.votes),
+                request_id=pending.command.id,
+                box=[round(v, 1) for v in face.detection.box],
+            )
+            events.append(event)
+            self._reply(pending.request, pending.command, ok=True, result=event)
+        return events
+
+    def _expire(self, now: float) -> None:
+        for pending in [p for p in self.verifies if now > p.deadline]:
+            self.verifies.remove(pending)
+            self._reply(
+                pending.request,
+                pending.command,
+                ok=True,
+                result={"accepted": False, "reason": "timeout", "frames": len(pending.votes)},
+            )
+        for enroll in [p for p in self.enrolls if now > p.deadline]:
+            self.enrolls.remove(enroll)
+            self._reply(enroll.request, enroll.command, ok=False, error="timeout: no single usable face seen")
+
+    def _reply(
+        self,
+        request: Request,
+        command: Command | None,
+        ok: bool,
+        error: str | None = None,
+        result: Any = None,
+    ) -> None:
+        body = {"id": command.id if command else None, "ok": ok, "error": error, "result": result}
+        self.link.reply(request, body, command.reply_to if command else None)
+
+    # --- reload ----------------------------------------------------------------
+
+    def reload(self) -> None:
+        """Re-read the config's decision and gate settings; the gallery reloads itself."""
+        if self.config.path is None:
+            return
+        try:
+            new = load_config(self.config.path)
+        except ConfigError as exc:
+            log.error("reload refused, keeping the running config: %s", exc)
+            raise FacegateError(f"reload refused: {exc}") from None
+        changed = [s for s in RESTART_SECTIONS if new[s] != self.config[s]]
+        if changed:
+            log.warning("reload: changes to %s need a restart; not applied", ", ".join(changed))
+        self.op = OperatingPoint.from_card(self.encoder.card, new["decision"]["far"])
+        self.tracker.config = _tracker_config(new)
+        g = new["gates"]
+        self.perception.gates = Gates(g["min_eye_distance"], g["max_yaw"], g["min_sharpness"])
+        live = {s: new[s] for s in ("decision", "gates", "idle")}
+        self.config = Config({**self.config.data, **live}, self.config.path)
+        log.info("reloaded %s: threshold %.4f at FAR %g", new.path, self.op.threshold, self.op.target_far)

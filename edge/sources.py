@@ -1,0 +1,189 @@
+"""Frame sources behind one small interface: ``frames()`` yields ``Frame``s.
+
+- ``picamera2``: the Pi camera (imported lazily; ``capture_array`` frames in
+  the configured format, read by memory layout: XBGR8888 is R, G, B, X in
+  memory, XRGB8888 is B, G, R, X, RGB888 is B, G, R, BGR888 is R, G, B);
+- ``video``: a video file, or any URL FFmpeg opens (needs the ``video`` extra, PyAV);
+- ``folder``: the images of a folder, sorted by name;
+- ``opencv``: a V4L2/USB index or an RTSP URL, where OpenCV is installed;
+- ``ArraySource``: frames already in memory (tests, the demo).
+
+A source's frames carry their layout; ``edge.perception.to_rgb`` reads it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pathlib
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any, Protocol
+
+import numpy as np
+
+from edge.config import Config
+from edge.errors import FacegateError, InputError
+from edge.images import load_rgb
+
+# picamera2 format -> memory layout of the array it returns
+PICAMERA2_LAYOUTS = {"XBGR8888": "RGBX", "XRGB8888": "BGRX", "RGB888": "BGR", "BGR888": "RGB"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".webp"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Frame:
+    image: np.ndarray  # HxWxC uint8 (or HxW grey)
+    layout: str  # "RGB", "BGR", "RGBX", "BGRX" (ignored for grey)
+    index: int
+    wall: float  # time.time() when the frame was taken (or read)
+
+
+class FrameSource(Protocol):
+    def frames(self) -> Iterator[Frame]: ...
+
+    def close(self) -> None: ...
+
+
+class Picamera2Source:
+    def __init__(self, width: int, height: int, fmt: str = "XBGR8888") -> None:
+        try:
+            picamera2 = importlib.import_module("picamera2")
+        except ImportError:
+            raise FacegateError(
+                "camera.source is picamera2 but picamera2 is not installed "
+                "(on Raspberry Pi OS: sudo apt install python3-picamera2)"
+            ) from None
+        if fmt not in PICAMERA2_LAYOUTS:
+            raise FacegateError(
+                f"unsupported picamera2 format {fmt!r}; use one of {', '.join(PICAMERA2_LAYOUTS)}"
+            )
+        self.layout = PICAMERA2_LAYOUTS[fmt]
+        self.camera = picamera2.Picamera2()
+        config = self.camera.create_preview_configuration(main={"size": (width, height), "format": fmt})
+        self.camera.configure(config)
+        self.camera.start()
+
+    def frames(self) -> Iterator[Frame]:
+        index = 0
+        while True:
+            image = self.camera.capture_array("main")
+            yield Frame(image, self.layout, index, time.time())
+            index += 1
+
+    def close(self) -> None:
+        self.camera.stop()
+        self.camera.close()
+
+
+class VideoSource:
+    """A video file (or stream URL) decoded by PyAV, optionally looped."""
+
+    def __init__(self, path: str, loop: bool = False) -> None:
+        try:
+            self._av = importlib.import_module("av")
+        except ImportError:
+            raise FacegateError("camera.source video needs PyAV: pip install 'facegate[video]'") from None
+        self.path, self.loop = path, loop
+        self._container: Any = None
+
+    def frames(self) -> Iterator[Frame]:
+        index = 0
+        while True:
+            try:
+                self._container = self._av.open(self.path)
+            except (OSError, self._av.FFmpegError) as exc:
+                raise InputError(f"{self.path}: cannot open video ({exc})") from None
+            with self._container:
+                for decoded in self._container.decode(video=0):
+                    yield Frame(decoded.to_ndarray(format="rgb24"), "RGB", index, time.time())
+                    index += 1
+            if not self.loop:
+                return
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+
+
+class FolderSource:
+    def __init__(self, path: str, loop: bool = False) -> None:
+        folder = pathlib.Path(path)
+        if not folder.is_dir():
+            raise FacegateError(f"camera.path {folder}: not a folder")
+        self.files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        if not self.files:
+            raise FacegateError(f"camera.path {folder}: no images")
+        self.loop = loop
+
+    def frames(self) -> Iterator[Frame]:
+        index = 0
+        while True:
+            for f in self.files:
+                yield Frame(load_rgb(f), "RGB", index, time.time())
+                index += 1
+            if not self.loop:
+                return
+
+    def close(self) -> None:
+        pass
+
+
+class OpenCVSource:
+    def __init__(self, path: str | int, width: int, height: int) -> None:
+        try:
+            self._cv2 = importlib.import_module("cv2")
+        except ImportError:
+            raise FacegateError(
+                "camera.source opencv needs OpenCV (pip install opencv-python-headless)"
+            ) from None
+        target = int(path) if isinstance(path, str) and path.isdigit() else path
+        self.capture = self._cv2.VideoCapture(target)
+        if not self.capture.isOpened():
+            raise FacegateError(f"camera.path {path!r}: OpenCV cannot open it")
+        self.capture.set(self._cv2.CAP_PROP_FRAME_WIDTH, width)
+        self.capture.set(self._cv2.CAP_PROP_FRAME_HEIGHT, height)
+
+    def frames(self) -> Iterator[Frame]:
+        index = 0
+        while True:
+            ok, image = self.capture.read()
+            if not ok:
+                return
+            yield Frame(image, "BGR", index, time.time())
+            index += 1
+
+    def close(self) -> None:
+        self.capture.release()
+
+
+class ArraySource:
+    """Frames from memory, in order (``loop`` repeats them)."""
+
+    def __init__(self, images: Iterable[np.ndarray], layout: str = "RGB", loop: bool = False) -> None:
+        self.images = list(images)
+        self.layout, self.loop = layout, loop
+
+    def frames(self) -> Iterator[Frame]:
+        index = 0
+        while True:
+            for image in self.images:
+                yield Frame(image, self.layout, index, time.time())
+                index += 1
+            if not self.loop:
+                return
+
+    def close(self) -> None:
+        pass
+
+
+def open_source(config: Config) -> FrameSource:
+    cam = config["camera"]
+    source = cam["source"]
+    if source == "picamera2":
+        return Picamera2Source(cam["width"], cam["height"], cam["format"])
+    if source == "video":
+        return VideoSource(str(cam["path"]), cam["loop"])
+    if source == "folder":
+        return FolderSource(str(cam["path"]), cam["loop"])
+    return OpenCVSource(cam["path"] if cam["path"] is not None else 0, cam["width"], cam["height"])

@@ -1,0 +1,66 @@
+"""A stand-in for picamera2 that honours the part of its API facegate uses.
+
+``Picamera2()``, ``create_preview_configuration(main={"size", "format"})``,
+``configure``, ``start``, ``capture_array("main")``, ``stop``, ``close``.
+Frames come from ``Picamera2.script`` (RGB arrays set by the test), resized
+to the configured size and laid out in memory as the format says (XBGR8888
+is R, G, B, X; XRGB8888 is B, G, R, X; RGB888 is B, G, R; BGR888 is R, G, B).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+_LAYOUT = {"XBGR8888": (0, 1, 2, None), "XRGB8888": (2, 1, 0, None), "RGB888": (2, 1, 0), "BGR888": (0, 1, 2)}
+
+
+class Picamera2:
+    script: ClassVar[list[np.ndarray]] = []
+    instances: ClassVar[list[Picamera2]] = []
+
+    def __init__(self, camera_num: int = 0) -> None:
+        self.config: dict[str, Any] | None = None
+        self.started = False
+        self.closed = False
+        self.captured = 0
+        Picamera2.instances.append(self)
+
+    def create_preview_configuration(
+        self, main: dict[str, Any] | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        main = {"size": (640, 480), "format": "XBGR8888", **(main or {})}
+        if main["format"] not in _LAYOUT:
+            raise ValueError(f"fake picamera2: unsupported format {main['format']}")
+        return {"main": main, **kwargs}
+
+    def configure(self, config: dict[str, Any]) -> None:
+        if self.started:
+            raise RuntimeError("Camera must be stopped before configuring")
+        self.config = config
+
+    def start(self) -> None:
+        if self.config is None:
+            raise RuntimeError("Camera has not been configured")
+        self.started = True
+
+    def capture_array(self, name: str = "main") -> np.ndarray:
+        if not self.started:
+            raise RuntimeError("Camera is not running")
+        if not Picamera2.script:
+            raise RuntimeError("fake picamera2: no frames scripted")
+        assert self.config is not None
+        rgb = Picamera2.script[self.captured % len(Picamera2.script)]
+        self.captured += 1
+        width, height = self.config[name]["size"]
+        assert rgb.shape[:2] == (height, width), "script frames must match the configured size"
+        order = _LAYOUT[self.config[name]["format"]]
+        channels = [rgb[:, :, c] if c is not None else np.full(rgb.shape[:2], 255, np.uint8) for c in order]
+        return np.ascontiguousarray(np.stack(channels, axis=2))
+
+    def stop(self) -> None:
+        self.started = False
+
+    def close(self) -> None:
+        self.closed = True

@@ -1,0 +1,185 @@
+"""A real mosquitto on loopback, a subscriber, a cuttable TCP proxy, a frame feed."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pathlib
+import queue
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge.sources import Frame
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on port {port}")
+
+
+class Broker:
+    def __init__(self, workdir: pathlib.Path) -> None:
+        exe = shutil.which("mosquitto") or (
+            "/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None
+        )
+        if exe is None:
+            pytest.skip("mosquitto is not installed (`.ci/run` installs it with apt)")
+        self.port = free_port()
+        conf = workdir / "mosquitto.conf"
+        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        self.log = open(workdir / "mosquitto.log", "w")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen([exe, "-c", str(conf)], stdout=self.log, stderr=subprocess.STDOUT)
+        wait_port(self.port)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+        self.log.close()
+
+
+class Subscriber:
+    """Collects messages (topic, JSON or raw payload, properties, arrival time)."""
+
+    def __init__(self, port: int, topics: list[str]) -> None:
+        self.messages: list[tuple[str, Any, Any, float]] = []
+        self._cond = threading.Condition()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client.on_message = self._on_message
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *a: subscribed.set()
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        self.client.subscribe([(t, 1) for t in topics])
+        assert subscribed.wait(5), "subscription not acknowledged"
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        try:
+            payload: Any = json.loads(message.payload)
+        except ValueError:
+            payload = message.payload
+        with self._cond:
+            self.messages.append((message.topic, payload, message.properties, time.time()))
+            self._cond.notify_all()
+
+    def wait(
+        self, predicate: Callable[[str, Any], bool], count: int = 1, timeout: float = 20.0
+    ) -> list[tuple[str, Any, Any, float]]:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                found = [m for m in self.messages if predicate(m[0], m[1])]
+                if len(found) >= count:
+                    return found
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    seen = [(m[0], str(m[1])[:120]) for m in self.messages[-10:]]
+                    raise AssertionError(f"waited {timeout}s for {count} message(s); last seen: {seen}")
+                self._cond.wait(left)
+
+    def publish(self, topic: str, payload: Any, **kw: Any) -> None:
+        self.client.publish(topic, json.dumps(payload), qos=1, **kw).wait_for_publish(5)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class Proxy:
+    """A TCP relay to the broker that can be cut (``down``) and restored (``up``)."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target = target_port
+        self.port = free_port()
+        self.server = socket.create_server(("127.0.0.1", self.port))
+        self.server.settimeout(0.1)
+        self.is_up = threading.Event()
+        self.is_up.set()
+        self.sockets: list[socket.socket] = []
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.closed:
+            try:
+                client, _ = self.server.accept()
+            except (TimeoutError, OSError):
+                continue
+            if not self.is_up.is_set():
+                client.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            self.sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+    def down(self) -> None:
+        self.is_up.clear()
+        for s in self.sockets:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+        self.sockets.clear()
+
+    def up(self) -> None:
+        self.is_up.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self.down()
+        self.server.close()
+
+
+class FeedSource:
+    """Frames the test hands over one by one; ``frames()`` ends on ``close``."""
+
+    def __init__(self) -> None:
+        self.queue: queue.Queue[np.ndarray | None] = queue.Queue()
+        self.index = 0
+
+    def put(self, image: np.ndarray, times: int = 1) -> None:
+        for _ in range(times):
+            self.queue.put(image)
+
+    def frames(self) -> Iterator[Frame]:
+        while True:
+            image = self.queue.get()
+            if image is None:
+                return
+            yield Frame(image, "RGB", self.index, time.time())
+            self.index += 1
+
+    def drained(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.queue.empty() and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        self.queue.put(None)

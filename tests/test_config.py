@@ -1,0 +1,86 @@
+"""Config validation: every mistake names the key and the file."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+from edge.config import DEFAULTS, ConfigError, load_config, validate
+from edge.mqtt import Link, Request
+
+
+def _write(tmp_path: pathlib.Path, text: str) -> pathlib.Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_are_valid() -> None:
+    config = validate({})
+    assert config.data == DEFAULTS
+    assert config["decision"]["far"] == 1e-3 and config["commands"]["enabled"] == ["verify", "list"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("camera:\n  sourse: video\n", "camera.sourse: unknown key"),
+        ("kamera: {}\n", "kamera: unknown section"),
+        ("camera:\n  width: wide\n", "camera.width: expected int, got 'wide'"),
+        ("camera:\n  source: webcam\n", "camera.source: 'webcam' is not one of picamera2"),
+        ("camera:\n  source: video\n", "camera.path: the video source needs a path"),
+        ("decision:\n  far: 2.0\n", "decision.far: 2.0 is not a false accept rate"),
+        ("decision:\n  votes_to_decide: 6\n", "decision.votes_to_decide: must not exceed decision.window"),
+        ("mqtt:\n  port: 70000\n", "mqtt.port: 70000 is not a TCP port"),
+        ("mqtt:\n  tls: yes\n  tls_insecure: maybe\n", "mqtt.tls_insecure: expected bool"),
+        ("mqtt:\n  prefix: a/+/b\n", "mqtt.prefix"),
+        ("device:\n  id: front door\n", "device.id"),
+        ("commands:\n  enabled: [verify, enroll]\n", "enroll change state and need commands.secret"),
+        ("commands:\n  enabled: [verify, unlock]\n", "commands.enabled"),
+        ("commands:\n  enabled: [enroll]\n  secret: short\n", "at least 16 characters"),
+        ("- just\n- a list\n", "top level must be a mapping"),
+        ("camera: [1, 2\n", "not valid YAML"),
+    ],
+)
+def test_mistakes_name_the_key_and_the_file(tmp_path: pathlib.Path, text: str, message: str) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(path) in str(info.value)
+    assert message in str(info.value)
+
+
+def test_secrets_from_the_environment(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _write(tmp_path, "commands:\n  enabled: [verify, enroll]\n")
+    monkeypatch.setenv("FACEGATE_COMMAND_SECRET", "from-the-environment-123")
+    monkeypatch.setenv("FACEGATE_MQTT_PASSWORD", "pw")
+    config = load_config(path)
+    assert config.command_secret == b"from-the-environment-123" and config.mqtt_password == "pw"
+
+
+def test_secret_file(tmp_path: pathlib.Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("a-secret-from-a-file-0123\n")
+    config = load_config(_write(tmp_path, f"commands:\n  enabled: [remove]\n  secret_file: {secret}\n"))
+    assert config.command_secret == b"a-secret-from-a-file-0123"
+    with pytest.raises(ConfigError, match="secret_file: cannot read"):
+        load_config(_write(tmp_path, "commands:\n  enabled: [remove]\n  secret_file: /nonexistent/x\n"))
+
+
+def test_integers_where_floats_are_meant() -> None:
+    assert validate({"camera": {"max_fps": 5}})["camera"]["max_fps"] == 5.0
+
+
+def test_missing_file() -> None:
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config("/nonexistent/config.yaml")
+
+
+def test_replies_stay_in_the_device_tree(tmp_path: pathlib.Path) -> None:
+    link = Link(validate({"device": {"id": "d"}, "mqtt": {"outbox": str(tmp_path / "o")}}), lambda r: None)
+    inside = Request("verify", b"{}", "facegate/d/reply/app1", b"x")
+    outside = Request("verify", b"{}", "frontdoor/lock/set", b"x")
+    assert link.reply_topic(inside) == "facegate/d/reply/app1"
+    assert link.reply_topic(outside) == "facegate/d/reply"
+    assert link.reply_topic(Request("list", b"{}", None, None), "zigbee2mqtt/lock/set") == "facegate/d/reply"

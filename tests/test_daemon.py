@@ -1,0 +1,334 @@
+"""The daemon end to end: real mosquitto on loopback, real models, fake camera only."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from PIL import Image
+
+from edge.commands import sign
+from edge.config import validate
+from edge.daemon import Daemon
+from edge.demo import PHOTOS, scene
+from edge.encoder import Encoder
+from edge.enroll import Enroller, fingerprint
+from edge.gallery import Gallery
+from edge.perception import Perception
+from edge.sources import ArraySource
+from tests.conftest import INT8_MODEL, ROOT
+from tests.mqtt_support import Broker, FeedSource, Proxy, Subscriber
+
+SECRET = "a-long-enough-test-secret"
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    b = Broker(tmp_path_factory.mktemp("mosquitto"))
+    yield b
+    b.stop()
+
+
+@pytest.fixture(scope="module")
+def frames() -> dict[str, np.ndarray]:
+    p = Perception()
+    return {
+        "obama": scene(PHOTOS / "obama2.jpg", perception=p),
+        "obama_left": scene(PHOTOS / "obama3.jpg", centre=(200.0, 220.0), perception=p),
+        "biden": scene(PHOTOS / "biden.jpg", perception=p),
+        "blank": np.full((480, 640, 3), 96, np.uint8),
+    }
+
+
+@pytest.fixture(scope="module")
+def obama_sample() -> Any:
+    enroller = Enroller(Perception(), Encoder(INT8_MODEL))
+    return enroller.sample(PHOTOS / "obama.jpg")
+
+
+def _config(tmp: pathlib.Path, port: int, obama_sample: Any, **sections: dict[str, Any]) -> Any:
+    raw: dict[str, Any] = {
+        "device": {"id": "door1"},
+        "camera": {"source": "folder", "path": str(tmp), "max_fps": 50},
+        "gallery": {"path": str(tmp / "gallery.db")},
+        "mqtt": {"port": port, "outbox": str(tmp / "outbox")},
+        "decision": {"votes_to_decide": 3, "window": 5, "max_missing": 2},
+    }
+    for name, values in sections.items():
+        raw.setdefault(name, {}).update(values)
+    config = validate(raw)
+    with Gallery.open(raw["gallery"]["path"], fingerprint(Encoder(INT8_MODEL))) as gallery:
+        if "obama" not in gallery:
+            gallery.add("obama", [obama_sample])
+    return config
+
+
+@contextlib.contextmanager
+def running(daemon: Daemon) -> Iterator[Daemon]:
+    thread = threading.Thread(target=daemon.run, daemon=True)
+    thread.start()
+    try:
+        yield daemon
+    finally:
+        daemon.stopping.set()
+        close = getattr(daemon.source, "close", None)
+        if close:
+            close()
+        thread.join(30)
+        assert not thread.is_alive()
+
+
+def _events(sub: Subscriber, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
+    return [m[1] for m in sub.wait(lambda t, p: t.endswith("/event"), count, timeout)]
+
+
+def test_known_person_once_and_stranger_unknown(
+    broker: Broker, tmp_path: pathlib.Path, frames: dict[str, np.ndarray], obama_sample: Any
+) -> None:
+    config = _config(tmp_path, broker.port, obama_sample)
+    sub = Subscriber(broker.port, ["facegate/door1/#"])
+    feed = FeedSource()
+    with running(Daemon(config, feed)) as daemon:
+        sub.wait(lambda t, p: t.endswith("/availability") and p["state"] == "online")
+        for who in ("obama", "biden"):
+            feed.put(frames[who], 8)  # 8 frames of one person: one track, one event
+            feed.put(frames["blank"], 6)  # they leave
+        known, stranger = _events(sub, 2)
+        feed.drained()
+        time.sleep(0.3)
+        assert daemon.counts["events"] == 2
+    assert known["identity"] == "obama" and known["accepted"] is True and known["event_type"] == "known"
+    assert stranger["identity"] == "unknown" and stranger["accepted"] is False
+    for event in (known, stranger):
+        assert event["schema"] == 1 and len(event["event_id"]) == 32 and event["camera"] == "camera"
+        assert event["target_far"] == 1e-3 and event["threshold"] > 0 and event["frames"] >= 3
+        assert event["model"]["sha256"] == Encoder(INT8_MODEL).card.sha256
+        assert len(event["box"]) == 4 and event["time"].endswith("+00:00")
+    assert known["distance"] < known["threshold"] < stranger["distance"]
+    late = Subscriber(broker.port, ["facegate/door1/#"])
+    retained = late.wait(lambda t, p: t.endswith("/state"))  # retained state for dashboards
+    assert retained[0][1]["last"]["identity"] == "unknown"
+    time.sleep(0.5)
+    assert not [m for m in late.messages if m[0].endswith("/event")], "events must never be retained"
+    sub.close()
+    late.close()
+
+
+def test_verify_command_replies_with_correlation(
+    broker: Broker, tmp_path: pathlib.Path, frames: dict[str, np.ndarray], obama_sample: Any
+) -> None:
+    config = _config(tmp_path, broker.port, obama_sample)
+    sub = Subscriber(broker.port, ["facegate/door1/#"])
+    daemon = Daemon(config, ArraySource([frames["obama"]], loop=True))
+    with running(daemon):
+        sub.wait(lambda t, p: t.endswith("/availability") and p["state"] == "online")
+        props = Properties(PacketTypes.PUBLISH)
+        props.ResponseTopic = "facegate/door1/reply/test"
+        props.CorrelationData = b"corr-123"
+        sub.publish(
+            "facegate/door1/command/verify", {"id": "req-1", "args": {"claim": "obama"}}, properties=props
+        )
+        reply = sub.wait(lambda t, p: t == "facegate/door1/reply/test")[0]
+        assert reply[2].CorrelationData == b"corr-123"
+        assert reply[1]["id"] == "req-1" and reply[1]["ok"] is True
+        assert reply[1]["result"]["accepted"] is True and reply[1]["result"]["claimed"] == "obama"
+        # MQTT 3.1.1 style: reply_to in the payload; an unknown claim is an error reply.
+        sub.publish(
+            "facegate/door1/command/verify",
+            {"id": "req-2", "args": {"claim": "mallory"}, "reply_to": "facegate/door1/reply/test"},
+        )
+        error = sub.wait(lambda t, p: t == "facegate/door1/reply/test" and p["id"] == "req-2")[0][1]
+        assert error["ok"] is False and "not enrolled" in error["error"]
+        sub.publish("facegate/door1/command/list", {"id": "req-3", "reply_to": "facegate/door1/reply/test"})
+        listed = sub.wait(lambda t, p: t == "facegate/door1/reply/test" and p["id"] == "req-3")[0][1]
+        assert [p["name"] for p in listed["result"]["people"]] == ["obama"]
+        verify_events = [e for e in _events(sub, 1) if e["type"] == "verify"]
+        assert verify_events and verify_events[0]["request_id"] == "req-1"
+    sub.close()
+
+
+def test_enroll_needs_a_valid_signature(
+    broker: Broker, tmp_path: pathlib.Path, frames: dict[str, np.ndarray], obama_sample: Any
+) -> None:
+    config = _config(
+        tmp_path,
+        broker.port,
+        obama_sample,
+        commands={"enabled": ["verify", "list", "enroll", "remove"], "secret": SECRET},
+    )
+    sub = Subscriber(broker.port, ["facegate/door1/#"])
+    jpeg = base64.b64encode((PHOTOS / "biden.jpg").read_bytes()).decode()
+    topic = "facegate/door1/command/enroll"
+    request = {"id": "e1", "args": {"name": "biden", "jpeg": jpeg}, "reply_to": "facegate/door1/reply/test"}
+    daemon = Daemon(config, ArraySource([frames["blank"]], loop=True))
+    with running(daemon):
+        sub.wait(lambda t, p: t.endswith("/availability") and p["state"] == "online")
+        sub.publish(topic, request)  # broker login only: refused
+        refused = sub.wait(lambda t, p: t == "facegate/door1/reply/test" and p["id"] == "e1")[0][1]
+        assert refused["ok"] is False and "hmac" in refused["error"]
+        forged = {**sign(b"not-the-device-secret-at-all", "enroll", request), "id": "e1"}
+        sub.publish(topic, forged)
+        assert (
+            "bad hmac"
+            in sub.wait(lambda t, p: t == "facegate/door1/reply/test" and p["id"] == "e1", 2)[1][1]["error"]
+        )
+        signed = sign(SECRET.encode(), "enroll", {**request, "id": "e2"})
+        sub.publish(topic, signed)
+        ok = sub.wait(lambda t, p: t == "facegate/door1/reply/test" and p["id"] == "e2")[0][1]
+        assert ok["ok"] is True and ok["result"]["name"] == "biden"
+        sub.publish(topic, {**signed})  # the same signed message again: a replay
+        replay = sub.wait(lambda t, p: t == "facegate/door1/reply/test" and p["id"] == "e2", 2)[1][1]
+        assert replay["ok"] is False and "replayed" in replay["error"]
+    with Gallery.open(tmp_path / "gallery.db", fingerprint(Encoder(INT8_MODEL))) as gallery:
+        assert [p.name for p in gallery.people()] == ["biden", "obama"]
+        assert gallery.person("biden").embeddings == 1  # the refused requests added nothing
+    sub.close()
+
+
+def test_events_decided_while_the_broker_is_down_arrive_later(
+    broker: Broker, tmp_path: pathlib.Path, frames: dict[str, np.ndarray], obama_sample: Any
+) -> None:
+    proxy = Proxy(broker.port)
+    config = _config(tmp_path, proxy.port, obama_sample)
+    sub = Subscriber(broker.port, ["facegate/door1/#"])
+    feed = FeedSource()
+    with running(Daemon(config, feed)) as daemon:
+        sub.wait(lambda t, p: t.endswith("/availability") and p["state"] == "online")
+        proxy.down()
+        deadline = time.monotonic() + 10
+        while daemon.link.connected.is_set() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not daemon.link.connected.is_set()  # the daemon noticed the broker is gone
+        for who in ("obama", "biden", "obama"):
+            feed.put(frames[who], 8)
+            feed.put(frames["blank"], 6)
+        feed.drained()
+        deadline = time.monotonic() + 20
+        while daemon.counts["events"] < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert daemon.counts["events"] == 3  # decided with no broker; the camera loop never waited
+        assert not [m for m in sub.messages if m[0].endswith("/event")]
+        assert daemon.link.pending == 3  # kept in the outbox
+        proxy.up()
+        events = _events(sub, 3, timeout=60)
+        ids = {e["event_id"] for e in events}
+        assert len(ids) == 3  # all delivered; duplicates (QoS 1) would share an id
+        assert [e["identity"] for e in sorted(events, key=lambda e: e["ts"])] == ["obama", "unknown", "obama"]
+        deadline = time.monotonic() + 10
+        while daemon.link.pending and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert daemon.link.pending == 0  # acknowledged, so removed from the outbox
+    proxy.close()
+    sub.close()
+
+
+def test_picamera2_frames_in_their_memory_layout(
+    broker: Broker,
+    tmp_path: pathlib.Path,
+    frames: dict[str, np.ndarray],
+    obama_sample: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "tests" / "fakes"))
+    monkeypatch.delitem(sys.modules, "picamera2", raising=False)
+    import picamera2  # the fake
+
+    picamera2.Picamera2.script = [frames["obama"]]
+    for fmt in ("XBGR8888", "XRGB8888"):
+        config = _config(tmp_path, broker.port, obama_sample, camera={"source": "picamera2", "format": fmt})
+        daemon = Daemon(config)
+        daemon.link.start = lambda: None  # type: ignore[method-assign]  # this test needs no broker
+        daemon.link.publish_event = lambda event: None  # type: ignore[method-assign]
+        events: list[dict[str, Any]] = []
+        for frame in daemon.source.frames():
+            assert frame.image.shape == (480, 640, 4)
+            events += daemon.step(frame)
+            if frame.index >= 5:
+                break
+        daemon.source.close()
+        camera = picamera2.Picamera2.instances[-1]
+        assert camera.closed and camera.config["main"]["format"] == fmt
+        assert [e["identity"] for e in events] == ["obama"], fmt
+        daemon.gallery.close()
+
+
+def _daemon_process(
+    tmp: pathlib.Path, port: int, frame: np.ndarray, obama_sample: Any
+) -> subprocess.Popen[bytes]:
+    folder = tmp / "frames"
+    folder.mkdir()
+    Image.fromarray(frame).save(folder / "f.png")
+    _config(tmp, port, obama_sample)  # enrolls obama
+    (tmp / "config.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "device": {"id": "door2"},
+                "camera": {"source": "folder", "path": str(folder), "loop": True, "max_fps": 5},
+                "gallery": {"path": str(tmp / "gallery.db")},
+                "mqtt": {"port": port, "outbox": str(tmp / "outbox"), "keepalive": 5},
+            }
+        )
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "edge", "run", "--config", str(tmp / "config.yaml")],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp / "daemon.log", "w"),
+    )
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+def test_availability_goes_offline(
+    broker: Broker,
+    tmp_path: pathlib.Path,
+    frames: dict[str, np.ndarray],
+    obama_sample: Any,
+    how: str,
+) -> None:
+    sub = Subscriber(broker.port, ["facegate/door2/#"])
+    child = _daemon_process(tmp_path, broker.port, frames["obama"], obama_sample)
+    try:
+        sub.wait(lambda t, p: t.endswith("/availability") and p["state"] == "online", timeout=60)
+        _events(sub, 1)  # running, and deciding
+        child.send_signal(getattr(signal, how))
+        code = child.wait(30)
+        sub.wait(lambda t, p: t.endswith("/availability") and p["state"] == "offline", timeout=30)
+        if how == "SIGTERM":
+            assert code == 0, (tmp_path / "daemon.log").read_text()[-2000:]
+    finally:
+        if child.poll() is None:
+            child.kill()
+        sub.close()
+    late = Subscriber(broker.port, ["facegate/door2/availability"])
+    assert late.wait(lambda t, p: True)[0][1]["state"] == "offline"  # retained
+    late.close()
+
+
+def test_check_config_command(tmp_path: pathlib.Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text("camera:\n  source: folder\n  path: /tmp\n")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("camera:\n  sourse: folder\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    ok = subprocess.run(
+        [sys.executable, "-m", "edge", "check-config", str(good)], capture_output=True, text=True, env=env
+    )
+    assert ok.returncode == 0 and "OK" in ok.stdout
+    no = subprocess.run(
+        [sys.executable, "-m", "edge", "check-config", str(bad)], capture_output=True, text=True, env=env
+    )
+    assert no.returncode == 2 and f"{bad}: camera.sourse: unknown key" in no.stderr
