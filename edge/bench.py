@@ -248,3 +248,152 @@ def bench_match(sizes: list[int], dim: int = 128, runs: int = 50, seed: int = 0)
         "runs": runs,
         "results": rows,
     }
+
+
+def _rss_mb(pid: int | str = "self") -> float:
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def bench_daemon_latency(tracks: int = 200, threads: int = 2) -> dict[str, Any]:
+    """Frame in -> event at a subscriber on loopback, per decided track.
+
+    A local broker (mosquitto, else the embedded one); the daemon in this
+    process fed 3 frames of a known face then 2 empty frames per track, as
+    fast as it can take them. Latency = arrival at the subscriber minus the
+    time the deciding frame entered the daemon (both on this machine's clock).
+    """
+    import tempfile
+    import threading
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from edge.config import validate
+    from edge.daemon import Daemon
+    from edge.demo import PHOTOS, scene, start_broker
+    from edge.perception import Perception
+    from edge.sources import ArraySource
+
+    port, stop_broker, broker = start_broker()
+    perception = Perception()
+    face = scene(PHOTOS / "obama2.jpg", perception=perception)
+    blank = np.full_like(face, 96)
+    clip = ([face] * 3 + [blank] * 2) * tracks
+    arrivals: list[tuple[float, dict[str, Any]]] = []
+    done = threading.Event()
+    with tempfile.TemporaryDirectory() as tmp:
+        config = validate(
+            {
+                "device": {"id": "bench"},
+                "camera": {"source": "folder", "path": tmp, "max_fps": 10_000},
+                "models": {"threads": threads},
+                "gallery": {"path": f"{tmp}/gallery.db"},
+                "mqtt": {"port": port, "outbox": f"{tmp}/outbox"},
+                "decision": {"votes_to_decide": 3, "window": 5, "max_missing": 1},
+                "homeassistant": {"discovery": False},
+            }
+        )
+        daemon = Daemon(config, ArraySource(clip))
+        daemon.gallery.add("obama", [daemon.enroller.sample(PHOTOS / "obama.jpg")])
+        sub = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+
+        def on_message(client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+            arrivals.append((time.time(), json.loads(message.payload)))
+            if len(arrivals) >= tracks:
+                done.set()
+
+        sub.on_message = on_message
+        sub.connect("127.0.0.1", port)
+        sub.subscribe("facegate/bench/event", qos=1)
+        sub.loop_start()
+        time.sleep(0.3)
+        started = time.perf_counter()
+        daemon.run()
+        elapsed = time.perf_counter() - started
+        done.wait(30)
+        sub.loop_stop()
+        sub.disconnect()
+    stop_broker()
+    latencies = np.array([(t - e["frame_time"]) * 1000 for t, e in arrivals])
+    return {
+        "machine": {"cpu": _cpu_name(), "cores": os.cpu_count()},
+        "broker": broker,
+        "tracks": tracks,
+        "events_received": len(arrivals),
+        "unique_event_ids": len({e["event_id"] for _, e in arrivals}),
+        "latency_ms": {
+            "median": float(np.median(latencies)),
+            "p99": float(np.percentile(latencies, 99)),
+            "max": float(latencies.max()),
+        },
+        "frames": len(clip),
+        "frames_per_s": len(clip) / elapsed,
+        "rss_mb": _rss_mb(),
+    }
+
+
+def bench_daemon_rss(minutes: float, fps: float = 10.0, sample_s: float = 30.0) -> dict[str, Any]:
+    """Resident memory of a real ``facegate run`` process fed frames for ``minutes``.
+
+    The daemon runs as a child process (folder source of bundled-photo
+    scenes, looping, ``fps`` frames per second, a local broker); its VmRSS is
+    sampled every ``sample_s`` seconds.
+    """
+    import subprocess
+    import tempfile
+
+    import yaml
+    from PIL import Image
+
+    from edge.demo import PHOTOS, scene, start_broker
+    from edge.perception import Perception
+
+    port, stop_broker, broker = start_broker()
+    samples = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = pathlib.Path(tmp) / "frames"
+        folder.mkdir()
+        perception = Perception()
+        blank = np.full((480, 640, 3), 96, np.uint8)
+        frames = [scene(PHOTOS / p, perception=perception) for p in ("obama2.jpg", "biden.jpg", "obama3.jpg")]
+        n = 0
+        for f in frames:  # a person for 2 s, nobody for 1 s
+            for image in [f] * int(2 * fps) + [blank] * int(fps):
+                Image.fromarray(image).save(folder / f"{n:05d}.png")
+                n += 1
+        config = {
+            "device": {"id": "rss"},
+            "camera": {"source": "folder", "path": str(folder), "loop": True, "max_fps": fps},
+            "gallery": {"path": f"{tmp}/gallery.db"},
+            "mqtt": {"port": port, "outbox": f"{tmp}/outbox"},
+        }
+        (pathlib.Path(tmp) / "config.yaml").write_text(yaml.safe_dump(config))
+        child = subprocess.Popen(
+            [sys.executable, "-m", "edge", "run", "--config", f"{tmp}/config.yaml"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        started = time.monotonic()
+        try:
+            while time.monotonic() - started < minutes * 60:
+                time.sleep(min(sample_s, max(0.1, minutes * 60 - (time.monotonic() - started))))
+                if child.poll() is not None:
+                    raise RuntimeError(f"daemon exited with {child.returncode}")
+                samples.append(
+                    {"s": round(time.monotonic() - started), "rss_mb": round(_rss_mb(child.pid), 1)}
+                )
+        finally:
+            child.terminate()
+            child.wait(30)
+    stop_broker()
+    return {
+        "machine": {"cpu": _cpu_name(), "cores": os.cpu_count()},
+        "broker": broker,
+        "minutes": minutes,
+        "fps": fps,
+        "samples": samples,
+    }

@@ -294,6 +294,33 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return Daemon(load_config(args.config)).run()
 
 
+def _cmd_watch(args: argparse.Namespace) -> int:
+    """Print what a device publishes: events, replies, availability, state."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from edge.config import load_config, validate
+
+    config = load_config(args.config) if args.config else validate({})
+    m = config["mqtt"]
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+    if m["username"]:
+        client.username_pw_set(m["username"], config.mqtt_password)
+    if m["tls"]:
+        client.tls_set(ca_certs=m["ca_file"], certfile=m["cert_file"], keyfile=m["key_file"])
+    topic = f"{m['prefix']}/{args.device or config['device']['id']}/#"
+
+    def show(client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        print(f"{message.topic} {message.payload.decode(errors='replace')}", flush=True)
+
+    client.on_message = show
+    client.connect(args.host or m["host"], args.port or m["port"])
+    client.subscribe(topic, qos=1)
+    print(f"watching {topic} (Ctrl-C to stop)", file=sys.stderr)
+    client.loop_forever()
+    return 0
+
+
 def _cmd_check_config(args: argparse.Namespace) -> int:
     from edge.config import load_config
 
@@ -351,6 +378,30 @@ def _cmd_bench_match(args: argparse.Namespace) -> int:
             f"{r['gallery']:>9}{r['median_ms']:>11.3f}{r['p95_ms']:>9.3f}{r['matrix_mb']:>11.1f}"
             f"{r['names_mb']:>10.1f}{r['per_call_peak_mb']:>14.2f}"
         )
+    return 0
+
+
+def _cmd_bench_daemon(args: argparse.Namespace) -> int:
+    from edge.bench import bench_daemon_latency, bench_daemon_rss
+
+    report: dict[str, Any] = {"latency": bench_daemon_latency(args.tracks, args.threads)}
+    if args.rss_minutes > 0:
+        report["rss"] = bench_daemon_rss(args.rss_minutes, args.fps)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    lat = report["latency"]
+    print(f"machine: {lat['machine']['cpu']} ({lat['machine']['cores']} cores), broker: {lat['broker']}")
+    print(
+        f"frame in -> event at subscriber, {lat['events_received']} of {lat['tracks']} tracks "
+        f"({lat['unique_event_ids']} unique ids): median {lat['latency_ms']['median']:.1f} ms, "
+        f"p99 {lat['latency_ms']['p99']:.1f} ms, max {lat['latency_ms']['max']:.1f} ms; "
+        f"{lat['frames_per_s']:.1f} frames/s"
+    )
+    if "rss" in report:
+        rss = report["rss"]
+        trail = ", ".join(f"{s['s']}s {s['rss_mb']}MB" for s in rss["samples"])
+        print(f"daemon RSS over {rss['minutes']} min at {rss['fps']} fps: {trail}")
     return 0
 
 
@@ -463,6 +514,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="the daemon: watch the camera, publish decisions over MQTT")
     p.add_argument("--config", type=pathlib.Path, default=pathlib.Path("/etc/facegate/config.yaml"))
     p.set_defaults(func=_cmd_run)
+    p = sub.add_parser("watch", help="print what a device publishes over MQTT (events, replies, state)")
+    p.add_argument("--config", type=pathlib.Path, help="the device's config (broker, prefix, device id)")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--device", help="device id (default: from the config)")
+    p.set_defaults(func=_cmd_watch)
     p = sub.add_parser("check-config", help="validate a config file without starting anything")
     p.add_argument("config", type=pathlib.Path)
     p.add_argument("--print", dest="verbose_config", action="store_true", help="print it with the defaults")
@@ -542,6 +599,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, default=50)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_bench_match)
+    p = be.add_parser("daemon", help="frame-to-subscriber latency over MQTT; daemon memory over time")
+    p.add_argument("--tracks", type=int, default=200)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--rss-minutes", type=float, default=0.0, help="also run a daemon this long and sample its RSS"
+    )
+    p.add_argument("--fps", type=float, default=10.0, help="frame rate for the RSS run")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_bench_daemon)
     return parser
 
 

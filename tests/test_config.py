@@ -84,3 +84,26 @@ def test_replies_stay_in_the_device_tree(tmp_path: pathlib.Path) -> None:
     assert link.reply_topic(inside) == "facegate/d/reply/app1"
     assert link.reply_topic(outside) == "facegate/d/reply"
     assert link.reply_topic(Request("list", b"{}", None, None), "zigbee2mqtt/lock/set") == "facegate/d/reply"
+
+
+def test_the_documented_example_is_valid_and_complete() -> None:
+    import re
+
+    import yaml
+
+    from edge.config import SCHEMA
+    from tests.conftest import ROOT
+
+    path = ROOT / "docs" / "config.example.yaml"
+    config = load_config(path)
+    assert config["device"]["id"] == "frontdoor"
+    text = path.read_text()
+    for section, keys in SCHEMA.items():
+        assert re.search(rf"^{section}:", text, re.M), section
+        for key in keys:
+            assert re.search(rf"^  #? ?{key}:", text, re.M), f"{section}.{key} is not documented"
+    documented = yaml.safe_load(text)
+    for section, values in documented.items():
+        for key, value in values.items():
+            if section not in ("device", "camera") and key != "encoder":
+                assert value == DEFAULTS[section][key], f"{section}.{key}: example says {value!r}"

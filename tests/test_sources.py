@@ -1,0 +1,102 @@
+"""Frame sources: each yields frames in its own memory layout, errors name the problem."""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edge.config import validate
+from edge.errors import FacegateError, InputError
+from edge.perception import to_rgb
+from edge.sources import FolderSource, Picamera2Source, VideoSource, open_source
+from tests.conftest import ROOT
+
+
+def _gradient(i: int) -> np.ndarray:
+    frame = np.zeros((96, 128, 3), np.uint8)
+    frame[:, :, 0] = np.arange(128, dtype=np.uint8)[None, :] * 2
+    frame[:, :, 1] = i * 20
+    frame[:, :, 2] = 200
+    return frame
+
+
+def test_video_file(tmp_path: pathlib.Path) -> None:
+    av = pytest.importorskip("av", reason="PyAV (the video extra) is not installed")
+    path = tmp_path / "clip.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 128, 96, "yuv420p"
+        for i in range(6):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(_gradient(i), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    frames = list(VideoSource(str(path)).frames())
+    assert len(frames) == 6 and frames[0].layout == "RGB" and frames[0].image.shape == (96, 128, 3)
+    assert abs(int(frames[3].image[:, :, 1].mean()) - 60) < 8  # the decoded frames are the encoded ones
+    looped = VideoSource(str(path), loop=True).frames()
+    assert len([next(looped) for _ in range(14)]) == 14
+
+
+def test_video_errors(tmp_path: pathlib.Path) -> None:
+    pytest.importorskip("av", reason="PyAV (the video extra) is not installed")
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video")
+    with pytest.raises(InputError, match=r"bad\.mp4: cannot open video"):
+        next(VideoSource(str(bad)).frames())
+
+
+def test_folder_source_sorted_and_looped(tmp_path: pathlib.Path) -> None:
+    for i in (2, 0, 1):
+        Image.fromarray(_gradient(i)).save(tmp_path / f"{i}.png")
+    (tmp_path / "notes.txt").write_text("ignored")
+    frames = list(FolderSource(str(tmp_path)).frames())
+    assert [int(f.image[0, 0, 1]) for f in frames] == [0, 20, 40]
+    looped = FolderSource(str(tmp_path), loop=True).frames()
+    assert [next(looped).index for _ in range(5)] == [0, 1, 2, 3, 4]
+    with pytest.raises(FacegateError, match="no images"):
+        FolderSource(str(_empty(tmp_path)))
+
+
+def test_missing_picamera2_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "picamera2", None)  # import fails
+    with pytest.raises(FacegateError, match="python3-picamera2"):
+        Picamera2Source(640, 480)
+
+
+def test_fake_picamera2_layouts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "tests" / "fakes"))
+    monkeypatch.delitem(sys.modules, "picamera2", raising=False)
+    import picamera2
+
+    rgb = np.zeros((48, 64, 3), np.uint8)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 10, 20, 30
+    picamera2.Picamera2.script = [rgb]
+    for fmt in ("XBGR8888", "XRGB8888", "RGB888", "BGR888"):
+        source = Picamera2Source(64, 48, fmt)
+        frame = next(source.frames())
+        source.close()
+        assert np.array_equal(to_rgb(frame.image, frame.layout), rgb), fmt
+    with pytest.raises(FacegateError, match="unsupported picamera2 format"):
+        Picamera2Source(64, 48, "YUV420")
+
+
+def test_open_source_by_config(tmp_path: pathlib.Path) -> None:
+    Image.fromarray(_gradient(0)).save(tmp_path / "a.png")
+    source = open_source(validate({"camera": {"source": "folder", "path": str(tmp_path)}}))
+    assert isinstance(source, FolderSource)
+
+
+def test_unknown_layout_is_refused() -> None:
+    with pytest.raises(InputError, match="unknown frame layout"):
+        to_rgb(np.zeros((4, 4, 3), np.uint8), "YUV")
+
+
+def _empty(tmp_path: pathlib.Path) -> pathlib.Path:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    return empty
