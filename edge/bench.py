@@ -336,64 +336,93 @@ def bench_daemon_latency(tracks: int = 200, threads: int = 2) -> dict[str, Any]:
     }
 
 
-def bench_daemon_rss(minutes: float, fps: float = 10.0, sample_s: float = 30.0) -> dict[str, Any]:
-    """Resident memory of a real ``facegate run`` process fed frames for ``minutes``.
+def _cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    The daemon runs as a child process (folder source of bundled-photo
-    scenes, looping, ``fps`` frames per second, a local broker); its VmRSS is
-    sampled every ``sample_s`` seconds.
-    """
+
+def _child_daemon(
+    images: list[np.ndarray], fps: float, seconds: float, sample_s: float, extra: dict[str, Any] | None = None
+) -> list[dict[str, float]]:
+    """Run ``facegate run`` on ``images`` (looped at ``fps``) for ``seconds``;
+    sample its RSS and CPU time every ``sample_s`` seconds."""
     import subprocess
     import tempfile
 
     import yaml
     from PIL import Image
 
-    from edge.demo import PHOTOS, scene, start_broker
-    from edge.perception import Perception
+    from edge.demo import start_broker
 
-    port, stop_broker, broker = start_broker()
-    samples = []
+    port, stop_broker, _ = start_broker()
+    samples: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = pathlib.Path(tmp) / "frames"
         folder.mkdir()
-        perception = Perception()
-        blank = np.full((480, 640, 3), 96, np.uint8)
-        frames = [scene(PHOTOS / p, perception=perception) for p in ("obama2.jpg", "biden.jpg", "obama3.jpg")]
-        n = 0
-        for f in frames:  # a person for 2 s, nobody for 1 s
-            for image in [f] * int(2 * fps) + [blank] * int(fps):
-                Image.fromarray(image).save(folder / f"{n:05d}.png")
-                n += 1
-        config = {
-            "device": {"id": "rss"},
+        for n, image in enumerate(images):
+            Image.fromarray(image).save(folder / f"{n:05d}.png")
+        config: dict[str, Any] = {
+            "device": {"id": "bench"},
             "camera": {"source": "folder", "path": str(folder), "loop": True, "max_fps": fps},
             "gallery": {"path": f"{tmp}/gallery.db"},
             "mqtt": {"port": port, "outbox": f"{tmp}/outbox"},
         }
+        for section, values in (extra or {}).items():
+            config.setdefault(section, {}).update(values)
         (pathlib.Path(tmp) / "config.yaml").write_text(yaml.safe_dump(config))
         child = subprocess.Popen(
             [sys.executable, "-m", "edge", "run", "--config", f"{tmp}/config.yaml"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        started = time.monotonic()
+        time.sleep(5)  # start-up (models, first frames) is not what is measured
+        started, cpu0 = time.monotonic(), _cpu_s(child.pid)
         try:
-            while time.monotonic() - started < minutes * 60:
-                time.sleep(min(sample_s, max(0.1, minutes * 60 - (time.monotonic() - started))))
+            while (elapsed := time.monotonic() - started) < seconds:
+                time.sleep(min(sample_s, seconds - elapsed))
                 if child.poll() is not None:
                     raise RuntimeError(f"daemon exited with {child.returncode}")
+                wall = time.monotonic() - started
                 samples.append(
-                    {"s": round(time.monotonic() - started), "rss_mb": round(_rss_mb(child.pid), 1)}
+                    {
+                        "s": round(wall),
+                        "rss_mb": round(_rss_mb(child.pid), 1),
+                        "cpu_percent": round(100 * (_cpu_s(child.pid) - cpu0) / wall, 1),
+                    }
                 )
         finally:
             child.terminate()
             child.wait(30)
     stop_broker()
+    return samples
+
+
+def bench_daemon_rss(minutes: float, fps: float = 10.0, sample_s: float = 30.0) -> dict[str, Any]:
+    """Resident memory (and CPU) of a real ``facegate run`` process fed frames for ``minutes``:
+    people coming and going (2 s a face, 1 s nobody), looped."""
+    from edge.demo import PHOTOS, scene
+    from edge.perception import Perception
+
+    perception = Perception()
+    blank = np.full((480, 640, 3), 96, np.uint8)
+    images: list[np.ndarray] = []
+    for photo in ("obama2.jpg", "biden.jpg", "obama3.jpg"):
+        images += [scene(PHOTOS / photo, perception=perception)] * int(2 * fps) + [blank] * int(fps)
     return {
         "machine": {"cpu": _cpu_name(), "cores": os.cpu_count()},
-        "broker": broker,
         "minutes": minutes,
         "fps": fps,
-        "samples": samples,
+        "samples": _child_daemon(images, fps, minutes * 60, sample_s),
     }
+
+
+def bench_daemon_idle(seconds: float = 60.0, fps: float = 10.0) -> dict[str, Any]:
+    """CPU of a daemon watching an empty, still scene, with and without the motion gate."""
+    still = np.full((480, 640, 3), 96, np.uint8)
+    still[200:280, 300:340] = 140  # something in the room, not a face
+    out = {}
+    for name, threshold in (("motion_gate_on", 2.0), ("motion_gate_off", 0.0)):
+        samples = _child_daemon([still], fps, seconds, seconds, {"idle": {"motion_threshold": threshold}})
+        out[name] = samples[-1]["cpu_percent"]
+    return {"fps": fps, "seconds": seconds, "cpu_percent": out}

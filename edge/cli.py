@@ -321,6 +321,12 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from edge.doctor import run_doctor
+
+    return run_doctor(args.config)
+
+
 def _cmd_check_config(args: argparse.Namespace) -> int:
     from edge.config import load_config
 
@@ -382,11 +388,13 @@ def _cmd_bench_match(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_daemon(args: argparse.Namespace) -> int:
-    from edge.bench import bench_daemon_latency, bench_daemon_rss
+    from edge.bench import bench_daemon_idle, bench_daemon_latency, bench_daemon_rss
 
     report: dict[str, Any] = {"latency": bench_daemon_latency(args.tracks, args.threads)}
     if args.rss_minutes > 0:
         report["rss"] = bench_daemon_rss(args.rss_minutes, args.fps)
+    if args.idle_seconds > 0:
+        report["idle"] = bench_daemon_idle(args.idle_seconds, args.fps)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -402,6 +410,13 @@ def _cmd_bench_daemon(args: argparse.Namespace) -> int:
         rss = report["rss"]
         trail = ", ".join(f"{s['s']}s {s['rss_mb']}MB" for s in rss["samples"])
         print(f"daemon RSS over {rss['minutes']} min at {rss['fps']} fps: {trail}")
+        print(f"daemon CPU over that run: {rss['samples'][-1]['cpu_percent']}% of one core")
+    if "idle" in report:
+        idle = report["idle"]["cpu_percent"]
+        print(
+            f"still empty scene at {report['idle']['fps']} fps: CPU {idle['motion_gate_on']}% of one core "
+            f"with the motion gate, {idle['motion_gate_off']}% without"
+        )
     return 0
 
 
@@ -520,6 +535,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int)
     p.add_argument("--device", help="device id (default: from the config)")
     p.set_defaults(func=_cmd_watch)
+    p = sub.add_parser("doctor", help="check camera, models, gallery, broker, permissions, clock, disk")
+    p.add_argument("--config", type=pathlib.Path, default=pathlib.Path("/etc/facegate/config.yaml"))
+    p.set_defaults(func=_cmd_doctor)
     p = sub.add_parser("check-config", help="validate a config file without starting anything")
     p.add_argument("config", type=pathlib.Path)
     p.add_argument("--print", dest="verbose_config", action="store_true", help="print it with the defaults")
@@ -605,7 +623,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--rss-minutes", type=float, default=0.0, help="also run a daemon this long and sample its RSS"
     )
-    p.add_argument("--fps", type=float, default=10.0, help="frame rate for the RSS run")
+    p.add_argument("--idle-seconds", type=float, default=0.0, help="also measure CPU on a still, empty scene")
+    p.add_argument("--fps", type=float, default=10.0, help="frame rate for the RSS and idle runs")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_bench_daemon)
     return parser

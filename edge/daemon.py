@@ -35,6 +35,7 @@ from edge.gallery import Gallery, Sample
 from edge.images import load_rgb
 from edge.modelcard import MODELS_DIR
 from edge.mqtt import Link, Request
+from edge.notify import Notifier
 from edge.perception import Face, Gates, Perception
 from edge.sources import Frame, FrameSource, open_source
 from edge.track import Decision, Observation, Tracker, TrackerConfig
@@ -81,8 +82,11 @@ def _tracker_config(config: Config) -> TrackerConfig:
 
 
 class Daemon:
-    def __init__(self, config: Config, source: FrameSource | None = None) -> None:
+    def __init__(
+        self, config: Config, source: FrameSource | None = None, notifier: Notifier | None = None
+    ) -> None:
         self.config = config
+        self.notifier = notifier if notifier is not None else Notifier()
         self.encoder = Encoder(config["models"]["encoder"], num_threads=config["models"]["threads"])
         self.perception = _perception(config)
         self.enroller = Enroller(self.perception, self.encoder)
@@ -115,12 +119,26 @@ class Daemon:
             signal.signal(signal.SIGINT, lambda *_: self.stopping.set())
             signal.signal(signal.SIGHUP, lambda *_: self.reload_wanted.set())
         self.link.start()
+        # Ready once camera, models and gallery are open (done in __init__) and
+        # the broker answered, or after 10 s without it: the daemon keeps
+        # deciding and queueing while the broker is down, and says so.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not self.stopping.is_set():
+            if self.link.connected.wait(0.1):
+                break
+        broker = "connected" if self.link.connected.is_set() else "unreachable, retrying"
+        self.notifier.ready(f"watching {self.config['camera']['source']}; broker {broker}")
         period = 1.0 / self.config["camera"]["max_fps"]
         next_at = time.monotonic()
+        status_at = time.monotonic()
         try:
             for frame in self.source.frames():
+                self.notifier.watchdog()  # a hung camera or loop stops these, and systemd restarts us
                 if self.stopping.is_set():
                     break
+                if time.monotonic() - status_at > 60:
+                    status_at = time.monotonic()
+                    self.notifier.status(self._status())
                 self.handle_requests()
                 if self.reload_wanted.is_set():
                     self.reload_wanted.clear()
@@ -136,6 +154,7 @@ class Daemon:
                     next_at = time.monotonic()  # behind: do not try to catch up
             self.handle_requests()
         finally:
+            self.notifier.stopping()
             for pending in self.verifies:
                 self._reply(pending.request, pending.command, ok=False, error="daemon stopping")
             self.link.stop()
@@ -197,6 +216,11 @@ class Daemon:
             self._since_detect = 0
             return False
         return float(np.abs(thumb - previous).mean()) < threshold
+
+    def _status(self) -> str:
+        c = self.counts
+        broker = "connected" if self.link.connected.is_set() else f"DOWN, {self.link.pending} events queued"
+        return f"{c['frames']} frames, {c['events']} events, broker {broker}"
 
     # --- events ----------------------------------------------------------------
 

@@ -18,7 +18,11 @@ import numpy as np
 from edge.errors import ModelFileError
 
 SCHEMA = 1
-MODELS_DIR = pathlib.Path(__file__).resolve().parent.parent / "models"  # the shipped models
+# The shipped models: $FACEGATE_MODELS (set by the service unit the installer
+# writes), else models/ beside the package (a checkout or editable install).
+MODELS_DIR = pathlib.Path(
+    os.environ.get("FACEGATE_MODELS") or pathlib.Path(__file__).resolve().parent.parent / "models"
+)
 _REQUIRED = ("schema", "name", "input", "alignment", "embedding", "distance", "sha256", "source")
 
 

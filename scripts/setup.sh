@@ -9,6 +9,8 @@ PYTHON=${PYTHON:-python3}
 
 need_apt=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)  # the unit's verify/security tests
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)  # TLS test certificates
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "setup: installing ${need_apt[*]} with apt-get" >&2

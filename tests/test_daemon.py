@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import getpass
 import os
 import pathlib
 import signal
@@ -332,3 +333,105 @@ def test_check_config_command(tmp_path: pathlib.Path) -> None:
         [sys.executable, "-m", "edge", "check-config", str(bad)], capture_output=True, text=True, env=env
     )
     assert no.returncode == 2 and f"{bad}: camera.sourse: unknown key" in no.stderr
+
+
+def _make_ca(folder: pathlib.Path, name: str) -> tuple[pathlib.Path, pathlib.Path]:
+    key, crt = folder / f"{name}.key", folder / f"{name}.crt"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            f"/CN={name}",
+            "-keyout",
+            str(key),
+            "-out",
+            str(crt),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return key, crt
+
+
+def test_tls_broker_certificate_is_checked(tmp_path: pathlib.Path, obama_sample: Any) -> None:
+    import shutil
+
+    from tests.mqtt_support import free_port, wait_port
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed: cannot make test certificates")
+    ca_key, ca_crt = _make_ca(tmp_path, "test-ca")
+    _, other_ca = _make_ca(tmp_path, "other-ca")
+    key, csr, crt = tmp_path / "server.key", tmp_path / "server.csr", tmp_path / "server.crt"
+    ext = tmp_path / "san.ext"
+    ext.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(csr),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            "openssl",
+            "x509",
+            "-req",
+            "-in",
+            str(csr),
+            "-CA",
+            str(ca_crt),
+            "-CAkey",
+            str(ca_key),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            str(ext),
+            "-out",
+            str(crt),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    conf = tmp_path / "tls.conf"
+    # mosquitto started as root drops to its own user unless told to stay this one
+    conf.write_text(
+        f"user {getpass.getuser()}\nlistener {port} 127.0.0.1\nallow_anonymous true\n"
+        f"cafile {ca_crt}\ncertfile {crt}\nkeyfile {key}\n"
+    )
+    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not pathlib.Path(exe).exists():
+        pytest.skip("mosquitto is not installed")
+    broker = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port)
+        for ca, should_connect in ((ca_crt, True), (other_ca, False)):
+            config = _config(
+                tmp_path, port, obama_sample, mqtt={"host": "localhost", "tls": True, "ca_file": str(ca)}
+            )
+            daemon = Daemon(config, ArraySource([np.full((480, 640, 3), 96, np.uint8)], loop=True))
+            with running(daemon):
+                connected = daemon.link.connected.wait(5 if should_connect else 3)
+            assert connected is should_connect, f"CA {ca.name}"
+    finally:
+        broker.terminate()
+        broker.wait(10)

@@ -1,0 +1,250 @@
+"""``facegate doctor``: check what the daemon needs, and say how to fix what is wrong.
+
+Each check returns OK, WARN or FAIL with a hint; the command exits 1 if any
+check fails. Nothing is changed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import grp
+import importlib
+import os
+import pathlib
+import shutil
+import socket
+import stat
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from edge.config import Config, load_config
+from edge.errors import FacegateError
+from edge.modelcard import MODELS_DIR
+
+OK, WARN, FAIL = "OK", "WARN", "FAIL"
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    name: str
+    level: str
+    detail: str
+    fix: str = ""
+
+
+def check_config(path: pathlib.Path) -> tuple[Check, Config | None]:
+    try:
+        config = load_config(path)
+    except FacegateError as exc:
+        return Check(
+            "config", FAIL, str(exc), f"edit {path}; `facegate check-config {path}` re-checks it"
+        ), None
+    mode = stat.S_IMODE(path.stat().st_mode)
+    secrets = config["mqtt"]["password"] or config["commands"]["secret"]
+    if secrets and mode & 0o004:
+        return Check(
+            "config", WARN, f"{path} holds secrets and is world-readable", f"chmod o-r {path}"
+        ), config
+    return Check("config", OK, f"{path} is valid"), config
+
+
+def check_models(config: Config) -> Check:
+    from edge.decide import OperatingPoint
+    from edge.encoder import Encoder
+    from edge.perception import Perception
+
+    try:
+        encoder = Encoder(config["models"]["encoder"])
+        OperatingPoint.from_card(encoder.card, config["decision"]["far"])
+        Perception(detector=MODELS_DIR / f"face_detection_{config['models']['detector']}_range.tflite")
+    except FacegateError as exc:
+        return Check("models", FAIL, str(exc), "reinstall (systemd/install.sh) or set $FACEGATE_MODELS")
+    return Check("models", OK, f"{encoder.card.name} ({encoder.card.sha256[:12]}), detector, landmarks")
+
+
+def check_gallery(config: Config) -> Check:
+    from edge.encoder import Encoder
+    from edge.enroll import fingerprint
+    from edge.gallery import Gallery
+
+    path = pathlib.Path(config["gallery"]["path"])
+    if not path.exists():
+        parent = next((p for p in path.parents if p.exists()), path.parent)
+        if not os.access(parent, os.W_OK):
+            return Check(
+                "gallery", FAIL, f"{path} does not exist and {parent} is not writable", "check the path"
+            )
+        return Check(
+            "gallery", WARN, f"{path} does not exist yet: nobody is enrolled", "facegate enroll NAME PHOTO"
+        )
+    mode = stat.S_IMODE(path.stat().st_mode)
+    try:
+        with Gallery.open(path, fingerprint(Encoder(config["models"]["encoder"])), create=False) as gallery:
+            people = len(gallery)
+    except FacegateError as exc:
+        return Check(
+            "gallery", FAIL, str(exc), "see the message; `facegate gallery rebuild` after a model change"
+        )
+    if mode & 0o077:
+        return Check(
+            "gallery", WARN, f"{path} is mode {mode:o}", f"chmod 600 {path} (it holds biometric data)"
+        )
+    if people == 0:
+        return Check("gallery", WARN, f"{path}: nobody enrolled", "facegate enroll NAME PHOTO")
+    return Check("gallery", OK, f"{path}: {people} people, mode {mode:o}")
+
+
+def check_camera(config: Config) -> Check:
+    cam = config["camera"]
+    if cam["source"] == "picamera2":
+        try:
+            picamera2 = importlib.import_module("picamera2")
+        except ImportError:
+            return Check("camera", FAIL, "picamera2 is not importable", "sudo apt install python3-picamera2")
+        cameras = picamera2.Picamera2.global_camera_info()
+        if not cameras:
+            return Check(
+                "camera",
+                FAIL,
+                "libcamera sees no camera",
+                "check the ribbon cable; `rpicam-hello --list-cameras`",
+            )
+        return Check("camera", OK, f"{len(cameras)} camera(s): {cameras[0].get('Model', '?')}")
+    if cam["source"] in ("video", "folder"):
+        path = pathlib.Path(str(cam["path"]))
+        if not path.exists() and "://" not in str(cam["path"]):
+            return Check("camera", FAIL, f"{path} does not exist", "fix camera.path")
+        return Check("camera", OK, f"{cam['source']} {path}")
+    try:
+        importlib.import_module("cv2")
+    except ImportError:
+        return Check(
+            "camera",
+            FAIL,
+            "camera.source opencv but OpenCV is not installed",
+            "pip install opencv-python-headless",
+        )
+    return Check("camera", OK, f"opencv {cam['path']}")
+
+
+def check_permissions(config: Config) -> Check:
+    if config["camera"]["source"] not in ("picamera2", "opencv"):
+        return Check("permissions", OK, "no camera device needed")
+    try:
+        video = grp.getgrnam("video").gr_gid
+    except KeyError:
+        return Check("permissions", WARN, "no 'video' group on this system")
+    if os.getuid() != 0 and video not in os.getgroups():
+        return Check(
+            "permissions", FAIL, "this user is not in the 'video' group", "sudo usermod -aG video $USER"
+        )
+    devices = sorted(pathlib.Path("/dev").glob("video*"))
+    blocked = [str(d) for d in devices if not os.access(d, os.R_OK | os.W_OK)]
+    if blocked:
+        return Check(
+            "permissions", FAIL, f"cannot open {', '.join(blocked)}", "add the user to the 'video' group"
+        )
+    return Check("permissions", OK, f"{len(devices)} video device(s) accessible")
+
+
+def check_broker(config: Config, timeout: float = 5.0) -> Check:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    m = config["mqtt"]
+    where = f"{m['host']}:{m['port']}"
+    try:
+        socket.create_connection((m["host"], m["port"]), timeout=timeout).close()
+    except OSError as exc:
+        return Check(
+            "broker",
+            FAIL,
+            f"cannot reach {where}: {exc}",
+            "start the broker (sudo apt install mosquitto) or fix mqtt.host/port",
+        )
+    result: dict[str, Any] = {}
+    done = threading.Event()
+
+    def on_connect(client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        result["reason"] = reason
+        done.set()
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+    if m["username"]:
+        client.username_pw_set(m["username"], config.mqtt_password)
+    if m["tls"]:
+        client.tls_set(ca_certs=m["ca_file"], certfile=m["cert_file"], keyfile=m["key_file"])
+    client.on_connect = on_connect
+    try:
+        client.connect(m["host"], m["port"], keepalive=10)
+    except (OSError, ValueError) as exc:
+        return Check("broker", FAIL, f"{where}: {exc}", "check mqtt.tls and the certificates")
+    client.loop_start()
+    done.wait(timeout)
+    client.loop_stop()
+    client.disconnect()
+    reason = result.get("reason")
+    if reason is None:
+        return Check(
+            "broker",
+            FAIL,
+            f"{where} accepted TCP but no MQTT answer",
+            "is it an MQTT port? TLS on both sides?",
+        )
+    if reason.is_failure:
+        return Check("broker", FAIL, f"{where} refused: {reason}", "check mqtt.username/password")
+    return Check("broker", OK, f"{where} accepts this device's login")
+
+
+def check_clock() -> Check:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    if now.year < 2025:
+        return Check(
+            "clock",
+            FAIL,
+            f"the clock says {now:%Y-%m-%d}",
+            "enable NTP (timedatectl set-ntp true): events carry the time",
+        )
+    synced = pathlib.Path("/run/systemd/timesync/synchronized").exists()
+    if shutil.which("timedatectl") and not synced:
+        return Check(
+            "clock", WARN, f"{now:%Y-%m-%d %H:%M} UTC, NTP sync not confirmed", "timedatectl set-ntp true"
+        )
+    return Check("clock", OK, f"{now:%Y-%m-%d %H:%M} UTC")
+
+
+def check_resources(config: Config) -> Check:
+    folder = pathlib.Path(config["gallery"]["path"]).parent
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), pathlib.Path("/"))
+    free_mb = shutil.disk_usage(existing).free / 1e6
+    available_mb = float("nan")
+    with open("/proc/meminfo") as handle:
+        for line in handle:
+            if line.startswith("MemAvailable:"):
+                available_mb = int(line.split()[1]) / 1024
+    detail = f"{free_mb:.0f} MB free disk at {existing}, {available_mb:.0f} MB memory available"
+    if free_mb < 100:
+        return Check("resources", FAIL, detail, "free disk space: the gallery and outbox need room")
+    if available_mb < 200:
+        return Check("resources", WARN, detail, "the daemon needs ~150-250 MB; close other programs")
+    return Check("resources", OK, detail)
+
+
+def run_doctor(path: pathlib.Path, out: Callable[[str], None] = print) -> int:
+    first, config = check_config(path)
+    checks = [first]
+    if config is not None:
+        for check in (check_models, check_gallery, check_camera, check_permissions, check_broker):
+            checks.append(check(config))
+        checks.append(check_resources(config))
+    checks.append(check_clock())
+    for c in checks:
+        out(
+            f"{c.level:<4}  {c.name:<11} {c.detail}"
+            + (f"\n      fix: {c.fix}" if c.fix and c.level != OK else "")
+        )
+    failed = sum(c.level == FAIL for c in checks)
+    out(f"{failed} problem(s)" if failed else "all checks passed")
+    return 1 if failed else 0

@@ -1,0 +1,176 @@
+"""The systemd unit, the installer and `facegate doctor`."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+import shutil
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from edge.config import load_config
+from edge.doctor import FAIL, OK, check_broker, check_config, run_doctor
+from tests.conftest import ROOT
+
+UNIT = ROOT / "systemd" / "facegate.service"
+INSTALL = ROOT / "systemd" / "install.sh"
+
+
+def _analyze() -> str:
+    exe = shutil.which("systemd-analyze")
+    if exe is None:
+        pytest.skip("systemd-analyze is not installed (`.ci/run` installs systemd with apt)")
+    return exe
+
+
+def _unit_here(tmp_path: pathlib.Path) -> pathlib.Path:
+    """The unit with ExecStart pointing at this checkout's facegate (verify checks that it exists)."""
+    unit = tmp_path / "facegate.service"
+    facegate = pathlib.Path(sys.executable).parent / "facegate"
+    unit.write_text(UNIT.read_text().replace("/opt/facegate/venv/bin/facegate", str(facegate)))
+    return unit
+
+
+def test_unit_verifies(tmp_path: pathlib.Path) -> None:
+    result = subprocess.run([_analyze(), "verify", str(_unit_here(tmp_path))], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "facegate.service" not in result.stderr, result.stderr  # no warnings about our unit
+
+
+def test_unit_security_score(tmp_path: pathlib.Path) -> None:
+    result = subprocess.run(
+        [_analyze(), "security", "--offline=true", str(_unit_here(tmp_path))], capture_output=True, text=True
+    )
+    match = re.search(r"Overall exposure level for facegate.service: ([0-9.]+) (\w+)", result.stdout)
+    assert match, result.stdout[-2000:] + result.stderr
+    score = float(match.group(1))
+    print(f"systemd-analyze security: {score} {match.group(2)}")
+    assert score < 3.0 and match.group(2) == "OK"
+
+
+def test_unit_has_the_promised_settings() -> None:
+    text = UNIT.read_text()
+    for line in (
+        "Type=notify",
+        "WatchdogSec=30",
+        "Restart=on-failure",
+        "StartLimitBurst=5",
+        "User=facegate",
+        "SupplementaryGroups=video",
+        "StateDirectory=facegate",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "NoNewPrivileges=yes",
+        "CapabilityBoundingSet=",
+        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+        "SystemCallFilter=@system-service",
+    ):
+        assert re.search(rf"^{re.escape(line)}$", text, re.M), line
+
+
+def test_installer_in_destdir_mode(tmp_path: pathlib.Path) -> None:
+    stage = tmp_path / "stage"
+    env = {**os.environ, "DESTDIR": str(stage)}
+    for _ in range(2):  # idempotent: a second run gives the same result
+        result = subprocess.run(["bash", str(INSTALL), "--no-start"], capture_output=True, text=True, env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
+    manifest = {
+        line.split()[0]: tuple(line.split()[1:])
+        for line in (stage / ".facegate-manifest").read_text().splitlines()
+    }
+    assert manifest["/var/lib/facegate"] == ("0700", "facegate:facegate")
+    assert manifest["/etc/facegate/config.yaml"] == ("0640", "root:facegate")
+    assert manifest["/etc/systemd/system/facegate.service"] == ("0644", "root:root")
+    assert manifest["/opt/facegate/models/dlib_resnet_v1_int8.tflite"] == ("0644", "root:root")
+    for path, (mode, _owner) in manifest.items():
+        assert stat.S_IMODE((stage / path.lstrip("/")).stat().st_mode) == int(mode, 8), path
+    assert not (
+        stage / "opt/facegate/models/dlib_resnet_v1_float32.tflite"
+    ).exists()  # the device needs int8 only
+    unit = (stage / "etc/systemd/system/facegate.service").read_text()
+    assert "FACEGATE_MODELS=/opt/facegate/models" in unit
+    config = load_config(stage / "etc/facegate/config.yaml")  # the installed config is valid
+    assert config["models"]["encoder"] == "/opt/facegate/models/dlib_resnet_v1_int8.tflite"
+    assert "staged, skipped: systemctl daemon-reload" in result.stdout  # the system itself is not touched
+
+
+def test_installer_keeps_the_config_and_uninstall_keeps_the_gallery(tmp_path: pathlib.Path) -> None:
+    stage = tmp_path / "stage"
+    env = {**os.environ, "DESTDIR": str(stage)}
+    subprocess.run(["bash", str(INSTALL), "--no-start"], check=True, capture_output=True, env=env)
+    config = stage / "etc/facegate/config.yaml"
+    config.write_text(config.read_text() + "# edited by the user\n")
+    (stage / "var/lib/facegate/gallery.db").write_bytes(b"people")
+    subprocess.run(["bash", str(INSTALL), "--no-start"], check=True, capture_output=True, env=env)
+    assert config.read_text().endswith("# edited by the user\n")
+    subprocess.run(["bash", str(INSTALL), "--uninstall"], check=True, capture_output=True, env=env)
+    assert (
+        not (stage / "opt/facegate").exists() and not (stage / "etc/systemd/system/facegate.service").exists()
+    )
+    assert (stage / "var/lib/facegate/gallery.db").exists() and config.exists()
+    subprocess.run(["bash", str(INSTALL), "--uninstall", "--purge"], check=True, capture_output=True, env=env)
+    assert not (stage / "var/lib/facegate").exists()
+
+
+def test_installer_dry_run_changes_nothing(tmp_path: pathlib.Path) -> None:
+    env = {**os.environ, "DESTDIR": str(tmp_path / "stage")}
+    result = subprocess.run(["bash", str(INSTALL), "--dry-run"], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "would run: install -m 0644" in result.stdout
+    assert not (tmp_path / "stage" / "opt").exists()
+
+
+def test_doctor_reports_and_fails_on_a_dead_broker(tmp_path: pathlib.Path) -> None:
+    from tests.mqtt_support import free_port
+
+    (tmp_path / "frames").mkdir()
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        f"camera: {{source: folder, path: {tmp_path / 'frames'}}}\n"
+        f"gallery: {{path: {tmp_path / 'g.db'}}}\n"
+        f"mqtt: {{port: {free_port()}, outbox: {tmp_path / 'outbox'}}}\n"
+    )
+    lines: list[str] = []
+    assert run_doctor(path, lines.append) == 1
+    text = "\n".join(lines)
+    assert re.search(r"^OK\s+models", text, re.M) and re.search(r"^OK\s+camera", text, re.M)
+    assert re.search(r"^WARN\s+gallery .*nobody is enrolled", text, re.M)
+    assert re.search(r"^FAIL\s+broker .*cannot reach", text, re.M) and "fix: start the broker" in text
+    first, config = check_config(path)
+    assert first.level == OK and config is not None
+    assert check_broker(config, timeout=1).level == FAIL
+
+
+def test_doctor_passes_with_a_broker_and_a_gallery(tmp_path: pathlib.Path) -> None:
+    from edge.demo import PHOTOS
+    from edge.encoder import Encoder
+    from edge.enroll import Enroller, fingerprint
+    from edge.gallery import Gallery
+    from edge.perception import Perception
+    from tests.conftest import INT8_MODEL
+    from tests.mqtt_support import Broker
+
+    broker = Broker(tmp_path)
+    try:
+        enroller = Enroller(Perception(), Encoder(INT8_MODEL))
+        with Gallery.open(tmp_path / "g.db", fingerprint(enroller.encoder)) as gallery:
+            enroller.enroll(gallery, "obama", [PHOTOS / "obama.jpg"])
+        path = tmp_path / "config.yaml"
+        path.write_text(
+            f"camera: {{source: folder, path: {PHOTOS}}}\n"
+            f"gallery: {{path: {tmp_path / 'g.db'}}}\n"
+            f"mqtt: {{port: {broker.port}, outbox: {tmp_path / 'outbox'}}}\n"
+        )
+        lines: list[str] = []
+        code = run_doctor(path, lines.append)
+        text = "\n".join(lines)
+        assert code == 0, text
+        assert re.search(r"^OK\s+gallery .*1 people, mode 600", text, re.M)
+        assert re.search(r"^OK\s+broker .*accepts this device's login", text, re.M)
+    finally:
+        broker.stop()
