@@ -46,11 +46,20 @@ def _chip_source(args: argparse.Namespace, pick: str) -> Any:
         if args.landmarks is None:
             raise FacegateError("--alignment given needs --landmarks FILE.npz")
         return GivenLandmarks(args.landmarks, args.landmarks.name)
+    from edge.modelcard import load_card
     from edge.perception import Gates
 
+    card = load_card(args.model.with_suffix(".json"))  # the encoder's chip size and padding
     detector = MODELS_DIR / f"face_detection_{args.detector}_range.tflite"
     gates = Gates(min_eye_distance=0.0, max_yaw=float("inf"), min_sharpness=0.0) if args.no_gates else None
-    return DetectAlign(Perception(detector=detector, gates=gates, num_threads=args.threads), pick=pick)
+    perception = Perception(
+        detector=detector,
+        gates=gates,
+        num_threads=args.threads,
+        chip_size=card.chip_size,
+        padding=card.chip_padding,
+    )
+    return DetectAlign(perception, pick=pick)
 
 
 def _cmd_convert_perception(args: argparse.Namespace) -> int:
@@ -180,7 +189,11 @@ def _enroller(args: argparse.Namespace) -> Any:
     from edge.enroll import Enroller
     from edge.perception import Perception
 
-    return Enroller(Perception(num_threads=args.threads), _encoder(args))
+    encoder = _encoder(args)
+    card = encoder.card
+    return Enroller(
+        Perception(num_threads=args.threads, chip_size=card.chip_size, padding=card.chip_padding), encoder
+    )
 
 
 def _cmd_enroll(args: argparse.Namespace) -> int:
@@ -249,12 +262,10 @@ def _cmd_gallery(args: argparse.Namespace) -> int:
 
 def _probe(args: argparse.Namespace) -> tuple[Any, Any]:
     from edge.decide import OperatingPoint
-    from edge.enroll import Enroller
     from edge.images import load_rgb
-    from edge.perception import Perception
 
     encoder = _encoder(args)
-    face = Enroller(Perception(num_threads=args.threads), encoder)
+    face = _enroller(args)
     sample = face.sample_from_rgb(load_rgb(args.image), str(args.image))
     return sample.vector, OperatingPoint.from_card(encoder.card, args.far)
 

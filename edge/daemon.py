@@ -33,7 +33,7 @@ from edge.enroll import Enroller, RefusedError, fingerprint, one_usable_face
 from edge.errors import FacegateError
 from edge.gallery import Gallery, Sample
 from edge.images import load_rgb
-from edge.modelcard import MODELS_DIR
+from edge.modelcard import MODELS_DIR, ModelCard
 from edge.mqtt import Link, Request
 from edge.notify import Notifier
 from edge.perception import Face, Gates, Perception
@@ -65,9 +65,11 @@ class PendingEnroll:
     deadline: float
 
 
-def _perception(config: Config) -> Perception:
+def _perception(config: Config, card: ModelCard) -> Perception:
     g = config["gates"]
     return Perception(
+        chip_size=card.chip_size,
+        padding=card.chip_padding,
         detector=MODELS_DIR / f"face_detection_{config['models']['detector']}_range.tflite",
         gates=Gates(g["min_eye_distance"], g["max_yaw"], g["min_sharpness"]),
         min_score=g["min_score"],
@@ -88,7 +90,7 @@ class Daemon:
         self.config = config
         self.notifier = notifier if notifier is not None else Notifier()
         self.encoder = Encoder(config["models"]["encoder"], num_threads=config["models"]["threads"])
-        self.perception = _perception(config)
+        self.perception = _perception(config, self.encoder.card)
         self.enroller = Enroller(self.perception, self.encoder)
         self.op = OperatingPoint.from_card(self.encoder.card, config["decision"]["far"])
         self.gallery = Gallery.open(config["gallery"]["path"], fingerprint(self.encoder), create=True)

@@ -57,6 +57,11 @@ class Outcome:
 
 class Enroller:
     def __init__(self, perception: Perception, encoder: Encoder) -> None:
+        if perception.chip_size != encoder.card.chip_size:
+            raise FacegateError(
+                f"perception cuts {perception.chip_size} px chips but {encoder.card.name} "
+                f"takes {encoder.card.chip_size} px; build Perception with the encoder card's chip_size"
+            )
         self.perception = perception
         self.encoder = encoder
 
