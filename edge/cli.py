@@ -105,6 +105,14 @@ def _cmd_evaluate_identify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate_report(args: argparse.Namespace) -> int:
+    from convert.report import build_report
+
+    result = build_report(args.model, args.root, args.pairs, args.out, _folds(args), args.threads)
+    _print_result(result, args.json)
+    return 0
+
+
 def _cmd_evaluate_parity(args: argparse.Namespace) -> int:
     from convert.dlib_convert import parity
 
@@ -348,6 +356,14 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from convert.training_data import run_training
+
+    report = run_training(args)
+    _print_result(report, args.json)
+    return 0
+
+
 def _cmd_bench_encoder(args: argparse.Namespace) -> int:
     from edge.bench import bench_encoders, format_table
 
@@ -554,6 +570,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--print", dest="verbose_config", action="store_true", help="print it with the defaults")
     p.set_defaults(func=_cmd_check_config)
 
+    p = sub.add_parser("train", help="workstation: train an encoder (triplet loss, optional distillation)")
+    p.add_argument("--root", type=pathlib.Path, required=True, help="identity folders (e.g. lfw-dev)")
+    p.add_argument(
+        "--pairs", type=pathlib.Path, help="pairs file whose --holdout-folds are kept out and validated on"
+    )
+    p.add_argument(
+        "--holdout-folds", default="5-9", help="folds of --pairs whose identities are never trained on"
+    )
+    p.add_argument("--extra", type=pathlib.Path, nargs="*", default=[], help="more identity-folder datasets")
+    p.add_argument(
+        "--unlabelled", type=pathlib.Path, nargs="*", default=[], help="folders of unlabelled photos"
+    )
+    p.add_argument("--mode", choices=["triplet", "distill"], default="distill")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--steps-per-epoch", type=int, default=0, help="0: one pass over the faces")
+    p.add_argument("--size", type=int, default=96, help="chip size of the student (px)")
+    p.add_argument("--width", type=float, default=1.0, help="channel width multiplier")
+    p.add_argument("--miner", choices=["batch-hard", "batch-all"], default="batch-hard")
+    p.add_argument("--margin", type=float, default=0.2)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=pathlib.Path, required=True, help="run folder: checkpoints, history.json")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--stop-after", type=int, help="end this call after N epochs (resume later)")
+    p.add_argument("--cache", type=pathlib.Path, default=pathlib.Path.home() / ".cache" / "facegate")
+    p.add_argument(
+        "--export", type=pathlib.Path, help="write the int8 model and its card here (e.g. models/)"
+    )
+    p.add_argument("--name", default="facegate_student_v1")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_train)
+
     p = sub.add_parser("demo", help="enroll from a bundled photo, verify the others (no set-up needed)")
     p.add_argument("--model", type=pathlib.Path, default=DEFAULT_MODEL)
     p.set_defaults(func=_cmd_demo)
@@ -572,6 +620,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--far", type=float, default=1e-3, help="operating point to report (default 1e-3)")
     _add_pipeline_args(p)
     p.set_defaults(func=_cmd_evaluate_identify)
+    p = ev.add_parser("report", help="Markdown report with ROC/DET curves and histograms for several models")
+    p.add_argument("--root", type=pathlib.Path, required=True)
+    p.add_argument("--pairs", type=pathlib.Path, required=True)
+    p.add_argument("--folds", help="only these folds, e.g. 5-9")
+    p.add_argument("--model", type=pathlib.Path, nargs="+", default=[DEFAULT_MODEL])
+    p.add_argument("--out", type=pathlib.Path, default=pathlib.Path("docs/report"))
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_evaluate_report)
     p = ev.add_parser("parity", help="cosine to dlib's descriptors on the shared reference chips")
     p.add_argument(
         "--model",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pathlib
+import sys
+from typing import Any
 
 import numpy as np
 import pytest
@@ -49,3 +51,12 @@ def reference_subset(lfw_root: pathlib.Path) -> dict[str, np.ndarray]:
         ]
     )
     return fixture
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print how many inputs the robustness fuzzing tried (tests/test_robustness.py)."""
+    module = sys.modules.get("tests.test_robustness")
+    counts = getattr(module, "COUNTS", None)
+    if counts:
+        tried = ", ".join(f"{n} {what}" for what, n in counts.items())
+        terminalreporter.write_line(f"robustness fuzzing tried: {tried}; no crash")
