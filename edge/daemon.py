@@ -12,6 +12,7 @@ model changes need a restart, and say so) and the gallery.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import io
@@ -144,7 +145,8 @@ class Daemon:
                 self.handle_requests()
                 if self.reload_wanted.is_set():
                     self.reload_wanted.clear()
-                    self.reload()
+                    with contextlib.suppress(FacegateError):  # logged; the running config stays
+                        self.reload()
                 self.step(frame)
                 if max_frames is not None and self.counts["frames"] >= max_frames:
                     break

@@ -28,6 +28,7 @@ from edge.daemon import Daemon
 from edge.demo import PHOTOS, scene
 from edge.encoder import Encoder
 from edge.enroll import Enroller, fingerprint
+from edge.errors import FacegateError
 from edge.gallery import Gallery
 from edge.perception import Perception
 from edge.sources import ArraySource
@@ -435,3 +436,59 @@ def test_tls_broker_certificate_is_checked(tmp_path: pathlib.Path, obama_sample:
     finally:
         broker.terminate()
         broker.wait(10)
+
+
+def test_home_assistant_discovery_is_resent_when_it_comes_online(
+    broker: Broker, tmp_path: pathlib.Path, frames: dict[str, np.ndarray], obama_sample: Any
+) -> None:
+    config = _config(tmp_path, broker.port, obama_sample)
+    sub = Subscriber(broker.port, ["homeassistant/#"])
+    daemon = Daemon(config, ArraySource([frames["blank"]], loop=True))
+    with running(daemon):
+        first = sub.wait(lambda t, p: t.endswith("/config"), 3)
+        topics = sorted(t for t, _, _, _ in first)
+        assert topics == [
+            "homeassistant/binary_sensor/door1/known_person/config",
+            "homeassistant/event/door1/recognition/config",
+            "homeassistant/sensor/door1/last_person/config",
+        ]
+        event_entity = next(p for t, p, _, _ in first if "/event/" in t)
+        assert event_entity["state_topic"] == "facegate/door1/event"
+        assert event_entity["device"]["identifiers"] == ["facegate_door1"]
+        assert event_entity["availability"][0]["topic"] == "facegate/door1/availability"
+        sub.client.publish("homeassistant/status", "online", qos=1).wait_for_publish(5)  # HA restarted
+        sub.wait(lambda t, p: t.endswith("/config"), 6)
+    sub.close()
+
+
+def test_sighup_reload_applies_decision_settings_only(
+    broker: Broker, tmp_path: pathlib.Path, frames: dict[str, np.ndarray], obama_sample: Any
+) -> None:
+    from edge.config import load_config
+
+    _config(tmp_path, broker.port, obama_sample)
+    path = tmp_path / "config.yaml"
+    raw = {
+        "camera": {"source": "folder", "path": str(tmp_path)},
+        "gallery": {"path": str(tmp_path / "gallery.db")},
+        "mqtt": {"port": broker.port, "outbox": str(tmp_path / "outbox")},
+        "decision": {"votes_to_decide": 3},
+    }
+    path.write_text(yaml.safe_dump(raw))
+    daemon = Daemon(load_config(path), ArraySource([frames["blank"]], loop=True))
+    with running(daemon):
+        raw["decision"] = {"votes_to_decide": 2, "far": 0.001}
+        raw["camera"]["max_fps"] = 3.0  # a camera change: needs a restart, not applied
+        path.write_text(yaml.safe_dump(raw))
+        daemon.reload_wanted.set()  # what SIGHUP does
+        deadline = time.monotonic() + 10
+        while daemon.config["decision"]["votes_to_decide"] != 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (
+            daemon.config["decision"]["votes_to_decide"] == 2 and daemon.tracker.config.votes_to_decide == 2
+        )
+        assert daemon.config["camera"]["max_fps"] == 10.0
+        path.write_text("decision: {votes_to_decide: many}\n")  # a broken file keeps the running config
+        with pytest.raises(FacegateError, match="reload refused"):
+            daemon.reload()
+        assert daemon.config["decision"]["votes_to_decide"] == 2
