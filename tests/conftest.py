@@ -55,7 +55,7 @@ def reference_subset(lfw_root: pathlib.Path) -> dict[str, np.ndarray]:
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Print how many inputs the robustness fuzzing tried (tests/test_robustness.py)."""
-    module = sys.modules.get("tests.test_robustness")
+    module = next((m for name, m in sys.modules.items() if name.endswith("test_robustness")), None)
     counts = getattr(module, "COUNTS", None)
     if counts:
         tried = ", ".join(f"{n} {what}" for what, n in counts.items())
