@@ -279,17 +279,23 @@ class Gallery:
 
     @_guarded
     def people(self) -> list[Person]:
+        return self._people("", ())
+
+    @_guarded
+    def person(self, name: str) -> Person:
+        found = self._people("WHERE p.name = ?", (name,))
+        if not found:
+            raise FacegateError(f"{name!r} is not enrolled in {self.path}")
+        return found[0]
+
+    def _people(self, where: str, params: tuple[str, ...]) -> list[Person]:
         rows = self._db.execute(
             "SELECT p.name, p.display_name, p.created, p.metadata, count(e.id), count(e.image) "
-            "FROM people p LEFT JOIN embeddings e ON e.person_id = p.id GROUP BY p.id ORDER BY p.name"
+            f"FROM people p LEFT JOIN embeddings e ON e.person_id = p.id {where} "
+            "GROUP BY p.id ORDER BY p.name",
+            params,
         ).fetchall()
         return [Person(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5]) for r in rows]
-
-    def person(self, name: str) -> Person:
-        for p in self.people():
-            if p.name == name:
-                return p
-        raise FacegateError(f"{name!r} is not enrolled in {self.path}")
 
     @_guarded
     def __contains__(self, name: object) -> bool:
