@@ -22,6 +22,7 @@ import signal
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -102,7 +103,10 @@ class Daemon:
         model = {"name": self.encoder.card.name, "sha256": self.encoder.card.sha256}
         self.link = Link(config, self.requests.put, model=model)
         self.model = model
-        self.source = source if source is not None else open_source(config)
+        # A camera that fails is reopened from the config (an injected source is reused).
+        self._open_source = (lambda: open_source(self.config)) if source is None else (lambda: source)
+        self.source = self._open_source()
+        self.camera = "ok"
         self.stopping = threading.Event()
         self.reload_wanted = threading.Event()
         self.verifies: list[PendingVerify] = []
@@ -135,7 +139,7 @@ class Daemon:
         next_at = time.monotonic()
         status_at = time.monotonic()
         try:
-            for frame in self.source.frames():
+            for frame in self._frames():
                 self.notifier.watchdog()  # a hung camera or loop stops these, and systemd restarts us
                 if self.stopping.is_set():
                     break
@@ -166,6 +170,44 @@ class Daemon:
             self.gallery.close()
         log.info("stopped: %s", self.counts)
         return 0
+
+    def _frames(self) -> Iterator[Frame]:
+        """The source's frames. A camera that fails is reported (state, systemd status)
+        and reopened with backoff (1 to 30 s), feeding the watchdog meanwhile: the
+        process is healthy, the camera is not. A source that simply ends stops the loop."""
+        delay = 1.0
+        while not self.stopping.is_set():
+            try:
+                for frame in self.source.frames():
+                    if self.camera != "ok":
+                        log.info("camera is back")
+                        self._camera_state("ok")
+                    delay = 1.0
+                    yield frame
+                return
+            except FacegateError:
+                raise  # a configuration problem: no retry will fix it
+            except Exception as exc:
+                log.error("camera failed (%s: %s); reopening in %.0f s", type(exc).__name__, exc, delay)
+                self._camera_state(f"lost: {exc}")
+            deadline = time.monotonic() + delay
+            while time.monotonic() < deadline and not self.stopping.is_set():
+                self.notifier.watchdog()
+                self.handle_requests()
+                self.stopping.wait(0.2)
+            delay = min(delay * 2, 30.0)
+            with contextlib.suppress(Exception):
+                self.source.close()
+            try:
+                self.source = self._open_source()
+            except Exception as exc:
+                log.error("camera still unavailable: %s", exc)
+
+    def _camera_state(self, state: str) -> None:
+        self.camera = state
+        self.notifier.status(f"camera {state}; {self._status()}")
+        self._state_at = 0.0  # publish the change now
+        self._publish_state(time.monotonic(), force=True)
 
     def step(self, frame: Frame) -> list[dict[str, Any]]:
         """One frame through the pipeline; returns the events it published."""
@@ -272,9 +314,9 @@ class Daemon:
         except FacegateError:
             return name
 
-    def _publish_state(self, now: float) -> None:
+    def _publish_state(self, now: float, force: bool = False) -> None:
         present = tuple(sorted({str(t.decided.name) for t in self.tracker.tracks.values() if t.decided}))
-        if present == self._present and now - self._state_at < 60:
+        if not force and present == self._present and now - self._state_at < 60:
             return
         self._present, self._state_at = present, now
         last = self._last_event
@@ -288,6 +330,7 @@ class Daemon:
                 else {k: last[k] for k in ("identity", "time", "event_type", "accepted") if k in last},
                 "people_enrolled": len(self.gallery),
                 "frames": self.counts["frames"],
+                "camera": self.camera,
             }
         )
 

@@ -498,3 +498,31 @@ def test_sighup_reload_applies_decision_settings_only(
         with pytest.raises(FacegateError, match="reload refused"):
             daemon.reload()
         assert daemon.config["decision"]["votes_to_decide"] == 2
+
+
+def test_camera_that_drops_out_is_reported_and_reopened(
+    broker: Broker,
+    tmp_path: pathlib.Path,
+    frames: dict[str, np.ndarray],
+    obama_sample: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "tests" / "fakes"))
+    monkeypatch.delitem(sys.modules, "picamera2", raising=False)
+    import picamera2  # the fake
+
+    monkeypatch.setattr(picamera2.Picamera2, "script", [frames["obama"]] * 8 + [frames["blank"]] * 4)
+    monkeypatch.setattr(picamera2.Picamera2, "captures", 0)
+    monkeypatch.setattr(picamera2.Picamera2, "fail_between", (14, 16))  # captures 14 and 15 fail
+    config = _config(tmp_path, broker.port, obama_sample, camera={"source": "picamera2", "max_fps": 30})
+    sub = Subscriber(broker.port, ["facegate/door1/#"])
+    daemon = Daemon(config)
+    with running(daemon):
+        lost = sub.wait(lambda t, p: t.endswith("/state") and str(p.get("camera", "")).startswith("lost"))
+        assert "Camera frontend has timed out" in lost[0][1]["camera"]
+        sub.wait(lambda t, p: t.endswith("/state") and p.get("camera") == "ok", timeout=30)
+        _events(sub, 2, timeout=30)  # obama before the drop-out, and again after the camera came back
+    assert len(picamera2.Picamera2.instances) >= 2 and all(
+        c.closed for c in picamera2.Picamera2.instances[:-1]
+    )
+    sub.close()

@@ -19,6 +19,9 @@ _LAYOUT = {"XBGR8888": (0, 1, 2, None), "XRGB8888": (2, 1, 0, None), "RGB888": (
 class Picamera2:
     script: ClassVar[list[np.ndarray]] = []
     instances: ClassVar[list[Picamera2]] = []
+    # Captures numbered across instances; those in [start, stop) fail, as a camera that drops out.
+    fail_between: ClassVar[tuple[int, int]] = (0, 0)
+    captures: ClassVar[int] = 0
 
     def __init__(self, camera_num: int = 0) -> None:
         self.config: dict[str, Any] | None = None
@@ -50,6 +53,10 @@ class Picamera2:
             raise RuntimeError("Camera is not running")
         if not Picamera2.script:
             raise RuntimeError("fake picamera2: no frames scripted")
+        Picamera2.captures += 1
+        start, stop = Picamera2.fail_between
+        if start <= Picamera2.captures - 1 < stop:
+            raise RuntimeError("Camera frontend has timed out!")
         assert self.config is not None
         rgb = Picamera2.script[self.captured % len(Picamera2.script)]
         self.captured += 1
