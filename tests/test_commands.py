@@ -81,3 +81,10 @@ def test_no_secret_refuses_state_changes() -> None:
     auth = Authority(["remove"], None, 60)
     with pytest.raises(CommandError, match="no command secret"):
         auth.parse("remove", _raw(sign(SECRET, "remove", {"args": {"name": "a"}}, now=NOW)), NOW)
+
+
+def test_non_ascii_signature_is_a_clear_refusal() -> None:
+    """Found by the fuzzing in test_robustness.py: it used to raise TypeError."""
+    for bad in ("\u0080", "\ud800", "é" * 64):
+        with pytest.raises(CommandError, match="bad hmac"):
+            _auth().parse("remove", _raw({"args": {"name": "a"}, "hmac": bad}), NOW)

@@ -37,7 +37,7 @@ def _count(name: str) -> None:
     COUNTS[name] = COUNTS.get(name, 0) + 1
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1000, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     name=st.sampled_from([*KNOWN, "unlock", ""]),
     payload=st.one_of(
@@ -68,7 +68,7 @@ def test_fuzzed_commands_never_crash(name: str, payload: bytes, signed: bool) ->
     assert command.name == name and isinstance(command.args, dict)
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=1000, derandomize=True, deadline=None)
 @given(
     raw=st.one_of(
         json_values,
@@ -92,7 +92,7 @@ def test_fuzzed_configs_never_crash(raw: Any) -> None:
     assert set(config.data) == set(SCHEMA)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, derandomize=True, deadline=None)
 @given(text=st.text(max_size=200))
 def test_fuzzed_yaml_text(tmp_path_factory: pytest.TempPathFactory, text: str) -> None:
     from edge.config import load_config
