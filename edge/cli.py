@@ -316,17 +316,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_watch(args: argparse.Namespace) -> int:
     """Print what a device publishes: events, replies, availability, state."""
     import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
 
     from edge.config import load_config, validate
+    from edge.mqtt import client_for
 
     config = load_config(args.config) if args.config else validate({})
     m = config["mqtt"]
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
-    if m["username"]:
-        client.username_pw_set(m["username"], config.mqtt_password)
-    if m["tls"]:
-        client.tls_set(ca_certs=m["ca_file"], certfile=m["cert_file"], keyfile=m["key_file"])
+    client = client_for(config)
     topic = f"{m['prefix']}/{args.device or config['device']['id']}/#"
 
     def show(client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:

@@ -151,7 +151,8 @@ def check_permissions(config: Config) -> Check:
 
 def check_broker(config: Config, timeout: float = 5.0) -> Check:
     import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
+
+    from edge.mqtt import client_for
 
     m = config["mqtt"]
     where = f"{m['host']}:{m['port']}"
@@ -171,11 +172,7 @@ def check_broker(config: Config, timeout: float = 5.0) -> Check:
         result["reason"] = reason
         done.set()
 
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
-    if m["username"]:
-        client.username_pw_set(m["username"], config.mqtt_password)
-    if m["tls"]:
-        client.tls_set(ca_certs=m["ca_file"], certfile=m["cert_file"], keyfile=m["key_file"])
+    client = client_for(config)
     client.on_connect = on_connect
     try:
         client.connect(m["host"], m["port"], keepalive=10)

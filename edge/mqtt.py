@@ -50,6 +50,26 @@ ONLINE = json.dumps({"schema": SCHEMA, "state": "online"})
 OFFLINE = json.dumps({"schema": SCHEMA, "state": "offline"})
 
 
+def client_for(config: Config, protocol: Any = mqtt.MQTTv311, client_id: str = "") -> mqtt.Client:
+    """A paho client with the config's login and TLS (certificates checked unless
+    ``mqtt.tls_insecure``): the daemon, ``facegate watch`` and ``doctor`` all use it."""
+    m = config["mqtt"]
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=protocol,
+        clean_session=None if protocol == mqtt.MQTTv5 else True,
+    )
+    if m["username"]:
+        client.username_pw_set(m["username"], config.mqtt_password)
+    if m["tls"]:
+        client.tls_set(
+            ca_certs=m["ca_file"], certfile=m["cert_file"], keyfile=m["key_file"], cert_reqs=ssl.CERT_REQUIRED
+        )
+        client.tls_insecure_set(m["tls_insecure"])
+    return client
+
+
 @dataclasses.dataclass(frozen=True)
 class Topics:
     base: str
@@ -124,24 +144,8 @@ class Link:
 
     def _make_client(self) -> mqtt.Client:
         m = self.config["mqtt"]
-        client_id = m["client_id"] or f"facegate-{self.topics.device}"
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=self.protocol,
-            clean_session=None if self.protocol == mqtt.MQTTv5 else True,
-        )
+        client = client_for(self.config, self.protocol, m["client_id"] or f"facegate-{self.topics.device}")
         client.enable_logger(log)
-        if m["username"]:
-            client.username_pw_set(m["username"], self.config.mqtt_password)
-        if m["tls"]:
-            client.tls_set(
-                ca_certs=m["ca_file"],
-                certfile=m["cert_file"],
-                keyfile=m["key_file"],
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
-            client.tls_insecure_set(m["tls_insecure"])
         client.will_set(self.topics.availability, OFFLINE, qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=60)
         client.max_queued_messages_set(0)  # unbounded in memory; the outbox bounds it

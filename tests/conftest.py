@@ -60,3 +60,13 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if counts:
         tried = ", ".join(f"{n} {what}" for what, n in counts.items())
         terminalreporter.write_line(f"robustness fuzzing tried: {tried}; no crash")
+
+
+@pytest.fixture
+def fake_picamera2(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """tests/fakes/picamera2 imported as ``picamera2`` (the only faked part)."""
+    import importlib
+
+    monkeypatch.syspath_prepend(str(ROOT / "tests" / "fakes"))
+    monkeypatch.delitem(sys.modules, "picamera2", raising=False)
+    return importlib.import_module("picamera2")

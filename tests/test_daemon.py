@@ -244,10 +244,9 @@ def test_picamera2_frames_in_their_memory_layout(
     frames: dict[str, np.ndarray],
     obama_sample: Any,
     monkeypatch: pytest.MonkeyPatch,
+    fake_picamera2: Any,
 ) -> None:
-    monkeypatch.syspath_prepend(str(ROOT / "tests" / "fakes"))
-    monkeypatch.delitem(sys.modules, "picamera2", raising=False)
-    import picamera2  # the fake
+    picamera2 = fake_picamera2
 
     picamera2.Picamera2.script = [frames["obama"]]
     for fmt in ("XBGR8888", "XRGB8888"):
@@ -506,10 +505,9 @@ def test_camera_that_drops_out_is_reported_and_reopened(
     frames: dict[str, np.ndarray],
     obama_sample: Any,
     monkeypatch: pytest.MonkeyPatch,
+    fake_picamera2: Any,
 ) -> None:
-    monkeypatch.syspath_prepend(str(ROOT / "tests" / "fakes"))
-    monkeypatch.delitem(sys.modules, "picamera2", raising=False)
-    import picamera2  # the fake
+    picamera2 = fake_picamera2
 
     monkeypatch.setattr(picamera2.Picamera2, "script", [frames["obama"]] * 8 + [frames["blank"]] * 4)
     monkeypatch.setattr(picamera2.Picamera2, "captures", 0)

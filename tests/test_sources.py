@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pathlib
 import sys
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,7 +14,6 @@ from edge.config import validate
 from edge.errors import FacegateError, InputError
 from edge.perception import to_rgb
 from edge.sources import FolderSource, Picamera2Source, VideoSource, open_source
-from tests.conftest import ROOT
 
 
 def _gradient(i: int) -> np.ndarray:
@@ -68,10 +68,8 @@ def test_missing_picamera2_says_how_to_install(monkeypatch: pytest.MonkeyPatch) 
         Picamera2Source(640, 480)
 
 
-def test_fake_picamera2_layouts(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.syspath_prepend(str(ROOT / "tests" / "fakes"))
-    monkeypatch.delitem(sys.modules, "picamera2", raising=False)
-    import picamera2
+def test_fake_picamera2_layouts(fake_picamera2: Any) -> None:
+    picamera2 = fake_picamera2
 
     rgb = np.zeros((48, 64, 3), np.uint8)
     rgb[..., 0], rgb[..., 1], rgb[..., 2] = 10, 20, 30
