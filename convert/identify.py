@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import pathlib
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -62,6 +63,36 @@ def evaluate_identify(
     started = time.perf_counter()
     folders = identity_folders(root)
     embeddings, failed = embed_images(encoder, root, [p for v in folders.values() for p in v], source)
+    # The shipped operating point, through the device's own decision function.
+    op = OperatingPoint.from_card(encoder.card, far)
+    return {
+        **identification_metrics(folders, embeddings, op, seed, fpir),
+        "images": len(embeddings) + len(failed),
+        "failed": len(failed),
+        "failed_images": failed[:40],
+        "failure_reasons": dict(getattr(source, "failures", {})),
+        "alignment": source.description,
+        "model": encoder.card.sha256,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def identification_metrics(
+    folders: dict[str, list[str]],
+    embeddings: dict[str, np.ndarray],
+    op: OperatingPoint,
+    seed: int = 0,
+    fpir: float = 1e-2,
+    decide: Callable[[Templates, np.ndarray], str | None] | None = None,
+) -> dict[str, object]:
+    """The protocol of the module docstring on embeddings already computed (an image missing
+    from ``embeddings`` had no usable face: an identity whose first image failed is not
+    enrolled, a probe that failed is not counted). Shared with the benchmark against
+    face_recognition, so both libraries are scored by the same code. ``decide`` names the
+    probe's identity or None at the operating point; by default the device's own
+    ``edge.decide.identify`` at ``op``."""
+    if decide is None:
+        decide = lambda templates, e: identify(templates, e, op).name  # noqa: E731
     names = list(folders)
     enrolled = {n: embeddings[folders[n][0]] for n in names if folders[n][0] in embeddings}
     probes = [(n, embeddings[p]) for n in names for p in folders[n][1:] if p in embeddings]
@@ -85,16 +116,14 @@ def evaluate_identify(
         np.array(strangers),
         fpir,
     )
-    # The shipped operating point, through the device's own decision function.
-    op = OperatingPoint.from_card(encoder.card, far)
     templates = Templates(tuple(open_gallery), np.stack([enrolled[g] for g in open_gallery]))
-    named = [(identify(templates, e, op).name, n) for n, e in probes if n in known and n in enrolled]
-    stranger_named = [identify(templates, e, op).name for n, e in probes if n not in known]
+    named = [(decide(templates, e), n) for n, e in probes if n in known and n in enrolled]
+    stranger_named = [decide(templates, e) for n, e in probes if n not in known]
     return {
         "rank1": rank1,
         "dir_at_fpir": {f"{fpir:g}": rate, "threshold": threshold},
         "operating_point": {
-            "target_far": far,
+            "target_far": op.target_far,
             "threshold": op.threshold,
             "dir": float(np.mean([got == n for got, n in named])),
             "misidentified": float(np.mean([got is not None and got != n for got, n in named])),
@@ -106,12 +135,5 @@ def evaluate_identify(
         "probes": len(probes),
         "genuine_probes_open_set": len(genuine),
         "stranger_probes": len(strangers),
-        "images": len(embeddings) + len(failed),
-        "failed": len(failed),
-        "failed_images": failed[:40],
-        "failure_reasons": dict(getattr(source, "failures", {})),
-        "alignment": source.description,
-        "model": encoder.card.sha256,
         "seed": seed,
-        "seconds": round(time.perf_counter() - started, 1),
     }

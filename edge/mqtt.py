@@ -157,6 +157,8 @@ class Link:
 
     def start(self) -> None:
         m = self.config["mqtt"]
+        for path in self.outbox.glob("*.tmp"):  # half written when an earlier run was killed
+            path.unlink(missing_ok=True)
         for path in sorted(self.outbox.glob("*.json")):  # left by an earlier run
             self._send(path)
         self.client.connect_async(m["host"], m["port"], keepalive=m["keepalive"])

@@ -11,6 +11,7 @@ import collections
 import dataclasses
 import os
 import pathlib
+import time
 
 import numpy as np
 
@@ -123,14 +124,23 @@ class Perception:
         half = self._k * det.width / 2
         return (cx - half, cy - half, cx + half, cy + half)
 
-    def faces(self, frame: np.ndarray, layout: str = "RGBX") -> list[Face]:
-        """All faces in the frame, gated; rejected ones carry their reason."""
+    def faces(
+        self, frame: np.ndarray, layout: str = "RGBX", stages: dict[str, float] | None = None
+    ) -> list[Face]:
+        """All faces in the frame, gated; rejected ones carry their reason. ``stages``, when
+        given, gets each stage's seconds added to it: detect, landmarks, align (warp + gates)."""
         rgb = to_rgb(frame, layout)
         if min(rgb.shape[:2]) < 2:
             return []
+        clock = time.perf_counter
+        t0 = clock()
+        detections = self.detector.detect(rgb)
+        spent = {"detect": clock() - t0, "landmarks": 0.0, "align": 0.0}
         out = []
-        for det in self.detector.detect(rgb):
+        for det in detections:
+            t0 = clock()
             points = self.predictor.predict(rgb, self.landmark_box(det))
+            t1 = clock()
             chip = extract_chip(rgb, chip_transform(points, self.chip_size, self.padding), self.chip_size)
             quality = {
                 "eye_distance": float(np.hypot(*(points[0] - points[2]))),
@@ -142,6 +152,11 @@ class Perception:
             if reason:
                 self.rejected[reason] += 1
             out.append(Face(det, points, chip, quality, reason))
+            spent["landmarks"] += t1 - t0
+            spent["align"] += clock() - t1
+        if stages is not None:
+            for stage, seconds in spent.items():
+                stages[stage] = stages.get(stage, 0.0) + seconds
         return out
 
     def _gate(self, quality: dict[str, float]) -> str | None:

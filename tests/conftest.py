@@ -53,13 +53,21 @@ def reference_subset(lfw_root: pathlib.Path) -> dict[str, np.ndarray]:
     return fixture
 
 
+ROBUSTNESS: list[str] = []  # what the fault tests did, one line each, for the summary
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """Print how many inputs the robustness fuzzing tried (tests/test_robustness.py)."""
+    """Print how many inputs the robustness fuzzing tried (tests/test_robustness.py) and
+    what the fault tests did (broker killed, daemon killed, soak)."""
     module = next((m for name, m in sys.modules.items() if name.endswith("test_robustness")), None)
     counts = getattr(module, "COUNTS", None)
     if counts:
         tried = ", ".join(f"{n} {what}" for what, n in counts.items())
         terminalreporter.write_line(f"robustness fuzzing tried: {tried}; no crash")
+    # pytest imports this file as `conftest`, the tests as `tests.conftest`: two module objects
+    found = {id(m): getattr(m, "ROBUSTNESS", []) for n, m in list(sys.modules.items()) if "conftest" in n}
+    for line in (line for lines in found.values() for line in lines):
+        terminalreporter.write_line(f"robustness: {line}")
 
 
 @pytest.fixture

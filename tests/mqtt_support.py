@@ -19,6 +19,8 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from edge.sources import Frame
 
@@ -39,36 +41,67 @@ def wait_port(port: int, timeout: float = 10.0) -> None:
 
 
 class Broker:
-    def __init__(self, workdir: pathlib.Path) -> None:
+    """A mosquitto on a free loopback port. With ``persistence`` it saves its state on every
+    change, so it can be killed with SIGKILL and started again on the same port."""
+
+    def __init__(self, workdir: pathlib.Path, persistence: bool = False) -> None:
         exe = shutil.which("mosquitto") or (
             "/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None
         )
         if exe is None:
             pytest.skip("mosquitto is not installed (`.ci/run` installs it with apt)")
+        self.exe, self.workdir = exe, workdir
         self.port = free_port()
-        conf = workdir / "mosquitto.conf"
-        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-        self.log = open(workdir / "mosquitto.log", "w")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen([exe, "-c", str(conf)], stdout=self.log, stderr=subprocess.STDOUT)
+        saving = (
+            # as root (CI), mosquitto would drop to the user `mosquitto`, who cannot write here
+            ("user root\n" if os.geteuid() == 0 else "")
+            + f"persistence true\npersistence_location {workdir}/\n"
+            "autosave_on_changes true\nautosave_interval 1\n"
+            if persistence
+            else "persistence false\n"
+        )
+        self.conf = workdir / "mosquitto.conf"
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n{saving}")
+        self.log = open(workdir / "mosquitto.log", "a")  # noqa: SIM115 - closed in stop()
+        self.start()
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [self.exe, "-c", str(self.conf)], stdout=self.log, stderr=subprocess.STDOUT
+        )
         wait_port(self.port)
 
-    def stop(self) -> None:
-        self.process.terminate()
+    def kill(self) -> None:
+        """SIGKILL: no goodbye to the clients, no save on the way out."""
+        self.process.kill()
         self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
         self.log.close()
 
 
 class Subscriber:
     """Collects messages (topic, JSON or raw payload, properties, arrival time)."""
 
-    def __init__(self, port: int, topics: list[str]) -> None:
+    def __init__(self, port: int, topics: list[str], session: str | None = None) -> None:
+        """``session``: a client id whose session (subscriptions, queued QoS 1 messages) the
+        broker keeps while this subscriber is away; paho reconnects it by itself."""
         self.messages: list[tuple[str, Any, Any, float]] = []
         self._cond = threading.Condition()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=session or "", protocol=mqtt.MQTTv5)
         self.client.on_message = self._on_message
         subscribed = threading.Event()
         self.client.on_subscribe = lambda *a: subscribed.set()
-        self.client.connect("127.0.0.1", port)
+        if session:
+            keep = Properties(PacketTypes.CONNECT)
+            keep.SessionExpiryInterval = 3600
+            self.client.connect("127.0.0.1", port, clean_start=False, properties=keep)
+            self.client.reconnect_delay_set(0.1, 1)
+        else:
+            self.client.connect("127.0.0.1", port)
         self.client.loop_start()
         self.client.subscribe([(t, 1) for t in topics])
         assert subscribed.wait(5), "subscription not acknowledged"

@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import getpass
+import json
 import os
 import pathlib
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -32,7 +34,7 @@ from edge.errors import FacegateError
 from edge.gallery import Gallery
 from edge.perception import Perception
 from edge.sources import ArraySource
-from tests.conftest import INT8_MODEL, ROOT
+from tests.conftest import INT8_MODEL, ROBUSTNESS, ROOT
 from tests.mqtt_support import Broker, FeedSource, Proxy, Subscriber
 
 SECRET = "a-long-enough-test-secret"
@@ -238,6 +240,53 @@ def test_events_decided_while_the_broker_is_down_arrive_later(
     sub.close()
 
 
+def test_broker_killed_and_restarted_while_events_flow(
+    tmp_path: pathlib.Path, frames: dict[str, np.ndarray], obama_sample: Any
+) -> None:
+    """mosquitto is SIGKILLed in the middle of a stream of decisions and started again on the
+    same port (with persistence, as docs/MQTT.md advises): every decided event reaches a
+    subscriber that kept its session, each exactly once by id."""
+    broker = Broker(tmp_path, persistence=True)
+    config = _config(tmp_path, broker.port, obama_sample)
+    sub = Subscriber(broker.port, ["facegate/door1/event"], session="robustness-subscriber")
+    feed = FeedSource()
+    people = ["obama", "biden"] * 5
+    try:
+        with running(Daemon(config, feed)) as daemon:
+            assert daemon.link.connected.wait(20)
+            for who in people[:6]:
+                feed.put(frames[who], 8)
+                feed.put(frames["blank"], 6)
+            _events(sub, 2)  # flowing
+            broker.kill()  # while the rest of those frames are still being decided
+            at_kill = daemon.counts["events"]
+            for who in people[6:]:
+                feed.put(frames[who], 8)
+                feed.put(frames["blank"], 6)
+            time.sleep(1.0)
+            at_restart = daemon.counts["events"]
+            broker.start()
+            feed.drained()
+            events = _events(sub, len(people), timeout=90)
+            assert daemon.counts["events"] == len(people)
+            ids = [e["event_id"] for e in events]
+            assert len(set(ids)) == len(people), f"{len(ids)} events, {len(set(ids))} distinct"
+            assert sorted(e["identity"] for e in events) == sorted(
+                "obama" if p == "obama" else "unknown" for p in people
+            )
+            deadline = time.monotonic() + 10
+            while daemon.link.pending and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert daemon.link.pending == 0
+            ROBUSTNESS.append(
+                f"broker SIGKILLed after {at_kill} events, restarted after {at_restart}: "
+                f"{len(people)} decided, {len(set(ids))} delivered once each"
+            )
+    finally:
+        sub.close()
+        broker.stop()
+
+
 def test_picamera2_frames_in_their_memory_layout(
     broker: Broker,
     tmp_path: pathlib.Path,
@@ -268,17 +317,19 @@ def test_picamera2_frames_in_their_memory_layout(
 
 
 def _daemon_process(
-    tmp: pathlib.Path, port: int, frame: np.ndarray, obama_sample: Any
+    tmp: pathlib.Path, port: int, frame: np.ndarray, obama_sample: Any, max_fps: int = 5
 ) -> subprocess.Popen[bytes]:
+    """``facegate run`` in a child process on a folder of one frame, looped (again on the same
+    files when called again)."""
     folder = tmp / "frames"
-    folder.mkdir()
+    folder.mkdir(exist_ok=True)
     Image.fromarray(frame).save(folder / "f.png")
     _config(tmp, port, obama_sample)  # enrolls obama
     (tmp / "config.yaml").write_text(
         yaml.safe_dump(
             {
                 "device": {"id": "door2"},
-                "camera": {"source": "folder", "path": str(folder), "loop": True, "max_fps": 5},
+                "camera": {"source": "folder", "path": str(folder), "loop": True, "max_fps": max_fps},
                 "gallery": {"path": str(tmp / "gallery.db")},
                 "mqtt": {"port": port, "outbox": str(tmp / "outbox"), "keepalive": 5},
             }
@@ -288,7 +339,7 @@ def _daemon_process(
         [sys.executable, "-m", "edge", "run", "--config", str(tmp / "config.yaml")],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
-        stderr=open(tmp / "daemon.log", "w"),
+        stderr=open(tmp / "daemon.log", "a"),
     )
 
 
@@ -317,6 +368,43 @@ def test_availability_goes_offline(
     late = Subscriber(broker.port, ["facegate/door2/availability"])
     assert late.wait(lambda t, p: True)[0][1]["state"] == "offline"  # retained
     late.close()
+
+
+def test_sigkill_during_detection_then_a_clean_restart(
+    broker: Broker, tmp_path: pathlib.Path, frames: dict[str, np.ndarray], obama_sample: Any
+) -> None:
+    """``facegate run`` is SIGKILLed three times at random moments of a busy frame loop (it
+    spends most of each frame in detection and encoding), and started again each time: the
+    gallery stays intact and private, the outbox holds only whole events, and every restart
+    comes back online and decides again; the last one stops cleanly on SIGTERM."""
+    rng = np.random.default_rng(0)
+    sub = Subscriber(broker.port, ["facegate/door2/#"])
+    gallery_path = tmp_path / "gallery.db"
+    for round_ in range(4):
+        sub.messages.clear()
+        child = _daemon_process(tmp_path, broker.port, frames["obama"], obama_sample, max_fps=50)
+        try:
+            sub.wait(lambda t, p: t.endswith("/availability") and p["state"] == "online", timeout=60)
+            _events(sub, 1, timeout=60)  # deciding again after the restart
+            if round_ < 3:
+                time.sleep(float(rng.uniform(0.0, 1.0)))
+                child.kill()
+                child.wait(10)
+            else:
+                child.terminate()
+                assert child.wait(30) == 0, (tmp_path / "daemon.log").read_text()[-2000:]
+        finally:
+            if child.poll() is None:
+                child.kill()
+        assert (gallery_path.stat().st_mode & 0o777) == 0o600
+        with contextlib.closing(sqlite3.connect(gallery_path)) as db:
+            assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        with Gallery.open(gallery_path, fingerprint(Encoder(INT8_MODEL))) as gallery:
+            assert gallery.person("obama").embeddings == 1
+        for event in (tmp_path / "outbox").glob("*.json"):
+            json.loads(event.read_text())  # whole, or not there at all
+    sub.close()
+    ROBUSTNESS.append("daemon SIGKILLed 3 times while detecting: gallery intact, 4 clean starts")
 
 
 def test_check_config_command(tmp_path: pathlib.Path) -> None:
