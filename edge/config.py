@@ -171,6 +171,8 @@ class Config:
                 return pathlib.Path(path).read_text(encoding="utf-8").strip()
             except OSError as exc:
                 raise ConfigError(f"{section}.{key}_file: cannot read {path}: {exc.strerror}") from None
+            except UnicodeDecodeError:
+                raise ConfigError(f"{section}.{key}_file: {path} is not UTF-8 text") from None
         return None
 
 
@@ -245,6 +247,10 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not a text config (byte {exc.start} is not UTF-8); is this the right file?"
+        ) from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -165,3 +165,44 @@ def test_config_yaml_shapes(tmp_path: pathlib.Path) -> None:
             load_config(path)
         except ConfigError as exc:
             assert str(path) in str(exc)
+
+
+def test_truncated_gallery_model_and_card(tmp_path: pathlib.Path) -> None:
+    """Real files cut short, as a crash or a full SD card leaves them: each is refused by name,
+    and left as it was."""
+    from edge.encoder import Encoder
+    from tests.conftest import INT8_MODEL
+
+    gallery_path = tmp_path / "g.db"
+    with Gallery.open(gallery_path, FINGERPRINT) as gallery:
+        gallery.add("alice", [Sample(np.ones(8, np.float32) / np.sqrt(8), "a")])
+    whole = gallery_path.read_bytes()
+    for cut in (len(whole) // 2, 100):
+        gallery_path.write_bytes(whole[:cut])
+        with pytest.raises(GalleryError, match=r"g\.db"), Gallery.open(gallery_path, FINGERPRINT) as g:
+            g.people()
+        assert gallery_path.read_bytes() == whole[:cut]
+
+    model, card = tmp_path / INT8_MODEL.name, tmp_path / INT8_MODEL.with_suffix(".json").name
+    model.write_bytes(INT8_MODEL.read_bytes()[: INT8_MODEL.stat().st_size // 2])
+    card.write_bytes(INT8_MODEL.with_suffix(".json").read_bytes())
+    with pytest.raises(FacegateError, match=model.name):
+        Encoder(model)
+    model.write_bytes(INT8_MODEL.read_bytes())
+    for text in (card.read_text()[:200], "", "[]"):
+        card.write_text(text)
+        with pytest.raises(FacegateError, match=card.name):
+            Encoder(model)
+
+
+@pytest.mark.parametrize(
+    "content", [b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR", b"\xff\xfe\xfa bad utf-8", b"device: {id: [unclosed"]
+)
+def test_config_files_that_are_not_configs(tmp_path: pathlib.Path, content: bytes) -> None:
+    from edge.config import load_config
+
+    path = tmp_path / "c.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=str(path)):
+        load_config(path)
+    assert path.read_bytes() == content
