@@ -336,6 +336,35 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_fleet(args: argparse.Namespace) -> int:
+    from edge import fleet
+    from edge.config import load_config
+
+    if args.action == "keygen":
+        private, public = fleet.keygen(args.out, args.name)
+        print(f"wrote {private} (0600: the authority's, keep it off the devices) and {public} (for devices)")
+        return 0
+    config = load_config(args.config)
+    if not config["fleet"]["prefix"]:
+        raise FacegateError(f"{args.config}: fleet.prefix is empty")
+    result = fleet.publish(config, full=args.full) if args.action == "publish" else fleet.status(config)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    if args.action == "publish":
+        print(
+            f"published {result['published']} message(s): {result['people']} people, manifest "
+            f"{result['seq']} ({result['manifest_hash'][:12]}), {result['tombstones']} tombstone(s) kept"
+        )
+    else:
+        hash_ = (result["manifest_hash"] or "")[:12]
+        print(f"manifest {result['seq']} ({hash_}): {result['people']} people")
+    for device, r in result["devices"].items():
+        state = "converged" if r["converged"] else "NOT converged"
+        print(f"  {device}: manifest {r['seq']} ({(r['hash'] or '')[:12]}), {r['people']} people, {state}")
+    return 0
+
+
 def _cmd_doctor(args: argparse.Namespace) -> int:
     from edge.doctor import run_doctor
 
@@ -558,6 +587,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int)
     p.add_argument("--device", help="device id (default: from the config)")
     p.set_defaults(func=_cmd_watch)
+    fl = sub.add_parser("fleet", help="share one gallery with many devices over MQTT").add_subparsers(
+        dest="action", required=True
+    )
+    p = fl.add_parser("keygen", help="a new Ed25519 key pair for a fleet")
+    p.add_argument("--out", type=pathlib.Path, default=pathlib.Path("."))
+    p.add_argument("--name", default="fleet")
+    p.set_defaults(func=_cmd_fleet)
+    for action, what in (
+        ("publish", "the authority: publish this gallery's changes to the fleet (retained, signed)"),
+        ("status", "the fleet's manifest and what each device reports"),
+    ):
+        p = fl.add_parser(action, help=what)
+        p.add_argument("--config", type=pathlib.Path, required=True, help="with mqtt and fleet sections")
+        p.add_argument("--json", action="store_true")
+        if action == "publish":
+            p.add_argument("--full", action="store_true", help="publish every entry again, not only changes")
+        p.set_defaults(func=_cmd_fleet)
     p = sub.add_parser("doctor", help="check camera, models, gallery, broker, permissions, clock, disk")
     p.add_argument("--config", type=pathlib.Path, default=pathlib.Path("/etc/facegate/config.yaml"))
     p.set_defaults(func=_cmd_doctor)

@@ -59,6 +59,7 @@ _format_check, _format_wants = _choice("XBGR8888", "XRGB8888", "RGB888", "BGR888
 _protocol_check, _protocol_wants = _choice("auto", "5", "3.1.1")
 _detector_check, _detector_wants = _choice("short", "full")
 _COMMANDS = ("verify", "list", "enroll", "remove", "reload")
+_signature_check, _signature_wants = _choice("ed25519", "hmac")
 
 SCHEMA: dict[str, dict[str, Key]] = {
     "device": {
@@ -135,6 +136,16 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "discovery": Key(True, bool),
         "prefix": Key("homeassistant", str, _matches(TOPIC_PATTERN), "a topic without + or #"),
     },
+    "fleet": {
+        "enabled": Key(False, bool),
+        "prefix": Key("facegate/fleet/default", str, _matches(TOPIC_PATTERN), "a topic without + or #"),
+        "signature": Key("ed25519", str, _signature_check, _signature_wants),
+        "public_key_file": Key(None, (str, type(None))),
+        "private_key_file": Key(None, (str, type(None))),
+        "hmac_key": Key(None, (str, type(None))),
+        "hmac_key_file": Key(None, (str, type(None))),
+        "tombstone_days": Key(7.0, (int, float), _positive, "> 0"),
+    },
 }
 
 DEFAULTS = {
@@ -154,6 +165,11 @@ class Config:
     @property
     def mqtt_password(self) -> str | None:
         return self._secret("mqtt", "password", "FACEGATE_MQTT_PASSWORD")
+
+    @property
+    def fleet_hmac_key(self) -> bytes | None:
+        key = self._secret("fleet", "hmac_key", "FACEGATE_FLEET_HMAC_KEY")
+        return key.encode() if key else None
 
     @property
     def command_secret(self) -> bytes | None:
@@ -237,6 +253,35 @@ def _cross_checks(config: Config) -> None:
         )
     if config.command_secret is not None and len(config.command_secret) < 16:
         raise ConfigError(f"{_where(path, 'commands.secret')}: use at least 16 characters")
+    if c["fleet"]["enabled"]:
+        _fleet_checks(config)
+
+
+LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+def _fleet_checks(config: Config) -> None:
+    c, path = config.data, config.path
+    if not c["mqtt"]["tls"] and c["mqtt"]["host"] not in LOOPBACK:
+        raise ConfigError(
+            f"{_where(path, 'fleet.enabled')}: fleet topics carry biometric templates and need "
+            "mqtt.tls: true (plaintext only to a broker on this machine)"
+        )
+    f = c["fleet"]
+    if f["signature"] == "ed25519" and not (f["public_key_file"] or f["private_key_file"]):
+        raise ConfigError(
+            f"{_where(path, 'fleet.public_key_file')}: fleet.signature ed25519 needs the fleet's public "
+            "key (devices) or private key (the authority); `facegate fleet keygen` makes a pair"
+        )
+    if f["signature"] == "hmac":
+        key = config.fleet_hmac_key
+        if key is None:
+            raise ConfigError(
+                f"{_where(path, 'fleet.hmac_key')}: fleet.signature hmac needs fleet.hmac_key, "
+                "fleet.hmac_key_file or $FACEGATE_FLEET_HMAC_KEY"
+            )
+        if len(key) < 16:
+            raise ConfigError(f"{_where(path, 'fleet.hmac_key')}: use at least 16 characters")
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:

@@ -33,6 +33,7 @@ from edge.decide import OperatingPoint, identify, verify
 from edge.encoder import Encoder
 from edge.enroll import Enroller, RefusedError, fingerprint, one_usable_face
 from edge.errors import FacegateError
+from edge.fleet import member_for
 from edge.gallery import Gallery, Sample
 from edge.images import load_rgb
 from edge.modelcard import MODELS_DIR, ModelCard
@@ -101,7 +102,9 @@ class Daemon:
         self.authority = Authority(c["enabled"], config.command_secret, c["max_skew_s"])
         self.requests: queue.Queue[Request] = queue.Queue()
         model = {"name": self.encoder.card.name, "sha256": self.encoder.card.sha256}
-        self.link = Link(config, self.requests.put, model=model)
+        self.fleet = member_for(config, fingerprint(self.encoder)) if config["fleet"]["enabled"] else None
+        self._fleet_seen: dict[str, Any] | None = None
+        self.link = Link(config, self.requests.put, model=model, fleet=self.fleet)
         self.model = model
         # A camera that fails is reopened from the config (an injected source is reused).
         self._open_source = (lambda: open_source(self.config)) if source is None else (lambda: source)
@@ -168,6 +171,8 @@ class Daemon:
             self.link.stop()
             self.source.close()
             self.gallery.close()
+            if self.fleet is not None:
+                self.fleet.sync.close()
         log.info("stopped: %s", self.counts)
         return 0
 
@@ -316,8 +321,10 @@ class Daemon:
 
     def _publish_state(self, now: float, force: bool = False) -> None:
         present = tuple(sorted({str(t.decided.name) for t in self.tracker.tracks.values() if t.decided}))
-        if not force and present == self._present and now - self._state_at < 60:
+        fleet = self.fleet.status if self.fleet is not None else None
+        if not force and present == self._present and now - self._state_at < 60 and fleet is self._fleet_seen:
             return
+        self._fleet_seen = fleet
         self._present, self._state_at = present, now
         last = self._last_event
         self.link.publish_state(
@@ -331,6 +338,7 @@ class Daemon:
                 "people_enrolled": len(self.gallery),
                 "frames": self.counts["frames"],
                 "camera": self.camera,
+                **({"fleet": fleet} if fleet is not None else {}),
             }
         )
 

@@ -61,6 +61,12 @@ CREATE TABLE embeddings (
 );
 CREATE INDEX embeddings_person ON embeddings(person_id);
 """
+# What a device got from its fleet (edge/fleet.py): per name the version it holds, or the
+# version of the removal. Made on first use, so galleries from before the fleet need no migration.
+_FLEET_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS fleet (name TEXT PRIMARY KEY, version INTEGER NOT NULL, "
+    "deleted INTEGER NOT NULL DEFAULT 0)"
+)
 
 
 class GalleryError(FacegateError):
@@ -405,6 +411,72 @@ class Gallery:
         if v.shape != (self.model.embedding_size,) or not np.all(np.isfinite(v)):
             raise FacegateError(
                 f"an embedding must be {self.model.embedding_size} finite numbers, got shape {v.shape}"
+            )
+
+    # --- fleet (edge/fleet.py) ------------------------------------------------------
+
+    @_guarded
+    def fleet_versions(self) -> dict[str, tuple[int, bool]]:
+        self._db.execute(_FLEET_SCHEMA)
+        rows = self._db.execute("SELECT name, version, deleted FROM fleet").fetchall()
+        return {r[0]: (int(r[1]), bool(r[2])) for r in rows}
+
+    def _fleet_held(self, name: str) -> int:
+        row = self._db.execute("SELECT version FROM fleet WHERE name = ?", (name,)).fetchone()
+        return int(row[0]) if row else 0
+
+    @_guarded
+    def fleet_put(self, name: str, display_name: str, version: int, vectors: np.ndarray) -> bool:
+        """Make ``name`` exactly these embeddings at ``version``, in one transaction; False (and
+        nothing written) if the gallery already holds that version or a later one."""
+        check_name(name)
+        for v in vectors:
+            self._check_vector(v)
+        self._db.execute(_FLEET_SCHEMA)
+        with self._write():
+            if self._fleet_held(name) >= version:
+                return False
+            row = self._db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                person_id = self._db.execute(
+                    "INSERT INTO people (name, display_name, created, metadata) VALUES (?, ?, ?, ?)",
+                    (name, display_name, _now(), json.dumps({"fleet_version": version})),
+                ).lastrowid
+            else:
+                person_id = row[0]
+                self._db.execute("DELETE FROM embeddings WHERE person_id = ?", (person_id,))
+                self._db.execute(
+                    "UPDATE people SET display_name = ?, metadata = ? WHERE id = ?",
+                    (display_name, json.dumps({"fleet_version": version}), person_id),
+                )
+            self._db.executemany(
+                "INSERT INTO embeddings (person_id, vector, source, quality, created) VALUES (?, ?, ?, ?, ?)",
+                [(person_id, np.asarray(v, "<f4").tobytes(), "fleet", "{}", _now()) for v in vectors],
+            )
+            self._db.execute("INSERT OR REPLACE INTO fleet VALUES (?, ?, 0)", (name, version))
+        return True
+
+    @_guarded
+    def fleet_delete(self, name: str, version: int) -> bool:
+        """Remove ``name`` and remember the removal's version, in one transaction."""
+        self._db.execute(_FLEET_SCHEMA)
+        with self._write():
+            if self._fleet_held(name) >= version:
+                return False
+            self._db.execute("DELETE FROM people WHERE name = ?", (name,))
+            self._db.execute("INSERT OR REPLACE INTO fleet VALUES (?, ?, 1)", (name, version))
+        return True
+
+    @_guarded
+    def fleet_manifest(self) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'fleet_manifest'").fetchone()
+        return json.loads(row[0]) if row else None
+
+    @_guarded
+    def set_fleet_manifest(self, manifest: dict[str, Any]) -> None:
+        with self._write():
+            self._db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('fleet_manifest', ?)", (json.dumps(manifest),)
             )
 
     @_guarded

@@ -33,7 +33,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -42,6 +42,9 @@ from paho.mqtt.properties import Properties
 
 from edge import __version__
 from edge.config import Config
+
+if TYPE_CHECKING:
+    from edge.fleet import FleetMember
 
 log = logging.getLogger(__name__)
 
@@ -121,9 +124,14 @@ class Link:
     network runs in paho's thread and reconnects with backoff (1 to 60 s)."""
 
     def __init__(
-        self, config: Config, on_request: Callable[[Request], None], model: dict[str, str] | None = None
+        self,
+        config: Config,
+        on_request: Callable[[Request], None],
+        model: dict[str, str] | None = None,
+        fleet: FleetMember | None = None,
     ) -> None:
         self.config = config
+        self.fleet = fleet
         self.topics = Topics.from_config(config)
         self.on_request = on_request
         self.model = model or {}
@@ -198,6 +206,9 @@ class Link:
             self.publish_discovery()
         if self._state is not None:
             client.publish(self.topics.state, self._state, qos=1, retain=True)
+        if self.fleet is not None:
+            client.subscribe([(topic, 1) for topic in self.fleet.subscriptions()])
+            self.fleet.report(client, force=True)
         self.connected.set()
 
     def _fall_back(self) -> None:
@@ -263,6 +274,9 @@ class Link:
         if message.topic == self.topics.ha_status:
             if message.payload == b"online":
                 self.publish_discovery()
+            return
+        if self.fleet is not None and self.fleet.owns(message.topic):
+            self.fleet.handle(client, message.topic, bytes(message.payload))
             return
         name = message.topic.rsplit("/", 1)[-1]
         props = getattr(message, "properties", None)

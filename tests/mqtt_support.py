@@ -42,9 +42,10 @@ def wait_port(port: int, timeout: float = 10.0) -> None:
 
 class Broker:
     """A mosquitto on a free loopback port. With ``persistence`` it saves its state on every
-    change, so it can be killed with SIGKILL and started again on the same port."""
+    change, so it can be killed with SIGKILL and started again on the same port; ``extra``
+    is appended to its config (a bridge, say)."""
 
-    def __init__(self, workdir: pathlib.Path, persistence: bool = False) -> None:
+    def __init__(self, workdir: pathlib.Path, persistence: bool = False, extra: str = "") -> None:
         exe = shutil.which("mosquitto") or (
             "/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None
         )
@@ -61,7 +62,7 @@ class Broker:
             else "persistence false\n"
         )
         self.conf = workdir / "mosquitto.conf"
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n{saving}")
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n{saving}{extra}")
         self.log = open(workdir / "mosquitto.log", "a")  # noqa: SIM115 - closed in stop()
         self.start()
 
