@@ -439,6 +439,16 @@ def _cmd_bench_match(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_fleet(args: argparse.Namespace) -> int:
+    from edge.bench_fleet import bench_fleet, format_fleet
+
+    report = bench_fleet(
+        args.people, args.devices, args.workers, max_queued=args.max_queued, resync_s=args.resync_s
+    )
+    print(json.dumps(report, indent=2) if args.json else format_fleet(report))
+    return 0
+
+
 def _cmd_bench_daemon(args: argparse.Namespace) -> int:
     from edge.bench import bench_daemon_idle, bench_daemon_latency, bench_daemon_rss
 
@@ -727,6 +737,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, default=50)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_bench_match)
+    p = be.add_parser("fleet", help="one authority, many simulated devices on mosquitto: convergence times")
+    p.add_argument("--people", type=int, default=10_000)
+    p.add_argument("--devices", type=int, default=100)
+    p.add_argument("--workers", type=int, default=2, help="processes the devices are spread over")
+    p.add_argument("--max-queued", type=int, default=0, help="mosquitto max_queued_messages (0: no cap)")
+    p.add_argument("--resync-s", type=float, default=30.0, help="devices re-fetch missing entries after")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_bench_fleet)
     p = be.add_parser("daemon", help="frame-to-subscriber latency over MQTT; daemon memory over time")
     p.add_argument("--tracks", type=int, default=200)
     p.add_argument("--threads", type=int, default=2)

@@ -172,6 +172,7 @@ class Daemon:
             self.source.close()
             self.gallery.close()
             if self.fleet is not None:
+                self.fleet.cancel()
                 self.fleet.sync.close()
         log.info("stopped: %s", self.counts)
         return 0

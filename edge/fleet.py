@@ -601,8 +601,13 @@ class FleetMember:
     ``{prefix}/devices/{id}``, so the authority knows what it holds. ``status`` is a plain
     dict the daemon reads for its own state topic."""
 
-    def __init__(self, sync: FleetSync, device_id: str, report_every_s: float = 0.5) -> None:
+    def __init__(
+        self, sync: FleetSync, device_id: str, report_every_s: float = 0.5, resync_after_s: float = 30.0
+    ) -> None:
         self.sync, self.device_id = sync, device_id
+        self.resync_after_s = resync_after_s
+        self.resyncs = 0
+        self._resync: threading.Timer | None = None
         self.topics = sync.topics
         self.status = sync.status()
         self.report_every_s = report_every_s
@@ -622,7 +627,37 @@ class FleetMember:
         if outcome == "applied" or outcome.startswith("refused"):
             self.status = self.sync.status()
             self.report(client)
+        self._arm_resync(client)
         return outcome
+
+    def _arm_resync(self, client: Any) -> None:
+        """If the manifest names entries this device lacks and nothing arrives for
+        ``resync_after_s`` (a broker that dropped messages from a full queue, say),
+        subscribe again: the broker then re-sends every retained entry."""
+        with self._lock:
+            if self._resync is not None:
+                self._resync.cancel()
+            self._resync = threading.Timer(self.resync_after_s, self._resubscribe, (client,))
+            self._resync.daemon = True
+            self._resync.start()
+
+    def _resubscribe(self, client: Any) -> None:
+        status = self.status
+        if status["seq"] is None or status["converged"]:
+            return
+        self.resyncs += 1
+        log.warning(
+            "fleet: %s entr(ies) of manifest %s still missing; fetching the retained entries again",
+            status.get("missing"),
+            status["seq"],
+        )
+        client.subscribe([(topic, 1) for topic in self.subscriptions()])
+
+    def cancel(self) -> None:
+        with self._lock:
+            for timer in (self._resync, self._timer):
+                if timer is not None:
+                    timer.cancel()
 
     def report(self, client: Any, force: bool = False) -> None:
         """Publish the device's report if it changed: at once when convergence changes, else at

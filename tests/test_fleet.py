@@ -395,3 +395,39 @@ def test_refused_signature_is_reported_by_a_running_daemon(
     with Gallery.open(tmp_path / "door.db", model) as gallery:
         assert "mallory" not in gallery
     assert "refused facegate/fleet/test/people/mallory: bad signature" in (tmp_path / "door.log").read_text()
+
+
+class _Client:
+    """Records what a FleetMember asks of its MQTT client."""
+
+    def __init__(self) -> None:
+        self.published: list[tuple[str, Any]] = []
+        self.subscribed: list[Any] = []
+
+    def publish(self, topic: str, payload: Any, **kw: Any) -> None:
+        self.published.append((topic, json.loads(payload)))
+
+    def subscribe(self, topics: Any) -> None:
+        self.subscribed.append(topics)
+
+
+def test_a_device_missing_entries_fetches_them_again(authority: fleet.Authority, keys: Keys) -> None:
+    """A broker with a full queue drops an entry: the manifest says it is missing, and after
+    a quiet spell the device subscribes again (the broker re-sends the retained entries)."""
+    messages = authority.plan()
+    verifier = fleet.Ed25519Verifier.from_file(keys[1])
+    sync = fleet.FleetSync(fleet.MemoryStore(), verifier, MODEL.sha256, 8, PREFIX)
+    member = fleet.FleetMember(sync, "door", report_every_s=0.0, resync_after_s=0.2)
+    client = _Client()
+    member.handle(client, *messages[0])  # alice
+    member.handle(client, *messages[2])  # the manifest; bob's entry was dropped
+    assert member.status["missing"] == 1 and not member.status["converged"]
+    time.sleep(0.5)
+    assert member.resyncs == 1
+    assert client.subscribed[-1] == [(f"{PREFIX}/people/+", 1), (f"{PREFIX}/manifest", 1)]
+    member.handle(client, *messages[1])  # re-sent
+    assert member.status["converged"]
+    assert client.published[-1][1]["converged"] and client.published[-1][0] == f"{PREFIX}/devices/door"
+    time.sleep(0.4)
+    assert member.resyncs == 1  # converged: no more
+    member.cancel()
