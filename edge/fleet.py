@@ -343,6 +343,14 @@ class FleetSync:
     ) -> None:
         self.store, self.verifier = store, verifier
         self.model, self.dim = model_sha256, dim
+        # What the store holds, mirrored here so each message costs O(1), not a scan; and the
+        # names that keep the device from having converged on its manifest.
+        self._held = store.versions()
+        self._live = sum(1 for _, deleted in self._held.values() if not deleted)
+        self._manifest_now = store.manifest()
+        self._missing: set[str] = set()
+        self._extra: set[str] = set()
+        self._recheck_all()
         self.topics = FleetTopics(prefix)
         self.on_change = on_change
         self.refused: Counter[str] = Counter()
@@ -386,13 +394,13 @@ class FleetSync:
         if topic != self.topics.person(name) or not NAME_PATTERN.match(name):
             return self._refuse(topic, "wrong topic", f"entry for {name!r}")
         version = int(body["version"])
-        held = self.store.versions().get(name, (0, False))[0]
+        held = self._held.get(name, (0, False))[0]
         if version <= held:
             if version == held:
                 return "unchanged"  # the same entry again (a retained copy on resubscribe)
             return self._refuse(topic, "older version", f"v{version}, this device holds v{held} (a replay?)")
         if kind == TOMBSTONE:
-            self.store.delete(name, version)
+            self._delete(name, version)
             log.info("fleet: removed %s (v%d)", name, version)
             return "applied"
         if kind != PERSON:
@@ -409,6 +417,7 @@ class FleetSync:
             return self._refuse(topic, "malformed", why)
         vectors = decode_vectors(str(body["embeddings"]), self.dim)
         self.store.put(name, str(body.get("display_name") or name), version, vectors)
+        self._hold(name, version, deleted=False)
         log.info("fleet: applied %s v%d (%d embedding(s))", name, version, len(vectors))
         return "applied"
 
@@ -416,22 +425,24 @@ class FleetSync:
         seq = int(body["seq"])
         people = {str(k): int(v) for k, v in dict(body["people"]).items()}
         removed = {str(k): int(v) for k, v in dict(body.get("removed", {})).items()}
-        current = self.store.manifest()
+        current = self._manifest_now
         if current is not None and seq <= int(current["seq"]):
             if seq == int(current["seq"]):
                 return "unchanged"
             return self._refuse(topic, "older version", f"manifest {seq}, this device holds {current['seq']}")
         dropped = []
-        for name, (version, deleted) in self.store.versions().items():
+        for name, (version, deleted) in list(self._held.items()):
             if deleted:
                 continue
             if name in removed and removed[name] > version:
-                self.store.delete(name, removed[name])
+                self._delete(name, removed[name])
                 dropped.append(name)
             elif name not in people and name not in removed and version <= seq:
-                self.store.delete(name, seq)  # its tombstone is gone from the broker; the manifest is not
+                self._delete(name, seq)  # its tombstone is gone from the broker; the manifest is not
                 dropped.append(name)
-        self.store.set_manifest({"seq": seq, "people": people, "hash": manifest_hash(people)})
+        self._manifest_now = {"seq": seq, "people": people, "hash": manifest_hash(people)}
+        self.store.set_manifest(self._manifest_now)
+        self._recheck_all()
         if dropped:
             log.info("fleet: manifest %d removed %s", seq, ", ".join(sorted(dropped)))
         return "applied"
@@ -441,28 +452,47 @@ class FleetSync:
         if close is not None:
             close()
 
+    def _delete(self, name: str, version: int) -> None:
+        self.store.delete(name, version)
+        self._hold(name, version, deleted=True)
+
+    def _hold(self, name: str, version: int, deleted: bool) -> None:
+        was_live = not self._held.get(name, (0, True))[1]
+        self._held[name] = (version, deleted)
+        self._live += int(not deleted) - int(was_live)
+        self._recheck(name)
+
+    def _recheck(self, name: str) -> None:
+        manifest = self._manifest_now
+        if manifest is None:
+            return
+        version, deleted = self._held.get(name, (0, True))
+        wanted = manifest["people"].get(name)
+        if wanted is not None and (version, deleted) != (wanted, False):
+            self._missing.add(name)
+        else:
+            self._missing.discard(name)
+        if wanted is None and not deleted and version <= manifest["seq"]:
+            self._extra.add(name)
+        else:
+            self._extra.discard(name)
+
+    def _recheck_all(self) -> None:
+        self._missing.clear()
+        self._extra.clear()
+        if self._manifest_now is not None:
+            for name in set(self._manifest_now["people"]) | set(self._held):
+                self._recheck(name)
+
     def status(self) -> dict[str, Any]:
         """What the device reports: the manifest it holds, and whether it has everything in it."""
-        manifest = self.store.manifest()
-        versions = self.store.versions()
-        live = {n: v for n, (v, deleted) in versions.items() if not deleted}
-        if manifest is None:
-            return {
-                "seq": None,
-                "hash": None,
-                "people": len(live),
-                "converged": False,
-                "refused": dict(self.refused),
-            }
-        wanted: dict[str, int] = manifest["people"]
-        missing = [n for n, v in wanted.items() if versions.get(n, (0, True)) != (v, False)]
-        extra = [n for n, v in live.items() if n not in wanted and v <= manifest["seq"]]
+        manifest = self._manifest_now
         return {
-            "seq": manifest["seq"],
-            "hash": manifest["hash"],
-            "people": len(live),
-            "converged": not missing and not extra,
-            "missing": len(missing),
+            "seq": manifest["seq"] if manifest else None,
+            "hash": manifest["hash"] if manifest else None,
+            "people": self._live,
+            "converged": manifest is not None and not self._missing and not self._extra,
+            "missing": len(self._missing) if manifest else None,
             "refused": dict(self.refused),
         }
 
@@ -608,6 +638,7 @@ class FleetMember:
         self.resync_after_s = resync_after_s
         self.resyncs = 0
         self._resync: threading.Timer | None = None
+        self._last_message = 0.0
         self.topics = sync.topics
         self.status = sync.status()
         self.report_every_s = report_every_s
@@ -633,15 +664,25 @@ class FleetMember:
     def _arm_resync(self, client: Any) -> None:
         """If the manifest names entries this device lacks and nothing arrives for
         ``resync_after_s`` (a broker that dropped messages from a full queue, say),
-        subscribe again: the broker then re-sends every retained entry."""
+        subscribe again: the broker then re-sends every retained entry. One timer at a
+        time, pushed back by each message."""
         with self._lock:
-            if self._resync is not None:
-                self._resync.cancel()
-            self._resync = threading.Timer(self.resync_after_s, self._resubscribe, (client,))
-            self._resync.daemon = True
-            self._resync.start()
+            self._last_message = time.monotonic()
+            if self._resync is None:
+                self._start_resync_timer(client, self.resync_after_s)
+
+    def _start_resync_timer(self, client: Any, delay: float) -> None:
+        self._resync = threading.Timer(delay, self._resubscribe, (client,))
+        self._resync.daemon = True
+        self._resync.start()
 
     def _resubscribe(self, client: Any) -> None:
+        with self._lock:
+            quiet = time.monotonic() - self._last_message
+            if quiet < self.resync_after_s:
+                self._start_resync_timer(client, self.resync_after_s - quiet)
+                return
+            self._resync = None
         status = self.status
         if status["seq"] is None or status["converged"]:
             return
