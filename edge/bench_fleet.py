@@ -161,6 +161,30 @@ def _gather(
     }
 
 
+def _one_device(
+    messages: list[tuple[str, bytes]], public: pathlib.Path, work: pathlib.Path
+) -> dict[str, float]:
+    """ms per message for one device alone (no broker, no other devices), into memory and
+    into a real gallery file as the daemon opens it for the fleet."""
+    from edge.fleet import Ed25519Verifier, FleetSync, GalleryStore, MemoryStore, Store
+
+    out = {}
+    stores: dict[str, Store] = {
+        "memory": MemoryStore(),
+        "sqlite_gallery": GalleryStore(Gallery.open(work / "device.db", MODEL).fleet_writes()),
+    }
+    for name, store in stores.items():
+        sync = FleetSync(store, Ed25519Verifier.from_file(public), MODEL.sha256, MODEL.embedding_size, PREFIX)
+        started = time.perf_counter()
+        for topic, payload in messages:
+            sync.handle(topic, payload)
+        out[f"{name}_ms_per_message"] = round((time.perf_counter() - started) / len(messages) * 1000, 3)
+        if not sync.status()["converged"]:
+            raise FacegateError("the single device did not converge")
+        sync.close()
+    return out
+
+
 def _broker_memory(pid: int) -> dict[str, float]:
     fields = {}
     for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -208,6 +232,7 @@ def bench_fleet(
             authority.published()
             report["sign_s"] = round(time.perf_counter() - t0, 2)
             report["message_bytes"] = int(np.median([len(p) for _, p in messages]))
+            report["one_device_alone"] = _one_device(messages, public, work)
 
             ids = [f"sim-{i:03d}" for i in range(devices)]
             ctx = multiprocessing.get_context("spawn")
@@ -278,5 +303,7 @@ def format_fleet(r: dict[str, Any]) -> str:
         f"{r['broker_after_initial']['rss_mb']} MB (peak {r['broker_end']['peak_mb']} MB)",
         f"  device memory: {i['device_mb']} MB each for {r['people']} people "
         "(in-memory store, Python objects)",
+        f"  one device alone, no broker: {r['one_device_alone']['memory_ms_per_message']} ms a message "
+        f"in memory, {r['one_device_alone']['sqlite_gallery_ms_per_message']} ms into its SQLite gallery",
     ]
     return "\n".join(lines)

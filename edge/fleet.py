@@ -418,7 +418,7 @@ class FleetSync:
         vectors = decode_vectors(str(body["embeddings"]), self.dim)
         self.store.put(name, str(body.get("display_name") or name), version, vectors)
         self._hold(name, version, deleted=False)
-        log.info("fleet: applied %s v%d (%d embedding(s))", name, version, len(vectors))
+        log.debug("fleet: applied %s v%d (%d embedding(s))", name, version, len(vectors))
         return "applied"
 
     def _manifest(self, topic: str, body: dict[str, Any]) -> str:
@@ -665,7 +665,12 @@ class FleetMember:
     def handle(self, client: Any, topic: str, payload: bytes) -> str:
         outcome = self.sync.handle(topic, payload)
         if outcome == "applied" or outcome.startswith("refused"):
+            was = self.status["converged"]
             self.status = self.sync.status()
+            if self.status["converged"] and not was:
+                log.info(
+                    "fleet: converged on manifest %s (%d people)", self.status["seq"], self.status["people"]
+                )
             self.report(client)
         self._arm_resync(client)
         return outcome
@@ -737,7 +742,7 @@ class FleetMember:
 
 def member_for(config: Any, model: Any) -> FleetMember:
     """The daemon's fleet membership: its own connection to the gallery file."""
-    gallery = Gallery.open(config["gallery"]["path"], model, create=True)
+    gallery = Gallery.open(config["gallery"]["path"], model, create=True).fleet_writes()
     prefix = config["fleet"]["prefix"]
     sync = FleetSync(GalleryStore(gallery), verifier_for(config), model.sha256, model.embedding_size, prefix)
     return FleetMember(sync, config["device"]["id"])
