@@ -19,8 +19,6 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import pathlib
-import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -90,29 +88,15 @@ def _device_worker(
         client.loop_stop()
 
 
-def _mosquitto(workdir: pathlib.Path, max_queued: int) -> tuple[subprocess.Popen[bytes], int]:
-    exe = shutil.which("mosquitto") or next(
-        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if pathlib.Path(p).exists()), None
-    )
+def _mosquitto(max_queued: int) -> tuple[subprocess.Popen[bytes], int]:
+    from edge.demo import mosquitto_exe, start_mosquitto
+
+    exe = mosquitto_exe()
     if exe is None:
         raise FacegateError("the fleet benchmark needs mosquitto (apt install mosquitto)")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    conf = workdir / "mosquitto.conf"
     # mosquitto's defaults, except max_queued_messages: 0 (no cap, as docs/FLEET.md advises)
     # by default; 1000 is mosquitto's own default, under which a burst drops entries.
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages {max_queued}\n")
-    process = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return process, port
-        except OSError:
-            time.sleep(0.05)
-    process.kill()
-    raise FacegateError("mosquitto did not start")
+    return start_mosquitto(exe, f"max_queued_messages {max_queued}\n")
 
 
 def _publish(port: int, messages: list[tuple[str, bytes]]) -> float:
@@ -216,7 +200,7 @@ def bench_fleet(
     with tempfile.TemporaryDirectory() as tmp:
         work = pathlib.Path(tmp)
         private, public = keygen(work)
-        broker, port = _mosquitto(work, max_queued)
+        broker, port = _mosquitto(max_queued)
         pool: list[tuple[Any, multiprocessing.connection.Connection]] = []
         try:
             report["broker_idle"] = _broker_memory(broker.pid)

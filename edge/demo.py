@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -102,34 +103,46 @@ def scene(
     return np.asarray(canvas)
 
 
-def start_broker() -> tuple[int, Callable[[], None], str]:
-    """A local broker on a free loopback port: mosquitto if installed, else ``MiniBroker``
-    (``FACEGATE_DEMO_BROKER=embedded`` forces the embedded one)."""
+def mosquitto_exe() -> str | None:
     import shutil
-    import socket
-    import subprocess
 
-    exe = shutil.which("mosquitto") or next(
+    return shutil.which("mosquitto") or next(
         (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if pathlib.Path(p).exists()), None
     )
-    if exe is None or os.environ.get("FACEGATE_DEMO_BROKER") == "embedded":
-        from edge.minibroker import MiniBroker
 
-        mini = MiniBroker().start()
-        return mini.port, mini.stop, "embedded Python broker (MQTT 3.1.1; mosquitto is not installed)"
+
+def start_mosquitto(exe: str, extra: str = "persistence false\n") -> tuple[subprocess.Popen[bytes], int]:
+    """mosquitto on a free loopback port, anonymous, with ``extra`` config lines; returns once
+    it accepts connections."""
+    import socket
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
     conf = pathlib.Path(tempfile.mkdtemp()) / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n{extra}")
     process = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
+            return process, port
         except OSError:
             time.sleep(0.05)
+    process.kill()
+    raise FacegateError(f"mosquitto ({exe}) did not start listening on port {port}")
+
+
+def start_broker() -> tuple[int, Callable[[], None], str]:
+    """A local broker on a free loopback port: mosquitto if installed, else ``MiniBroker``
+    (``FACEGATE_DEMO_BROKER=embedded`` forces the embedded one)."""
+    exe = mosquitto_exe()
+    if exe is None or os.environ.get("FACEGATE_DEMO_BROKER") == "embedded":
+        from edge.minibroker import MiniBroker
+
+        mini = MiniBroker().start()
+        return mini.port, mini.stop, "embedded Python broker (MQTT 3.1.1; mosquitto is not installed)"
+    process, port = start_mosquitto(exe)
 
     def stop() -> None:
         process.terminate()
