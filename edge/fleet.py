@@ -46,12 +46,12 @@ import pathlib
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
 
 from edge.errors import FacegateError
+from edge.files import write_private_json
 from edge.gallery import NAME_PATTERN, Gallery
 
 log = logging.getLogger(__name__)
@@ -339,7 +339,6 @@ class FleetSync:
         model_sha256: str,
         dim: int,
         prefix: str,
-        on_change: Callable[[], None] | None = None,
     ) -> None:
         self.store, self.verifier = store, verifier
         self.model, self.dim = model_sha256, dim
@@ -352,9 +351,7 @@ class FleetSync:
         self._extra: set[str] = set()
         self._recheck_all()
         self.topics = FleetTopics(prefix)
-        self.on_change = on_change
         self.refused: Counter[str] = Counter()
-        self.applied = 0
 
     def handle(self, topic: str, payload: bytes) -> str:
         """Returns what was done: ``applied``, ``unchanged``, ``cleared`` or ``refused: why``."""
@@ -367,10 +364,6 @@ class FleetSync:
             outcome = self._checked(topic, body)
         except (ValueError, KeyError, TypeError) as exc:
             outcome = self._refuse(topic, "malformed", f"{type(exc).__name__}: {exc}")
-        if outcome == "applied":
-            self.applied += 1
-            if self.on_change:
-                self.on_change()
         return outcome
 
     def _refuse(self, topic: str, reason: str, detail: str) -> str:
@@ -537,13 +530,7 @@ class Authority:
             ) from None
 
     def _save(self) -> None:
-        tmp = self.state_path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(self.state, handle, indent=1, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.state_path)
+        write_private_json(self.state_path, self.state, durable=True, indent=1, sort_keys=True)
 
     def plan(self, now: float | None = None, full: bool = False) -> list[tuple[str, bytes]]:
         """The messages that bring the fleet to this gallery: an entry for each new or changed

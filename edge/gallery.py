@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from edge.errors import FacegateError
+from edge.files import write_private_json
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ CREATE TABLE embeddings (
 CREATE INDEX embeddings_person ON embeddings(person_id);
 """
 # What a device got from its fleet (edge/fleet.py): per name the version it holds, or the
-# version of the removal. Made on first use, so galleries from before the fleet need no migration.
+# version of the removal. Made when a gallery is opened, so older galleries need no migration.
 _FLEET_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS fleet (name TEXT PRIMARY KEY, version INTEGER NOT NULL, "
     "deleted INTEGER NOT NULL DEFAULT 0)"
@@ -241,6 +242,7 @@ class Gallery:
                 f"{model.name} ({model.sha256[:12]}); run `facegate gallery rebuild` if the enrollment "
                 "images were kept, or enroll the people again into a new gallery",
             )
+        db.execute(_FLEET_SCHEMA)
         gallery = cls(path, db, stored)
         _private(path)
         return gallery
@@ -426,7 +428,6 @@ class Gallery:
 
     @_guarded
     def fleet_versions(self) -> dict[str, tuple[int, bool]]:
-        self._db.execute(_FLEET_SCHEMA)
         rows = self._db.execute("SELECT name, version, deleted FROM fleet").fetchall()
         return {r[0]: (int(r[1]), bool(r[2])) for r in rows}
 
@@ -441,7 +442,6 @@ class Gallery:
         check_name(name)
         for v in vectors:
             self._check_vector(v)
-        self._db.execute(_FLEET_SCHEMA)
         with self._write():
             if self._fleet_held(name) >= version:
                 return False
@@ -468,7 +468,6 @@ class Gallery:
     @_guarded
     def fleet_delete(self, name: str, version: int) -> bool:
         """Remove ``name`` and remember the removal's version, in one transaction."""
-        self._db.execute(_FLEET_SCHEMA)
         with self._write():
             if self._fleet_held(name) >= version:
                 return False
@@ -558,12 +557,7 @@ class Gallery:
                 }
             )
         doc = {"facegate_gallery": SCHEMA_VERSION, "model": dataclasses.asdict(self.model), "people": people}
-        out = pathlib.Path(path)
-        tmp = out.with_name(out.name + ".tmp")
-        fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(doc, handle)
-        os.replace(tmp, out)
+        write_private_json(pathlib.Path(path), doc)
         return len(people)
 
     @_guarded

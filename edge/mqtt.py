@@ -27,7 +27,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
 import pathlib
 import ssl
 import threading
@@ -42,6 +41,7 @@ from paho.mqtt.properties import Properties
 
 from edge import __version__
 from edge.config import Config
+from edge.files import write_private_json
 
 if TYPE_CHECKING:
     from edge.fleet import FleetMember
@@ -229,11 +229,7 @@ class Link:
         """Write the event to the outbox, then publish it (QoS 1). Never blocks on the network."""
         name = f"{time.time_ns():020d}-{event['event_id']}.json"
         path = self.outbox / name
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(event, handle)
-        os.replace(tmp, path)
+        write_private_json(path, event)
         self._trim()
         self._send(path)
 

@@ -204,8 +204,9 @@ def test_fleet_config_checks(tmp_path: pathlib.Path) -> None:
         validate({"fleet": {"enabled": True}})
     with pytest.raises(ConfigError, match="at least 16"):
         validate({"fleet": {"enabled": True, "signature": "hmac", "hmac_key": "short"}})
+    fleet.keygen(tmp_path)
     with pytest.raises(fleet.FleetError, match="not overwritten"):
-        fleet.keygen(tmp_path) and fleet.keygen(tmp_path)
+        fleet.keygen(tmp_path)
     assert (tmp_path / "fleet.key").stat().st_mode & 0o777 == 0o600
 
 
