@@ -100,6 +100,23 @@ def _events(sub: Subscriber, count: int, timeout: float = 30.0) -> list[dict[str
     return [m[1] for m in sub.wait(lambda t, p: t.endswith("/event"), count, timeout)]
 
 
+def _distinct_events(sub: Subscriber, count: int, timeout: float = 30.0) -> tuple[list[dict[str, Any]], int]:
+    """The events as a consumer sees them after de-duplicating on `event_id`, as docs/MQTT.md
+    tells consumers to: QoS 1 is at-least-once, and after a broker restart or a cut link a
+    message can arrive twice. Waits for `count` distinct ids; returns the first copy of each
+    and how many copies arrived. Every copy of an id must be the same message."""
+    deadline = time.monotonic() + timeout
+    need = count
+    while True:
+        events = _events(sub, need, max(0.1, deadline - time.monotonic()))
+        first: dict[str, dict[str, Any]] = {}
+        for event in events:
+            assert first.setdefault(event["event_id"], event) == event, "two messages share an event_id"
+        if len(first) >= count:
+            return list(first.values()), len(events)
+        need = len(events) + count - len(first)
+
+
 def test_known_person_once_and_stranger_unknown(
     broker: Broker, tmp_path: pathlib.Path, frames: dict[str, np.ndarray], obama_sample: Any
 ) -> None:
@@ -228,9 +245,8 @@ def test_events_decided_while_the_broker_is_down_arrive_later(
         assert not [m for m in sub.messages if m[0].endswith("/event")]
         assert daemon.link.pending == 3  # kept in the outbox
         proxy.up()
-        events = _events(sub, 3, timeout=60)
-        ids = {e["event_id"] for e in events}
-        assert len(ids) == 3  # all delivered; duplicates (QoS 1) would share an id
+        events, _ = _distinct_events(sub, 3, timeout=60)
+        assert len(events) == 3  # all delivered, none invented
         assert [e["identity"] for e in sorted(events, key=lambda e: e["ts"])] == ["obama", "unknown", "obama"]
         deadline = time.monotonic() + 10
         while daemon.link.pending and time.monotonic() < deadline:
@@ -245,7 +261,9 @@ def test_broker_killed_and_restarted_while_events_flow(
 ) -> None:
     """mosquitto is SIGKILLed in the middle of a stream of decisions and started again on the
     same port (with persistence, as docs/MQTT.md advises): every decided event reaches a
-    subscriber that kept its session, each exactly once by id."""
+    subscriber that kept its session. QoS 1 is at-least-once: a message the broker had
+    forwarded but not yet acknowledged when it died comes again, with the same event_id, and
+    the consumer drops it (docs/MQTT.md). None is lost and none is invented."""
     broker = Broker(tmp_path, persistence=True)
     config = _config(tmp_path, broker.port, obama_sample)
     sub = Subscriber(broker.port, ["facegate/door1/event"], session="robustness-subscriber")
@@ -267,10 +285,9 @@ def test_broker_killed_and_restarted_while_events_flow(
             at_restart = daemon.counts["events"]
             broker.start()
             feed.drained()
-            events = _events(sub, len(people), timeout=90)
+            events, copies = _distinct_events(sub, len(people), timeout=90)
             assert daemon.counts["events"] == len(people)
-            ids = [e["event_id"] for e in events]
-            assert len(set(ids)) == len(people), f"{len(ids)} events, {len(set(ids))} distinct"
+            assert len(events) == len(people)
             assert sorted(e["identity"] for e in events) == sorted(
                 "obama" if p == "obama" else "unknown" for p in people
             )
@@ -280,7 +297,8 @@ def test_broker_killed_and_restarted_while_events_flow(
             assert daemon.link.pending == 0
             ROBUSTNESS.append(
                 f"broker SIGKILLed after {at_kill} events, restarted after {at_restart}: "
-                f"{len(people)} decided, {len(set(ids))} delivered once each"
+                f"{len(people)} decided, {len(events)} delivered "
+                f"({copies - len(events)} QoS 1 duplicates, dropped by event_id)"
             )
     finally:
         sub.close()
