@@ -90,7 +90,7 @@ class FaceRecognition:
         return len(locations)
 
 
-STAGES = ("detect", "landmarks", "align", "encode")
+STAGES = ("detect", "refine", "landmarks", "align", "encode")
 
 
 def latency(rounds: int, runs: int) -> list[dict[str, Any]]:

@@ -49,8 +49,11 @@ def _version(package: str) -> str:
         return "unknown"
 
 
-def fit_box_map(detector: FaceDetector, shared: pathlib.Path | None = None) -> dict[str, float]:
-    """Least-squares map from BlazeFace detections to dlib's HOG boxes (reference set)."""
+def fit_box_map(
+    detector: FaceDetector, shared: pathlib.Path | None = None, refine: bool = False
+) -> dict[str, float]:
+    """Median map from BlazeFace detections (``refine``: each detected again on a crop
+    around it, ``FaceDetector.refine``) to dlib's HOG boxes on the reference set."""
     ref = load_reference(shared)
     hog = ref.boxes
     lfw = (shared or shared_root()) / "datasets" / "lfw-dev"
@@ -62,6 +65,8 @@ def fit_box_map(detector: FaceDetector, shared: pathlib.Path | None = None) -> d
             continue
         target = (hog[i, :2] + hog[i, 2:]) / 2
         det = min(found, key=lambda d: float(np.hypot(*(np.add(d.box[:2], d.box[2:]) / 2 - target))))
+        if refine:
+            det = detector.refine(image, det)
         mids.append((det.keypoints[0] + det.keypoints[1]) / 4 + det.keypoints[3] / 2)
         widths.append(det.width)
         centres.append(target)
@@ -142,6 +147,7 @@ def convert_perception(out_dir: pathlib.Path, shared: pathlib.Path | None = None
                 "base of the nose",
             ],
             "box_from_blazeface": fit_box_map(detector, shared),
+            "box_from_blazeface_refined": fit_box_map(detector, shared, refine=True),
         },
         "embedding": None,
         "distance": None,

@@ -144,43 +144,34 @@ def format_table(report: dict[str, Any]) -> str:
 
 
 def bench_perception(frame: np.ndarray, threads: list[int], runs: int, rounds: int) -> dict[str, Any]:
-    """Per-stage ms for one frame: detector, landmarks, warp, and frame-to-chip total."""
-    from edge.align import chip_transform, extract_chip
+    """Per-stage ms for one frame, as ``Perception.faces`` spends them (detect, refine,
+    landmarks, align, and the whole call), with refinement off and on, interleaved."""
     from edge.perception import Perception
 
-    stages: dict[tuple[int, str], list[float]] = {}
-    pipelines = {t: Perception(num_threads=t) for t in threads}
+    stages: dict[tuple[int, bool, str], list[float]] = {}
+    pipelines = {(t, r): Perception(num_threads=t, refine=r) for t in threads for r in (False, True)}
     for _ in range(rounds):
-        for t, p in pipelines.items():
+        for (t, refine), p in pipelines.items():
             for _ in range(runs):
+                spent: dict[str, float] = {}
                 t0 = time.perf_counter()
-                dets = p.detector.detect(frame)
-                t1 = time.perf_counter()
-                points = p.predictor.predict(frame, p.landmark_box(dets[0]))
-                t2 = time.perf_counter()
-                extract_chip(frame, chip_transform(points), 150)
-                t3 = time.perf_counter()
-                p.faces(frame)
-                t4 = time.perf_counter()
-                for stage, ms in (
-                    ("detector", t1 - t0),
-                    ("landmarks", t2 - t1),
-                    ("warp", t3 - t2),
-                    ("frame_to_chip", t4 - t3),
-                ):
-                    stages.setdefault((t, stage), []).append(ms * 1000)
+                p.faces(frame, "RGB", spent)
+                spent["total"] = time.perf_counter() - t0
+                for stage, seconds in spent.items():
+                    stages.setdefault((t, refine, stage), []).append(seconds * 1000)
     return {
         "machine": {"cpu": _cpu_name(), "cores": os.cpu_count()},
         "frame": list(frame.shape),
         "results": [
             {
                 "threads": t,
+                "refine": refine,
                 "stage": s,
                 "median_ms": float(np.median(v)),
                 "p95_ms": float(np.percentile(v, 95)),
                 "runs": len(v),
             }
-            for (t, s), v in stages.items()
+            for (t, refine, s), v in stages.items()
         ],
     }
 

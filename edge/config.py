@@ -79,6 +79,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "models": {
         "encoder": Key(str(MODELS_DIR / "dlib_resnet_v1_int8.tflite"), str),
         "detector": Key("short", str, _detector_check, _detector_wants),
+        "refine": Key(True, bool),
         "threads": Key(2, int, _positive, "> 0"),
     },
     "gallery": {

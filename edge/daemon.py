@@ -78,6 +78,7 @@ def _perception(config: Config, card: ModelCard) -> Perception:
         min_score=g["min_score"],
         min_size=g["min_face"],
         num_threads=config["models"]["threads"],
+        refine=config["models"]["refine"],
     )
 
 

@@ -58,7 +58,10 @@ def check_models(config: Config) -> Check:
     try:
         encoder = Encoder(config["models"]["encoder"])
         OperatingPoint.from_card(encoder.card, config["decision"]["far"])
-        Perception(detector=MODELS_DIR / f"face_detection_{config['models']['detector']}_range.tflite")
+        Perception(
+            detector=MODELS_DIR / f"face_detection_{config['models']['detector']}_range.tflite",
+            refine=config["models"]["refine"],
+        )
     except FacegateError as exc:
         return Check("models", FAIL, str(exc), "reinstall (systemd/install.sh) or set $FACEGATE_MODELS")
     return Check("models", OK, f"{encoder.card.name} ({encoder.card.sha256[:12]}), detector, landmarks")

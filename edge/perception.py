@@ -92,7 +92,13 @@ def yaw_ratio(landmarks: np.ndarray) -> float:
 
 
 class Perception:
-    """Detector + landmarks + aligner, loaded once from ``models/``."""
+    """Detector + landmarks + aligner, loaded once from ``models/``.
+
+    ``refine``: each detection is redone on a crop around it (``FaceDetector.refine``)
+    before its landmarks, and the landmark box comes from the map fitted on refined
+    detections. One more detector run per face; it keeps the cascade off the wrong
+    features when a face is small in the detector's input (BENCHMARKS.md, CelebA).
+    """
 
     def __init__(
         self,
@@ -104,17 +110,20 @@ class Perception:
         min_score: float = 0.5,
         min_size: float = 20.0,
         num_threads: int = 1,
+        refine: bool = True,
     ) -> None:
         self.detector = FaceDetector(
             detector, min_score=min_score, min_size=min_size, num_threads=num_threads
         )
         self.predictor = ShapePredictor(landmarks)
-        box_map = load_card(pathlib.Path(landmarks).with_suffix(".json")).data["alignment"][
-            "box_from_blazeface"
-        ]
+        maps = load_card(pathlib.Path(landmarks).with_suffix(".json")).data["alignment"]
+        # The box map is fitted on the detections it is applied to (refined or not); a card
+        # from before refinement has only the whole-frame one.
+        box_map = maps.get("box_from_blazeface_refined" if refine else "", maps["box_from_blazeface"])
         self._kx, self._ky, self._k = float(box_map["kx"]), float(box_map["ky"]), float(box_map["k"])
         self.chip_size, self.padding = chip_size, padding
         self.gates = gates or Gates()
+        self.refine = refine
         self.rejected: collections.Counter[str] = collections.Counter()
 
     def landmark_box(self, det: Detection) -> tuple[float, float, float, float]:
@@ -128,14 +137,17 @@ class Perception:
         self, frame: np.ndarray, layout: str = "RGBX", stages: dict[str, float] | None = None
     ) -> list[Face]:
         """All faces in the frame, gated; rejected ones carry their reason. ``stages``, when
-        given, gets each stage's seconds added to it: detect, landmarks, align (warp + gates)."""
+        given, gets each stage's seconds added to it: detect, refine, landmarks, align (warp + gates)."""
         rgb = to_rgb(frame, layout)
         if min(rgb.shape[:2]) < 2:
             return []
         clock = time.perf_counter
         t0 = clock()
         detections = self.detector.detect(rgb)
-        spent = {"detect": clock() - t0, "landmarks": 0.0, "align": 0.0}
+        t1 = clock()
+        if self.refine:
+            detections = [self.detector.refine(rgb, det) for det in detections]
+        spent = {"detect": t1 - t0, "refine": clock() - t1, "landmarks": 0.0, "align": 0.0}
         out = []
         for det in detections:
             t0 = clock()

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from edge.demo import PHOTOS
-from edge.detect import FaceDetector, ssd_anchors
+from edge.demo import PHOTOS, scene
+from edge.detect import Detection, FaceDetector, ssd_anchors
 from edge.encoder import Encoder
 from edge.errors import InputError
 from edge.images import load_rgb
@@ -65,6 +65,57 @@ def test_bundled_photos_give_one_usable_face_each(perception: Perception) -> Non
         assert len(faces) == 1, photo.name
         assert faces[0].rejected is None
         assert faces[0].chip.shape == (150, 150, 3)
+
+
+def test_refinement_keeps_landmarks_on_faces_small_in_the_frame(perception: Perception) -> None:
+    """A face 52-80 px wide in a 640x480 frame is 10-16 px in BlazeFace's input; its
+    keypoints drift and so does the landmark box. Detected again on a crop around it, the
+    landmarks stay where they are on the full-size photo (scaled), in eye-to-mouth units."""
+    off = Perception(refine=False)
+    errors: dict[bool, list[float]] = {False: [], True: []}
+    for name in ("biden.jpg", "obama.jpg", "obama2.jpg", "obama3.jpg"):
+        big = max(perception.faces(load_rgb(PHOTOS / name)), key=lambda f: f.detection.width)
+        left, top, right, bottom = big.detection.box
+        for width in (52, 64, 80):
+            for centre in ((320.0, 240.0), (120.0, 100.0), (520.0, 380.0)):
+                frame = scene(PHOTOS / name, face_width=width, centre=centre, perception=perception)
+                truth = (big.landmarks - [(left + right) / 2, (top + bottom) / 2]) * (
+                    width / (right - left)
+                ) + centre
+                unit = np.linalg.norm((truth[0] + truth[1]) / 2 - truth[4])
+                for p in (off, perception):
+                    found = p.faces(frame, "RGB")
+                    if found:
+                        face = min(found, key=lambda f: float(np.abs(f.landmarks - truth).sum()))
+                        errors[p.refine].append(
+                            float(np.linalg.norm(face.landmarks - truth, axis=1).mean() / unit)
+                        )
+    off_err, on_err = np.array(errors[False]), np.array(errors[True])
+    print(
+        f"small faces: {len(on_err)} found; mean landmark error {off_err.mean():.3f} -> {on_err.mean():.3f}, "
+        f"worst {off_err.max():.3f} -> {on_err.max():.3f}, "
+        f"over 0.1: {(off_err > 0.1).sum()} -> {(on_err > 0.1).sum()}"
+    )
+    assert len(on_err) == len(off_err) >= 15
+    assert on_err.max() < 0.1
+    assert on_err.mean() < off_err.mean()
+
+
+def test_refine_at_the_frame_edge_and_without_a_face(perception: Perception, obama: np.ndarray) -> None:
+    detector = perception.detector
+    half = np.ascontiguousarray(obama[:, obama.shape[1] // 3 :])  # the face runs off the left edge
+    found = detector.detect(half)
+    assert found
+    for det in found:
+        assert det.box[0] < 0.25 * det.width  # close to the edge: the crop runs past it
+        again = detector.refine(half, det)  # the crop reaches past the frame: padded, not wrapped
+        assert again.score == det.score
+        assert abs(again.box[0] - det.box[0]) < 0.2 * det.width
+    nothing = Detection((100.0, 100.0, 160.0, 160.0), 0.9, np.zeros((6, 2)))
+    blank = np.full((480, 640, 3), 128, np.uint8)
+    assert detector.refine(blank, nothing) is nothing  # no face on the crop: unchanged
+    outside = Detection((-300.0, -300.0, -200.0, -200.0), 0.9, np.zeros((6, 2)))
+    assert detector.refine(blank, outside) is outside
 
 
 def test_mirrored_and_rotated_faces_match_the_original(perception: Perception, obama: np.ndarray) -> None:
