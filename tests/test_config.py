@@ -35,6 +35,7 @@ def test_defaults_are_valid() -> None:
         ("mqtt:\n  port: 70000\n", "mqtt.port: 70000 is not a TCP port"),
         ("mqtt:\n  tls: yes\n  tls_insecure: maybe\n", "mqtt.tls_insecure: expected bool"),
         ("mqtt:\n  prefix: a/+/b\n", "mqtt.prefix"),
+        ("models:\n  refine: sometimes\n", "models.refine: expected bool"),
         ("device:\n  id: front door\n", "device.id"),
         ("commands:\n  enabled: [verify, enroll]\n", "enroll change state and need commands.secret"),
         ("commands:\n  enabled: [verify, unlock]\n", "commands.enabled"),
@@ -107,3 +108,26 @@ def test_the_documented_example_is_valid_and_complete() -> None:
         for key, value in values.items():
             if section not in ("device", "camera") and key != "encoder":
                 assert value == DEFAULTS[section][key], f"{section}.{key}: example says {value!r}"
+
+
+def test_refinement_setting_reaches_the_pipeline() -> None:
+    import numpy as np
+
+    from edge.daemon import _perception
+    from edge.detect import Detection
+    from edge.encoder import Encoder
+    from tests.conftest import INT8_MODEL
+
+    card = Encoder(INT8_MODEL).card
+    on, off = _perception(validate({}), card), _perception(validate({"models": {"refine": False}}), card)
+    assert on.refine is True and off.refine is False
+    # each starts the landmark cascade from the box map fitted on its kind of detection
+    det = Detection(
+        (100.0, 100.0, 200.0, 200.0),
+        0.9,
+        np.array([[130, 130], [170, 130], [150, 150], [150, 175], [105, 140], [195, 140]], float),
+    )
+    assert (
+        on.landmark_box(det)[2] - on.landmark_box(det)[0]
+        > off.landmark_box(det)[2] - off.landmark_box(det)[0]
+    )
