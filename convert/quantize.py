@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import logging
 import os
 import pathlib
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,10 +20,16 @@ from edge.modelcard import SCHEMA, sha256_file, write_card
 log = logging.getLogger(__name__)
 
 
+def _convert(converter: Any) -> bytes:
+    """Run a TFLite converter. Its Keras export prints the saved signature to stdout,
+    which would corrupt a command's ``--json`` output: that goes to stderr instead."""
+    with contextlib.redirect_stdout(sys.stderr):
+        return bytes(converter.convert())
+
+
 def to_float32(model: Any) -> bytes:
     tf = require_tensorflow()
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    return bytes(converter.convert())
+    return _convert(tf.lite.TFLiteConverter.from_keras_model(model))
 
 
 def to_int8(model: Any, calibration: np.ndarray) -> bytes:
@@ -42,7 +50,7 @@ def to_int8(model: Any, calibration: np.ndarray) -> bytes:
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.uint8
     converter.inference_output_type = tf.float32
-    return bytes(converter.convert())
+    return _convert(converter)
 
 
 def write_atomic(path: pathlib.Path, content: bytes) -> None:

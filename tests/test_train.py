@@ -151,7 +151,9 @@ def test_training_is_seeded_and_resumes(tmp_path: pathlib.Path) -> None:
     np.testing.assert_allclose(a(probe, training=False), b(probe, training=False), atol=1e-4)
 
 
-def test_export_runs_on_the_device_encoder(tmp_path: pathlib.Path) -> None:
+def test_export_runs_on_the_device_encoder(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from convert.train import export_student
     from edge.encoder import Encoder
 
@@ -168,9 +170,11 @@ def test_export_runs_on_the_device_encoder(tmp_path: pathlib.Path) -> None:
     )
     bank = _bank()
     result = train(config, bank, tmp_path / "run")
+    capsys.readouterr()
     card = export_student(
         pathlib.Path(result["model"]), bank.chips[:8], tmp_path, "tiny", config, {"note": "test"}
     )
+    assert capsys.readouterr().out == ""  # stdout stays clean for `facegate train --json`
     encoder = Encoder(tmp_path / card["file"])
     assert encoder.card.chip_size == 32 and encoder.card.embedding_size == 32
     e = encoder.embed(bank.chips[:3])
