@@ -119,7 +119,8 @@ class Perception:
         maps = load_card(pathlib.Path(landmarks).with_suffix(".json")).data["alignment"]
         # The box map is fitted on the detections it is applied to (refined or not); a card
         # from before refinement has only the whole-frame one.
-        box_map = maps.get("box_from_blazeface_refined" if refine else "", maps["box_from_blazeface"])
+        refined_map = refine and "box_from_blazeface_refined" in maps
+        box_map = maps["box_from_blazeface_refined" if refined_map else "box_from_blazeface"]
         self._kx, self._ky, self._k = float(box_map["kx"]), float(box_map["ky"]), float(box_map["k"])
         self.chip_size, self.padding = chip_size, padding
         self.gates = gates or Gates()
