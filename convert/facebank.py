@@ -26,14 +26,13 @@ import numpy as np
 from edge.align import chip_transform, extract_chip
 from edge.encoder import Encoder
 from edge.errors import FacegateError, InputError
-from edge.images import load_rgb
+from edge.images import IMAGE_SUFFIXES, load_rgb
 from edge.modelcard import MODELS_DIR
 from edge.perception import Perception
 from edge.progress import progress
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".pgm", ".bmp", ".webp"}
 TEACHER = MODELS_DIR / "dlib_resnet_v1_int8.tflite"
 
 

@@ -24,8 +24,7 @@ from edge.decide import OperatingPoint, identify
 from edge.encoder import Encoder
 from edge.errors import FacegateError
 from edge.gallery import Templates
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".pgm", ".bmp", ".webp"}
+from edge.images import IMAGE_SUFFIXES
 
 
 def identity_folders(root: pathlib.Path) -> dict[str, list[str]]:

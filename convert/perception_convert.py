@@ -49,28 +49,12 @@ def _version(package: str) -> str:
         return "unknown"
 
 
-def fit_box_map(
-    detector: FaceDetector, shared: pathlib.Path | None = None, refine: bool = False
+_Rows = tuple[list[np.ndarray], list[float], list[np.ndarray], list[float]]  # mids, widths, centres, sides
+
+
+def _median_map(
+    mids: list[np.ndarray], widths: list[float], centres: list[np.ndarray], sides: list[float]
 ) -> dict[str, float]:
-    """Median map from BlazeFace detections (``refine``: each detected again on a crop
-    around it, ``FaceDetector.refine``) to dlib's HOG boxes on the reference set."""
-    ref = load_reference(shared)
-    hog = ref.boxes
-    lfw = (shared or shared_root()) / "datasets" / "lfw-dev"
-    mids, widths, centres, sides = [], [], [], []
-    for i, rel in enumerate(ref.paths):
-        image = load_rgb(lfw / rel)
-        found = detector.detect(image)
-        if not found:
-            continue
-        target = (hog[i, :2] + hog[i, 2:]) / 2
-        det = min(found, key=lambda d: float(np.hypot(*(np.add(d.box[:2], d.box[2:]) / 2 - target))))
-        if refine:
-            det = detector.refine(image, det)
-        mids.append((det.keypoints[0] + det.keypoints[1]) / 4 + det.keypoints[3] / 2)
-        widths.append(det.width)
-        centres.append(target)
-        sides.append(hog[i, 2] - hog[i, 0])
     mid, width = np.array(mids), np.array(widths)
     offset = (np.array(centres) - mid) / width[:, None]
     return {
@@ -79,6 +63,32 @@ def fit_box_map(
         "k": float(np.median(np.array(sides) / width)),
         "fitted_on": len(widths),
     }
+
+
+def fit_box_maps(detector: FaceDetector, shared: pathlib.Path | None = None) -> dict[str, dict[str, float]]:
+    """Median maps from BlazeFace detections to dlib's HOG boxes on the reference set, in
+    one pass: ``box_from_blazeface`` for whole-frame detections and
+    ``box_from_blazeface_refined`` for the same detections redone on a crop around them
+    (``FaceDetector.refine``)."""
+    ref = load_reference(shared)
+    hog = ref.boxes
+    lfw = (shared or shared_root()) / "datasets" / "lfw-dev"
+    kinds = ("box_from_blazeface", "box_from_blazeface_refined")
+    rows: dict[str, _Rows] = {k: ([], [], [], []) for k in kinds}
+    for i, rel in enumerate(ref.paths):
+        image = load_rgb(lfw / rel)
+        found = detector.detect(image)
+        if not found:
+            continue
+        target = (hog[i, :2] + hog[i, 2:]) / 2
+        det = min(found, key=lambda d: float(np.hypot(*(np.add(d.box[:2], d.box[2:]) / 2 - target))))
+        for kind, d in zip(kinds, (det, detector.refine(image, det))):
+            mids, widths, centres, sides = rows[kind]
+            mids.append((d.keypoints[0] + d.keypoints[1]) / 4 + d.keypoints[3] / 2)
+            widths.append(d.width)
+            centres.append(target)
+            sides.append(hog[i, 2] - hog[i, 0])
+    return {kind: _median_map(*rows[kind]) for kind in kinds}
 
 
 def convert_perception(out_dir: pathlib.Path, shared: pathlib.Path | None = None) -> list[dict[str, Any]]:
@@ -146,8 +156,7 @@ def convert_perception(out_dir: pathlib.Path, shared: pathlib.Path | None = None
                 "inner corner of that eye",
                 "base of the nose",
             ],
-            "box_from_blazeface": fit_box_map(detector, shared),
-            "box_from_blazeface_refined": fit_box_map(detector, shared, refine=True),
+            **fit_box_maps(detector, shared),
         },
         "embedding": None,
         "distance": None,

@@ -19,11 +19,9 @@ import numpy as np
 from edge.encoder import Encoder
 from edge.errors import FacegateError, InputError
 from edge.gallery import Gallery, ModelFingerprint, Person, Sample, check_name
-from edge.images import load_rgb
+from edge.images import IMAGE_SUFFIXES, load_rgb
 from edge.perception import Face, Perception
 from edge.progress import progress
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".pgm", ".bmp", ".webp"}
 
 
 class RefusedError(FacegateError):

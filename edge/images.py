@@ -12,6 +12,9 @@ from edge.errors import InputError
 
 Source = Union[str, "os.PathLike[str]", IO[bytes]]
 
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".pgm", ".bmp", ".webp"})
+"""File endings taken as images wherever a folder of photos is read."""
+
 
 def load_rgb(source: Source, name: str | None = None) -> np.ndarray:
     """Decode a file, or an open binary stream (``name`` labels it in errors)."""

@@ -24,11 +24,10 @@ import numpy as np
 
 from edge.config import Config
 from edge.errors import FacegateError, InputError
-from edge.images import load_rgb
+from edge.images import IMAGE_SUFFIXES, load_rgb
 
 # picamera2 format -> memory layout of the array it returns
 PICAMERA2_LAYOUTS = {"XBGR8888": "RGBX", "XRGB8888": "BGRX", "RGB888": "BGR", "BGR888": "RGB"}
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".webp"}
 
 
 @dataclasses.dataclass(frozen=True)

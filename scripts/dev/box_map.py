@@ -30,8 +30,6 @@ from typing import Any
 
 import numpy as np
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".pgm", ".bmp"}
-
 
 def features(box: np.ndarray, keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per detection: the shipped map's origin (eyes and mouth), the detection width, and a
@@ -70,7 +68,7 @@ def _within(point: np.ndarray, box: np.ndarray) -> bool:
 def gather(out: pathlib.Path, roots: list[pathlib.Path]) -> None:
     import face_recognition.api as api
 
-    from edge.images import load_rgb
+    from edge.images import IMAGE_SUFFIXES, load_rgb
     from edge.perception import Perception
 
     perception = Perception()
