@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import os
 import pathlib
@@ -19,6 +18,7 @@ from typing import Any
 from edge import __version__
 from edge.errors import FacegateError
 from edge.modelcard import MODELS_DIR
+from edge.wire import dumps
 
 DEFAULT_MODEL = MODELS_DIR / "dlib_resnet_v1_int8.tflite"
 
@@ -245,7 +245,7 @@ def _cmd_gallery(args: argparse.Namespace) -> int:
         if action == "list":
             people = gallery.people()
             if args.json:
-                print(json.dumps([dataclasses.asdict(p) for p in people], indent=2))
+                print(dumps([dataclasses.asdict(p) for p in people], indent=2))
             else:
                 print(f"{gallery.path}: {len(people)} people, model {gallery.model.name}")
                 for p in people:
@@ -285,7 +285,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     embedding, op = _probe(args)
     with _open_gallery(args) as gallery:
         result = verify(gallery.templates(), embedding, args.claim, op)
-    print(json.dumps(result.as_dict()))
+    print(dumps(result.as_dict()))
     return 0 if result.accepted else 1
 
 
@@ -295,7 +295,7 @@ def _cmd_identify(args: argparse.Namespace) -> int:
     embedding, op = _probe(args)
     with _open_gallery(args) as gallery:
         result = identify(gallery.templates(), embedding, op)
-    print(json.dumps(result.as_dict()))
+    print(dumps(result.as_dict()))
     return 0
 
 
@@ -350,7 +350,7 @@ def _cmd_fleet(args: argparse.Namespace) -> int:
         raise FacegateError(f"{args.config}: fleet.prefix is empty")
     result = fleet.publish(config, full=args.full) if args.action == "publish" else fleet.status(config)
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(dumps(result, indent=2))
         return 0
     if args.action == "publish":
         print(
@@ -376,9 +376,11 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     from edge.config import load_config
 
     config = load_config(args.config)
-    print(f"{args.config}: OK")
+    for warning in config.warnings:
+        print(f"{args.config}: warning: {warning}", file=sys.stderr)
+    print(f"{args.config}: OK" + (f" ({len(config.warnings)} warning(s))" if config.warnings else ""))
     if args.verbose_config:
-        print(json.dumps({k: v for k, v in config.data.items()}, indent=2, default=str))
+        print(dumps({k: v for k, v in config.data.items()}, indent=2, default=str))
     return 0
 
 
@@ -397,7 +399,7 @@ def _cmd_bench_encoder(args: argparse.Namespace) -> int:
         args.model, args.threads, args.runtime or [None], args.python, args.rounds, args.runs
     )
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(dumps(report, indent=2))
     else:
         print(format_table(report))
     return 0
@@ -408,7 +410,7 @@ def _cmd_bench_perception(args: argparse.Namespace) -> int:
 
     report = bench_perception(demo_frame(), args.threads, args.runs, args.rounds)
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(dumps(report, indent=2))
         return 0
     print(
         f"machine: {report['machine']['cpu']} ({report['machine']['cores']} cores), frame {report['frame']}"
@@ -425,7 +427,7 @@ def _cmd_bench_match(args: argparse.Namespace) -> int:
 
     report = bench_match(args.sizes, runs=args.runs)
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(dumps(report, indent=2))
         return 0
     print(
         f"machine: {report['machine']['cpu']} ({report['machine']['cores']} cores), 128-d float32 templates"
@@ -447,7 +449,7 @@ def _cmd_bench_fleet(args: argparse.Namespace) -> int:
     report = bench_fleet(
         args.people, args.devices, args.workers, max_queued=args.max_queued, resync_s=args.resync_s
     )
-    print(json.dumps(report, indent=2) if args.json else format_fleet(report))
+    print(dumps(report, indent=2) if args.json else format_fleet(report))
     return 0
 
 
@@ -460,7 +462,7 @@ def _cmd_bench_daemon(args: argparse.Namespace) -> int:
     if args.idle_seconds > 0:
         report["idle"] = bench_daemon_idle(args.idle_seconds, args.fps)
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(dumps(report, indent=2))
         return 0
     lat = report["latency"]
     print(f"machine: {lat['machine']['cpu']} ({lat['machine']['cores']} cores), broker: {lat['broker']}")
@@ -486,7 +488,7 @@ def _cmd_bench_daemon(args: argparse.Namespace) -> int:
 
 def _print_result(result: object, as_json: bool) -> None:
     if as_json:
-        print(json.dumps(result, indent=2))
+        print(dumps(result, indent=2))
     else:
         for key, value in result.items() if isinstance(result, dict) else []:
             print(f"{key}: {value}")

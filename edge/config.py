@@ -23,8 +23,9 @@ from typing import Any
 from edge.errors import FacegateError
 from edge.modelcard import MODELS_DIR
 
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-TOPIC_PATTERN = re.compile(r"^[^#+\x00]{1,128}$")
+ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# Topic prefixes: 1-8 levels of plain characters (no wildcards, no empty or odd levels).
+TOPIC_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}(/[A-Za-z0-9_.-]{1,64}){0,7}")
 
 
 class ConfigError(FacegateError):
@@ -42,7 +43,7 @@ class Key:
 
 
 def _matches(pattern: re.Pattern[str]) -> Callable[[Any], bool]:
-    return lambda v: pattern.match(v) is not None
+    return lambda v: pattern.fullmatch(v) is not None  # whole: "door1\n" is not "door1"
 
 
 def _positive(x: Any) -> bool:
@@ -53,12 +54,15 @@ def _choice(*values: str) -> tuple[Callable[[Any], bool], str]:
     return (lambda v: v in values), "one of " + ", ".join(values)
 
 
+TOPIC_WANTS = "1-8 '/'-separated levels of letters, digits, '_', '.' or '-'"
+
 SOURCES = ("picamera2", "video", "folder", "opencv")
 _source_check, _source_wants = _choice(*SOURCES)
 _format_check, _format_wants = _choice("XBGR8888", "XRGB8888", "RGB888", "BGR888")
 _protocol_check, _protocol_wants = _choice("auto", "5", "3.1.1")
 _detector_check, _detector_wants = _choice("short", "full")
 _COMMANDS = ("verify", "list", "enroll", "remove", "reload")
+UNSIGNED_COMMANDS = ("verify",)  # the only command that may come without a signature
 _signature_check, _signature_wants = _choice("ed25519", "hmac")
 
 SCHEMA: dict[str, dict[str, Key]] = {
@@ -107,7 +111,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "mqtt": {
         "host": Key("localhost", str),
         "port": Key(1883, int, lambda v: 0 < v < 65536, "a TCP port"),
-        "prefix": Key("facegate", str, _matches(TOPIC_PATTERN), "a topic without + or #"),
+        "prefix": Key("facegate", str, _matches(TOPIC_PATTERN), TOPIC_WANTS),
         "protocol": Key("auto", str, _protocol_check, _protocol_wants),
         "client_id": Key(None, (str, type(None))),
         "username": Key(None, (str, type(None))),
@@ -121,25 +125,31 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "tls_insecure": Key(False, bool),
         "outbox": Key("/var/lib/facegate/outbox", str),
         "outbox_max": Key(10000, int, _positive, "> 0"),
+        "max_payload": Key(
+            1 << 20, int, lambda v: 4096 <= v <= 16 << 20, "a size in bytes from 4096 to 16777216"
+        ),
     },
     "commands": {
         "enabled": Key(
-            ["verify", "list"],
+            ["verify"],
             list,
             lambda v: all(c in _COMMANDS for c in v),
             "a list from " + ", ".join(_COMMANDS),
         ),
         "secret": Key(None, (str, type(None))),
         "secret_file": Key(None, (str, type(None))),
-        "max_skew_s": Key(60.0, (int, float), _positive, "> 0"),
+        "max_skew_s": Key(60.0, (int, float), lambda v: 0 < v <= 3600, "seconds in (0, 3600]"),
+        "nonce_file": Key(None, (str, type(None))),
+        "rate_per_minute": Key(30, int, lambda v: 1 <= v <= 6000, "1 to 6000"),
+        "max_pending": Key(4, int, lambda v: 1 <= v <= 64, "1 to 64"),
     },
     "homeassistant": {
         "discovery": Key(True, bool),
-        "prefix": Key("homeassistant", str, _matches(TOPIC_PATTERN), "a topic without + or #"),
+        "prefix": Key("homeassistant", str, _matches(TOPIC_PATTERN), TOPIC_WANTS),
     },
     "fleet": {
         "enabled": Key(False, bool),
-        "prefix": Key("facegate/fleet/default", str, _matches(TOPIC_PATTERN), "a topic without + or #"),
+        "prefix": Key("facegate/fleet/default", str, _matches(TOPIC_PATTERN), TOPIC_WANTS),
         "signature": Key("ed25519", str, _signature_check, _signature_wants),
         "public_key_file": Key(None, (str, type(None))),
         "private_key_file": Key(None, (str, type(None))),
@@ -153,6 +163,7 @@ DEFAULTS = {
     section: {k: copy.deepcopy(v.default) for k, v in keys.items()} for section, keys in SCHEMA.items()
 }
 STATE_CHANGING = ("enroll", "remove", "reload")
+SIGNED_COMMANDS = tuple(c for c in _COMMANDS if c not in UNSIGNED_COMMANDS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,6 +182,27 @@ class Config:
     def fleet_hmac_key(self) -> bytes | None:
         key = self._secret("fleet", "hmac_key", "FACEGATE_FLEET_HMAC_KEY")
         return key.encode() if key else None
+
+    @property
+    def warnings(self) -> list[str]:
+        """Settings that are valid but unsafe: ``check-config``, ``doctor`` and the daemon's
+        log at every start say each one."""
+        out = []
+        if self.data["mqtt"]["tls"] and self.data["mqtt"]["tls_insecure"]:
+            out.append(
+                "mqtt.tls_insecure: true: the broker's host name is NOT checked against its certificate, "
+                "so any server holding a certificate from that CA can pose as the broker, read every "
+                "event and send commands"
+            )
+        return out
+
+    @property
+    def nonce_file(self) -> pathlib.Path:
+        """Where the nonces of signed commands are kept: ``commands.nonce_file``, else beside
+        the gallery."""
+        given = self.data["commands"]["nonce_file"]
+        gallery = pathlib.Path(self.data["gallery"]["path"])
+        return pathlib.Path(given) if given else gallery.with_name(gallery.name + ".commands.json")
 
     @property
     def command_secret(self) -> bytes | None:
@@ -246,11 +278,12 @@ def _cross_checks(config: Config) -> None:
         raise ConfigError(
             f"{_where(path, 'mqtt.cert_file')}: a client certificate needs both cert_file and key_file"
         )
-    wanted = [x for x in c["commands"]["enabled"] if x in STATE_CHANGING]
+    wanted = [x for x in c["commands"]["enabled"] if x in SIGNED_COMMANDS]
     if wanted and config.command_secret is None:
         raise ConfigError(
-            f"{_where(path, 'commands.enabled')}: {', '.join(wanted)} change state and need "
-            "commands.secret, commands.secret_file or $FACEGATE_COMMAND_SECRET"
+            f"{_where(path, 'commands.enabled')}: {', '.join(wanted)} must be signed (they change state, "
+            "or tell who is enrolled) and need commands.secret, commands.secret_file or "
+            "$FACEGATE_COMMAND_SECRET"
         )
     if config.command_secret is not None and len(config.command_secret) < 16:
         raise ConfigError(f"{_where(path, 'commands.secret')}: use at least 16 characters")

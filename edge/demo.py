@@ -30,6 +30,7 @@ from edge.errors import FacegateError
 from edge.gallery import Gallery
 from edge.images import load_rgb
 from edge.perception import Perception
+from edge.wire import dumps
 
 PHOTOS = pathlib.Path(__file__).resolve().parent / "demo_photos"
 ENROLL = {"obama": "obama.jpg"}
@@ -212,7 +213,7 @@ def run_live_demo(model: pathlib.Path) -> int:
                 )
                 if len(received) == 3:  # someone claims to be obama for the next person at the door
                     request = {"id": "demo-1", "args": {"claim": "obama"}, "reply_to": f"{base}/reply/demo"}
-                    client.publish(f"{base}/command/verify", json.dumps(request), qos=1)
+                    client.publish(f"{base}/command/verify", dumps(request), qos=1)
                     print("  sent   verify claim=obama")
             elif "/reply/" in message.topic:
                 result = body.get("result") or {}

@@ -47,6 +47,9 @@ def check_config(path: pathlib.Path) -> tuple[Check, Config | None]:
         return Check(
             "config", WARN, f"{path} holds secrets and is world-readable", f"chmod o-r {path}"
         ), config
+    if config.warnings:
+        fix = "set mqtt.ca_file to the CA that signed the broker's certificate and tls_insecure: false"
+        return Check("config", WARN, "; ".join(config.warnings), fix), config
     return Check("config", OK, f"{path} is valid"), config
 
 

@@ -1,22 +1,32 @@
-"""Small file helpers shared by the gallery, the outbox and the fleet."""
+"""Small file helpers shared by the gallery, the outbox, the command nonces and the fleet."""
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 from typing import Any
 
+from edge.wire import dumps
 
-def write_private_json(path: pathlib.Path, doc: Any, durable: bool = False, **dump: Any) -> None:
-    """Write ``doc`` as JSON to ``path``, readable by its owner only (0600), atomically: a
-    crash leaves the old file or the new one, never half of one (a stray ``NAME.tmp`` at
-    most). ``durable`` also fsyncs before the rename, for state that must survive power loss."""
+
+def write_private(path: pathlib.Path, data: bytes, durable: bool = False) -> None:
+    """Write ``data`` to ``path``, readable by its owner only (0600), atomically: a crash
+    leaves the old file or the new one, never half of one (a stray ``NAME.tmp`` at most).
+    ``durable`` also fsyncs before the rename, for state that must survive power loss."""
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(doc, handle, **dump)
-        if durable:
-            handle.flush()
-            os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no half file behind
+        raise
+
+
+def write_private_json(path: pathlib.Path, doc: Any, durable: bool = False, **dump: Any) -> None:
+    """``doc`` as strict JSON (``edge.wire.dumps``), written as ``write_private`` does."""
+    write_private(path, dumps(doc, **dump).encode(), durable)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,7 @@ def _write(tmp_path: pathlib.Path, text: str) -> pathlib.Path:
 def test_defaults_are_valid() -> None:
     config = validate({})
     assert config.data == DEFAULTS
-    assert config["decision"]["far"] == 1e-3 and config["commands"]["enabled"] == ["verify", "list"]
+    assert config["decision"]["far"] == 1e-3 and config["commands"]["enabled"] == ["verify"]
 
 
 @pytest.mark.parametrize(
@@ -37,7 +38,7 @@ def test_defaults_are_valid() -> None:
         ("mqtt:\n  prefix: a/+/b\n", "mqtt.prefix"),
         ("models:\n  refine: sometimes\n", "models.refine: expected bool"),
         ("device:\n  id: front door\n", "device.id"),
-        ("commands:\n  enabled: [verify, enroll]\n", "enroll change state and need commands.secret"),
+        ("commands:\n  enabled: [verify, enroll]\n", "enroll must be signed"),
         ("commands:\n  enabled: [verify, unlock]\n", "commands.enabled"),
         ("commands:\n  enabled: [enroll]\n  secret: short\n", "at least 16 characters"),
         ("- just\n- a list\n", "top level must be a mapping"),
@@ -79,12 +80,29 @@ def test_missing_file() -> None:
 
 
 def test_replies_stay_in_the_device_tree(tmp_path: pathlib.Path) -> None:
-    link = Link(validate({"device": {"id": "d"}, "mqtt": {"outbox": str(tmp_path / "o")}}), lambda r: None)
-    inside = Request("verify", b"{}", "facegate/d/reply/app1", b"x")
-    outside = Request("verify", b"{}", "frontdoor/lock/set", b"x")
+    link = Link(validate({"device": {"id": "d"}, "mqtt": {"outbox": str(tmp_path / "o")}}), lambda r: True)
+    topic = "facegate/d/command/verify"
+    inside = Request(topic, b"{}", False, "facegate/d/reply/app1", b"x")
     assert link.reply_topic(inside) == "facegate/d/reply/app1"
-    assert link.reply_topic(outside) == "facegate/d/reply"
-    assert link.reply_topic(Request("list", b"{}", None, None), "zigbee2mqtt/lock/set") == "facegate/d/reply"
+    for bad in ("frontdoor/lock/set", "facegate/d/reply/#", "facegate/d/reply/+/x", "facegate/d/replyx", 7):
+        assert link.reply_topic(Request(topic, b"{}", False, bad, b"x")) == "facegate/d/reply", bad
+    assert link.reply_topic(Request(topic, b"{}"), "zigbee2mqtt/lock/set") == "facegate/d/reply"
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"device": {"id": "door1\n"}}, "device.id"),
+        ({"mqtt": {"prefix": "a/+/b"}}, "mqtt.prefix"),
+        ({"mqtt": {"prefix": "a//b"}}, "mqtt.prefix"),
+        ({"mqtt": {"max_payload": 10}}, "mqtt.max_payload"),
+        ({"commands": {"max_skew_s": 1e9}}, "commands.max_skew_s"),
+        ({"commands": {"enabled": ["verify", "list"]}}, "list must be signed"),
+    ],
+)
+def test_values_that_would_weaken_the_network_boundary(raw: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        validate(raw)
 
 
 def test_the_documented_example_is_valid_and_complete() -> None:
