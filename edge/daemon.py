@@ -27,25 +27,28 @@ from typing import Any
 
 import numpy as np
 
-from edge.commands import Authority, Command, CommandError, peek
+from edge.commands import Authority, Command, CommandError, NonceStore
 from edge.config import Config, ConfigError, load_config
 from edge.decide import OperatingPoint, identify, verify
 from edge.encoder import Encoder
 from edge.enroll import Enroller, RefusedError, fingerprint, one_usable_face
 from edge.errors import FacegateError
 from edge.fleet import member_for
-from edge.gallery import Gallery, Sample
+from edge.gallery import Sample
 from edge.images import load_rgb
+from edge.livegallery import LiveGallery
 from edge.modelcard import MODELS_DIR, ModelCard
 from edge.mqtt import Link, Request
 from edge.notify import Notifier
 from edge.perception import Face, Gates, Perception
+from edge.ratelimit import Bucket, LogLimiter
 from edge.sources import Frame, FrameSource, open_source
 from edge.track import Decision, Observation, Tracker, TrackerConfig
 
 log = logging.getLogger(__name__)
 
 RESTART_SECTIONS = ("camera", "models", "mqtt", "gallery", "device", "homeassistant", "commands")
+QUEUE_MAX = 256  # requests waiting for the frame loop; more are dropped and counted
 
 
 def _iso(ts: float) -> str:
@@ -97,15 +100,29 @@ class Daemon:
         self.perception = _perception(config, self.encoder.card)
         self.enroller = Enroller(self.perception, self.encoder)
         self.op = OperatingPoint.from_card(self.encoder.card, config["decision"]["far"])
-        self.gallery = Gallery.open(config["gallery"]["path"], fingerprint(self.encoder), create=True)
+        self.live = LiveGallery(config["gallery"]["path"], fingerprint(self.encoder))
         self.tracker = Tracker(_tracker_config(config))
         c = config["commands"]
-        self.authority = Authority(c["enabled"], config.command_secret, c["max_skew_s"])
-        self.requests: queue.Queue[Request] = queue.Queue()
+        self.authority = Authority(
+            c["enabled"],
+            config.command_secret,
+            c["max_skew_s"],
+            device=config["device"]["id"],
+            base=f"{config['mqtt']['prefix']}/{config['device']['id']}",
+            nonces=NonceStore(config.nonce_file, c["max_skew_s"]),
+            max_bytes=config["mqtt"]["max_payload"],
+        )
+        # What stays open to anyone on the broker (unsigned verify) is rate-limited, and so are
+        # the answers and log lines for refused requests: a flood costs the loop little.
+        self.open_bucket = Bucket(c["rate_per_minute"] / 60.0, min(c["rate_per_minute"], 10))
+        self.error_replies = Bucket(10.0, 20)
+        self.refusal_log = LogLimiter(log, per_s=1.0, burst=10)
+        self.refused: dict[str, int] = {}
+        self.requests: queue.Queue[Request] = queue.Queue(QUEUE_MAX)
         model = {"name": self.encoder.card.name, "sha256": self.encoder.card.sha256}
         self.fleet = member_for(config, fingerprint(self.encoder)) if config["fleet"]["enabled"] else None
         self._fleet_seen: dict[str, Any] | None = None
-        self.link = Link(config, self.requests.put, model=model, fleet=self.fleet)
+        self.link = Link(config, self._offer, model=model, fleet=self.fleet)
         self.model = model
         # A camera that fails is reopened from the config (an injected source is reused).
         self._open_source = (lambda: open_source(self.config)) if source is None else (lambda: source)
@@ -120,6 +137,7 @@ class Daemon:
         self._present: tuple[str, ...] = ()
         self._state_at = 0.0
         self._last_event: dict[str, Any] | None = None
+        self._health: tuple[Any, ...] = ()
         self.counts = {"frames": 0, "detected_frames": 0, "skipped_idle": 0, "events": 0, "faces": 0}
 
     # --- main loop ---------------------------------------------------------------
@@ -171,7 +189,7 @@ class Daemon:
                 self._reply(pending.request, pending.command, ok=False, error="daemon stopping")
             self.link.stop()
             self.source.close()
-            self.gallery.close()
+            self.live.close()
             if self.fleet is not None:
                 self.fleet.cancel()
                 self.fleet.sync.close()
@@ -229,7 +247,7 @@ class Daemon:
         usable = [f for f in faces if f.rejected is None]
         self.counts["faces"] += len(faces)
         vectors = self.encoder.embed(np.stack([f.chip for f in usable])) if usable else np.zeros((0, 128))
-        templates = self.gallery.templates()
+        templates = self.live.templates()
         observations, k = [], 0
         for face in faces:
             if face.rejected is not None:
@@ -313,20 +331,33 @@ class Daemon:
             box=[round(v, 1) for v in d.box],
         )
 
+    @property
+    def gallery(self) -> Any:
+        return self.live.gallery
+
     def _display(self, name: str | None) -> str | None:
         if name is None:
             return None
         try:
-            return self.gallery.person(name).display_name
+            return str(self.gallery.person(name).display_name)
         except FacegateError:
             return name
 
     def _publish_state(self, now: float, force: bool = False) -> None:
         present = tuple(sorted({str(t.decided.name) for t in self.tracker.tracks.values() if t.decided}))
         fleet = self.fleet.status if self.fleet is not None else None
-        if not force and present == self._present and now - self._state_at < 60 and fleet is self._fleet_seen:
+        health = self._health_state()
+        # a change of health (a refusal counted, say) is published too, at most every 5 s
+        changed = health != self._health and now - self._state_at >= 5
+        if (
+            not force
+            and not changed
+            and present == self._present
+            and now - self._state_at < 60
+            and fleet is self._fleet_seen
+        ):
             return
-        self._fleet_seen = fleet
+        self._fleet_seen, self._health = fleet, health
         self._present, self._state_at = present, now
         last = self._last_event
         self.link.publish_state(
@@ -337,39 +368,86 @@ class Daemon:
                 "last": None
                 if last is None
                 else {k: last[k] for k in ("identity", "time", "event_type", "accepted") if k in last},
-                "people_enrolled": len(self.gallery),
+                "people_enrolled": self.live.count(),
                 "frames": self.counts["frames"],
                 "camera": self.camera,
+                "gallery": self.live.problem or "ok",
+                "outbox": self.link.outbox_error or "ok",
+                "mqtt": {"refused": dict(health[0]), "errors": dict(health[1]), "dropped_events": health[2]},
                 **({"fleet": fleet} if fleet is not None else {}),
             }
         )
 
     # --- commands ----------------------------------------------------------------
 
+    def _offer(self, request: Request) -> bool:
+        """Called in paho's thread: queue a request for the frame loop, or say it was dropped."""
+        try:
+            self.requests.put_nowait(request)
+        except queue.Full:
+            return False
+        return True
+
+    def _health_state(self) -> tuple[Any, ...]:
+        return (
+            tuple(sorted(self.refused.items())),
+            tuple(sorted(self.link.errors.items())),
+            self.link.dropped,
+            self.live.problem,
+            self.link.outbox_error,
+        )
+
     def handle_requests(self) -> None:
+        """Every queued request, each answered or refused; nothing in one can stop the loop."""
         while True:
             try:
                 request = self.requests.get_nowait()
             except queue.Empty:
                 return
             try:
-                command = self.authority.parse(request.name, request.payload)
-            except CommandError as exc:
-                log.warning("refused command %s: %s", request.name, exc)
-                request_id, reply_to = peek(request.payload)
-                self.link.reply(
-                    request, {"id": request_id, "ok": False, "error": str(exc), "result": None}, reply_to
-                )
-                continue
-            try:
-                self._run_command(command, request)
-            except FacegateError as exc:
-                self._reply(request, command, ok=False, error=str(exc))
+                self._handle(request)
+            except Exception as exc:  # a bug in one handler must not end the door
+                self._refuse(request, CommandError(f"internal error: {type(exc).__name__}", "internal error"))
+                log.exception("command %s failed", request.name)
+
+    def _handle(self, request: Request) -> None:
+        try:
+            command = self.authority.parse(
+                request.topic,
+                request.payload,
+                retained=request.retained,
+                response_topic=request.reply_topic,
+                correlation=request.correlation,
+            )
+            if not command.signed:
+                self._admit_open(command)
+        except CommandError as exc:
+            self._refuse(request, exc)
+            return
+        try:
+            self._run_command(command, request)
+        except FacegateError as exc:
+            self._reply(request, command, ok=False, error=str(exc))
+
+    def _admit_open(self, command: Command) -> None:
+        if not self.open_bucket.take():
+            raise CommandError("too many unsigned requests; try again in a few seconds", "rate limited")
+        if command.name == "verify" and len(self.verifies) >= self.config["commands"]["max_pending"]:
+            raise CommandError("too many verify requests waiting; try again shortly", "busy")
+
+    def _refuse(self, request: Request, exc: CommandError) -> None:
+        self.refused[exc.reason] = self.refused.get(exc.reason, 0) + 1
+        self.refusal_log.warning("refused command %r: %s", request.name, exc)
+        if self.error_replies.take():
+            body = {"id": exc.request_id, "ok": False, "error": str(exc), "result": None}
+            self.link.reply(request, body, exc.reply_to)
 
     def _run_command(self, command: Command, request: Request) -> None:
         timeout = self.config["decision"]["verify_timeout_s"]
         if command.name == "verify":
-            if command.args["claim"] not in self.gallery:
+            # Unsigned, a name that is not enrolled is answered as one that does not match
+            # (rejected, or timeout): who is enrolled is not told to anyone on the broker.
+            if command.signed and command.args["claim"] not in self.gallery:
                 raise FacegateError(f"{command.args['claim']!r} is not enrolled")
             deadline = time.monotonic() + command.args.get("timeout_s", timeout)
             self.verifies.append(PendingVerify(command, request, deadline))
@@ -380,11 +458,12 @@ class Daemon:
             ]
             self._reply(request, command, ok=True, result={"people": people})
         elif command.name == "remove":
+            self.live.writable()
             self.gallery.remove(command.args["name"])
             self._reply(request, command, ok=True, result={"removed": command.args["name"]})
         elif command.name == "reload":
             self.reload()
-            self._reply(request, command, ok=True, result={"people_enrolled": len(self.gallery)})
+            self._reply(request, command, ok=True, result={"people_enrolled": self.live.count()})
         elif command.name == "enroll":
             if "jpeg" in command.args:
                 try:
@@ -397,6 +476,7 @@ class Daemon:
                 self.enrolls.append(PendingEnroll(command, request, time.monotonic() + timeout))
 
     def _enroll(self, command: Command, request: Request, sample: Sample) -> None:
+        self.live.writable()
         person = self.gallery.add(
             command.args["name"], [sample], display_name=command.args.get("display_name")
         )
@@ -426,12 +506,11 @@ class Daemon:
             claim = pending.command.args["claim"]
             try:
                 result = verify(templates, vector, claim, self.op)
-            except FacegateError as exc:  # removed meanwhile
-                self.verifies.remove(pending)
-                self._reply(pending.request, pending.command, ok=False, error=str(exc))
-                continue
-            pending.votes.append(result.accepted)
-            pending.best = min(pending.best, result.distance)
+                accepted_now, distance = result.accepted, result.distance
+            except FacegateError:  # not enrolled (or removed meanwhile): a vote against
+                accepted_now, distance = False, float("inf")
+            pending.votes.append(accepted_now)
+            pending.best = min(pending.best, distance)
             accepted = sum(pending.votes) >= need
             if not accepted and len(pending.votes) < window:
                 continue
@@ -444,8 +523,8 @@ class Daemon:
                 display_name=self._display(claim),
                 claimed=claim,
                 accepted=accepted,
-                distance=round(pending.best, 4),
-                score=round(self.op.score(pending.best), 4),
+                distance=round(pending.best, 4) if np.isfinite(pending.best) else None,
+                score=round(self.op.score(pending.best), 4) if np.isfinite(pending.best) else 0.0,
                 frames=len(pending.votes),
                 votes=sum(pending.votes),
                 request_id=pending.command.id,

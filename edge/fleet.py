@@ -35,6 +35,7 @@ possible; then every device's key can sign, and it must be guarded as such.
 from __future__ import annotations
 
 import base64
+import binascii
 import contextlib
 import dataclasses
 import hashlib
@@ -43,6 +44,7 @@ import json
 import logging
 import os
 import pathlib
+import re
 import threading
 import time
 from collections import Counter
@@ -53,11 +55,17 @@ import numpy as np
 from edge.errors import FacegateError
 from edge.files import write_private_json
 from edge.gallery import NAME_PATTERN, Gallery
+from edge.wire import Fields, PayloadError, dumps, parse_object
 
 log = logging.getLogger(__name__)
 
 SCHEMA = 1
 PERSON, TOMBSTONE, MANIFEST = "person", "tombstone", "manifest"
+MAX_VERSION = 2**53  # versions stay exact in every JSON parser
+MAX_PEOPLE = 100_000
+SHA256 = re.compile(r"[0-9a-f]{64}")
+BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+DISPLAY_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
 
 
 class FleetError(FacegateError):
@@ -69,7 +77,7 @@ class FleetError(FacegateError):
 
 def signed_bytes(topic: str, body: dict[str, Any]) -> bytes:
     fields = {k: v for k, v in body.items() if k != "sig"}
-    return topic.encode() + b"\n" + json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+    return topic.encode() + b"\n" + dumps(fields, sort_keys=True, separators=(",", ":")).encode()
 
 
 class Signer(Protocol):
@@ -246,7 +254,7 @@ def decode_vectors(text: str, dim: int) -> np.ndarray:
 def sign_message(signer: Signer, topic: str, body: dict[str, Any]) -> bytes:
     body = {"schema": SCHEMA, "alg": signer.algorithm, **body}
     body["sig"] = base64.b64encode(signer.sign(signed_bytes(topic, body))).decode()
-    return json.dumps(body, separators=(",", ":")).encode()
+    return dumps(body, separators=(",", ":")).encode()
 
 
 def manifest_hash(people: dict[str, int]) -> str:
@@ -339,8 +347,10 @@ class FleetSync:
         model_sha256: str,
         dim: int,
         prefix: str,
+        max_bytes: int = 1 << 20,
     ) -> None:
         self.store, self.verifier = store, verifier
+        self.max_bytes = max_bytes
         self.model, self.dim = model_sha256, dim
         # What the store holds, mirrored here so each message costs O(1), not a scan; and the
         # names that keep the device from having converged on its manifest.
@@ -358,35 +368,39 @@ class FleetSync:
         if not payload:
             return "cleared"  # a retained topic being cleared: nothing to apply
         try:
-            body = json.loads(payload)
-            if not isinstance(body, dict):
-                raise ValueError("not a JSON object")
-            outcome = self._checked(topic, body)
-        except (ValueError, KeyError, TypeError) as exc:
-            outcome = self._refuse(topic, "malformed", f"{type(exc).__name__}: {exc}")
-        return outcome
+            return self._checked(topic, parse_object(payload, self.max_bytes, "fleet message"))
+        except PayloadError as exc:
+            return self._refuse(topic, "malformed", str(exc))
+        except (ValueError, binascii.Error) as exc:
+            return self._refuse(topic, "malformed", f"{type(exc).__name__}: {exc}")
+        except FacegateError as exc:  # the gallery file could not take it: fetched again later
+            return self._refuse(topic, "not stored", str(exc))
 
     def _refuse(self, topic: str, reason: str, detail: str) -> str:
         self.refused[reason] += 1
         log.warning("fleet: refused %s: %s (%s)", topic, reason, detail)
         return f"refused: {reason}"
 
-    def _checked(self, topic: str, body: dict[str, Any]) -> str:
-        sig = base64.b64decode(str(body.get("sig", "")), validate=True)
+    def _checked(self, topic: str, fields: Fields) -> str:
+        body = fields.data
+        sig = base64.b64decode(str(fields.string("sig", 200, BASE64, "base64")), validate=True)
         if body.get("schema") != SCHEMA:
-            return self._refuse(topic, "schema", f"schema {body.get('schema')!r}, this device reads {SCHEMA}")
+            shown = str(body.get("schema"))[:20]
+            return self._refuse(topic, "schema", f"schema {shown}, this device reads {SCHEMA}")
         if body.get("alg") != self.verifier.algorithm or not self.verifier.verify(
             signed_bytes(topic, body), sig
         ):
             why = f"not signed by this fleet's {self.verifier.algorithm} key"
             return self._refuse(topic, "bad signature", why)
-        kind = body["kind"]
+        # Signed by the authority from here on; still checked field by field, as an authority
+        # with a bug (or a stolen HMAC key) must not be able to stop a device either.
+        kind = fields.string("kind", 16)
         if kind == MANIFEST and topic == self.topics.manifest:
-            return self._manifest(topic, body)
-        name = str(body["name"])
-        if topic != self.topics.person(name) or not NAME_PATTERN.match(name):
+            return self._manifest(topic, fields)
+        name = str(fields.string("name", 64, NAME_PATTERN, "a person's name"))
+        if topic != self.topics.person(name):
             return self._refuse(topic, "wrong topic", f"entry for {name!r}")
-        version = int(body["version"])
+        version = int(fields.integer("version", 1, MAX_VERSION) or 0)
         held = self._held.get(name, (0, False))[0]
         if version <= held:
             if version == held:
@@ -398,27 +412,31 @@ class FleetSync:
             return "applied"
         if kind != PERSON:
             return self._refuse(topic, "malformed", f"unknown kind {kind!r}")
-        if body["model"] != self.model:
+        if fields.string("model", 64, SHA256, "a sha256") != self.model:
             return self._refuse(
                 topic,
                 "other model",
                 f"{name} v{version} was made by model {str(body['model'])[:12]}, this device runs "
                 f"{self.model[:12]}; re-publish from an authority with the same model",
             )
-        if int(body["dim"]) != self.dim:
-            why = f"{body['dim']}-d embeddings, this model makes {self.dim}-d"
-            return self._refuse(topic, "malformed", why)
-        vectors = decode_vectors(str(body["embeddings"]), self.dim)
-        self.store.put(name, str(body.get("display_name") or name), version, vectors)
+        dim = fields.integer("dim", 1, 4096)
+        if dim != self.dim:
+            return self._refuse(topic, "malformed", f"{dim}-d embeddings, this model makes {self.dim}-d")
+        vectors = decode_vectors(str(fields.string("embeddings", self.max_bytes, BASE64, "base64")), self.dim)
+        display = fields.string("display_name", 128, DISPLAY_NAME, "1-128 printable characters", False)
+        self.store.put(name, display or name, version, vectors)
         self._hold(name, version, deleted=False)
         log.debug("fleet: applied %s v%d (%d embedding(s))", name, version, len(vectors))
         return "applied"
 
-    def _manifest(self, topic: str, body: dict[str, Any]) -> str:
-        seq = int(body["seq"])
-        people, removed = body["people"], body.get("removed", {})
-        if not isinstance(people, dict) or not isinstance(removed, dict):
-            raise ValueError("manifest people and removed must be objects")
+    def _manifest(self, topic: str, fields: Fields) -> str:
+        seq = int(fields.integer("seq", 0, MAX_VERSION) or 0)
+        people = fields.versions("people", NAME_PATTERN, MAX_PEOPLE, MAX_VERSION)
+        removed = (
+            fields.versions("removed", NAME_PATTERN, MAX_PEOPLE, MAX_VERSION)
+            if "removed" in fields.data
+            else {}
+        )
         current = self._manifest_now
         if current is not None and seq <= int(current["seq"]):
             if seq == int(current["seq"]):
@@ -719,7 +737,7 @@ class FleetMember:
                 return
             self._reported_at, self._reported = time.monotonic(), key
             body = {"schema": SCHEMA, "device": self.device_id, **s, "ts": round(time.time(), 3)}
-        client.publish(self.topics.device(self.device_id), json.dumps(body), qos=1, retain=True)
+        client.publish(self.topics.device(self.device_id), dumps(body), qos=1, retain=True)
 
     def _trailing(self, client: Any) -> None:
         with self._lock:
@@ -731,7 +749,14 @@ def member_for(config: Any, model: Any) -> FleetMember:
     """The daemon's fleet membership: its own connection to the gallery file."""
     gallery = Gallery.open(config["gallery"]["path"], model, create=True).fleet_writes()
     prefix = config["fleet"]["prefix"]
-    sync = FleetSync(GalleryStore(gallery), verifier_for(config), model.sha256, model.embedding_size, prefix)
+    sync = FleetSync(
+        GalleryStore(gallery),
+        verifier_for(config),
+        model.sha256,
+        model.embedding_size,
+        prefix,
+        config["mqtt"]["max_payload"],
+    )
     return FleetMember(sync, config["device"]["id"])
 
 

@@ -10,8 +10,15 @@ Topic tree, under ``{prefix}/{device}/`` (every payload is JSON with a
   ``time`` (consumers reject stale ones).
 - ``state`` retained summary for dashboards.
 - ``command/{name}`` requests; replies go to the MQTT 5 response topic with
-  the request's correlation data, else to ``reply_to`` in the payload, if
-  that topic is ``reply`` or under ``reply/``; otherwise to ``reply``.
+  the request's correlation data, else to ``reply_to`` in the payload, when
+  that topic passes ``edge.wire.check_reply_topic`` (``reply`` or a plain
+  topic under ``reply/``); otherwise to ``reply``.
+
+Nothing a message carries can stop this link: every callback runs behind
+``edge.wire.guarded`` (an exception is logged, counted in ``errors`` and
+dropped), requests wait on a bounded queue (a flood is dropped and counted,
+never queued without end), and with MQTT 5 the broker is told the largest
+packet this client takes (``mqtt.max_payload``), so it never sends a larger one.
 
 Events are written to an outbox folder before they are published and removed
 when the broker acknowledges them (PUBACK). A broker that is down or slow
@@ -25,12 +32,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import pathlib
 import ssl
+import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +49,8 @@ from paho.mqtt.properties import Properties
 
 from edge import __version__
 from edge.config import Config
-from edge.files import write_private_json
+from edge.files import write_private
+from edge.wire import PayloadError, check_correlation, check_reply_topic, dumps, guarded
 
 if TYPE_CHECKING:
     from edge.fleet import FleetMember
@@ -49,8 +58,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SCHEMA = 1
-ONLINE = json.dumps({"schema": SCHEMA, "state": "online"})
-OFFLINE = json.dumps({"schema": SCHEMA, "state": "offline"})
+ONLINE = dumps({"schema": SCHEMA, "state": "online"})
+OFFLINE = dumps({"schema": SCHEMA, "state": "offline"})
+DISCOVERY_EVERY_S = 10.0  # Home Assistant's "online" re-sends discovery at most this often
+PACKET_OVERHEAD = 64 * 1024  # topic and properties on top of the payload
 
 
 def client_for(config: Config, protocol: Any = mqtt.MQTTv311, client_id: str = "") -> mqtt.Client:
@@ -111,12 +122,19 @@ class Topics:
 
 @dataclasses.dataclass(frozen=True)
 class Request:
-    """A command as received: its name, raw payload and where to reply."""
+    """A command as received, unchecked: its topic, raw payload, whether the broker held it
+    retained, and the MQTT 5 response topic and correlation data as they came (each
+    checked by ``edge.commands.Authority`` before use)."""
 
-    name: str
+    topic: str
     payload: bytes
-    reply_topic: str | None
-    correlation: bytes | None
+    retained: bool = False
+    reply_topic: object = None
+    correlation: object = None
+
+    @property
+    def name(self) -> str:
+        return self.topic.rsplit("/", 1)[-1][:64]
 
 
 class Link:
@@ -126,10 +144,12 @@ class Link:
     def __init__(
         self,
         config: Config,
-        on_request: Callable[[Request], None],
+        on_request: Callable[[Request], bool],
         model: dict[str, str] | None = None,
         fleet: FleetMember | None = None,
     ) -> None:
+        """``on_request`` queues a request for the daemon's thread; False when its queue is
+        full (the request is then dropped and counted)."""
         self.config = config
         self.fleet = fleet
         self.topics = Topics.from_config(config)
@@ -139,6 +159,10 @@ class Link:
         self.outbox.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.outbox_max = config["mqtt"]["outbox_max"]
         self.dropped = 0
+        self.outbox_error: str | None = None  # set while the outbox cannot be written
+        self.errors: Counter[str] = Counter()  # what went wrong at the boundary, by kind
+        self._discovery_at = -DISCOVERY_EVERY_S
+        self._last_fail: str | None = None
         self.connected = threading.Event()
         self._lock = threading.Lock()
         self._inflight: dict[int, pathlib.Path] = {}
@@ -157,19 +181,39 @@ class Link:
         client.will_set(self.topics.availability, OFFLINE, qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=60)
         client.max_queued_messages_set(0)  # unbounded in memory; the outbox bounds it
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_publish = self._on_publish
-        client.on_message = self._on_message
+        boundary = guarded(self._callback_failed)
+        client.on_connect = boundary(self._on_connect)
+        client.on_connect_fail = boundary(self._on_connect_fail)
+        client.on_disconnect = boundary(self._on_disconnect)
+        client.on_publish = boundary(self._on_publish)
+        client.on_message = boundary(self._on_message)
         return client
+
+    def _callback_failed(self, callback: str, exc: BaseException) -> None:
+        self.errors[f"{callback}: {type(exc).__name__}"] += 1
+        log.error("MQTT %s failed and was skipped: %s: %s", callback, type(exc).__name__, str(exc)[:200])
+
+    def _connect_properties(self) -> Properties | None:
+        if self.protocol != mqtt.MQTTv5:
+            return None
+        props = Properties(PacketTypes.CONNECT)
+        props.MaximumPacketSize = self.config["mqtt"]["max_payload"] + PACKET_OVERHEAD
+        return props
 
     def start(self) -> None:
         m = self.config["mqtt"]
-        for path in self.outbox.glob("*.tmp"):  # half written when an earlier run was killed
-            path.unlink(missing_ok=True)
-        for path in sorted(self.outbox.glob("*.json")):  # left by an earlier run
-            self._send(path)
-        self.client.connect_async(m["host"], m["port"], keepalive=m["keepalive"])
+        for warning in self.config.warnings:
+            log.warning("%s", warning)
+        try:
+            for path in self.outbox.glob("*.tmp"):  # half written when an earlier run was killed
+                path.unlink(missing_ok=True)
+            for path in sorted(self.outbox.glob("*.json")):  # left by an earlier run
+                self._send(path)
+        except OSError as exc:
+            self._outbox_failed(exc)
+        self.client.connect_async(
+            m["host"], m["port"], keepalive=m["keepalive"], properties=self._connect_properties()
+        )
         self.client.loop_start()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -185,6 +229,21 @@ class Link:
         self.client.disconnect()
         self.client.loop_stop()
 
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        """paho calls this from inside its ``except OSError``: the exception is the cause (a
+        certificate that does not verify, a refused port, a name that does not resolve)."""
+        exc = sys.exc_info()[1]
+        m = self.config["mqtt"]
+        cause = f"{type(exc).__name__}: {exc}" if exc is not None else "unknown cause"
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            cause += " (check mqtt.ca_file and that mqtt.host matches the broker's certificate)"
+        elif isinstance(exc, ssl.SSLError):
+            cause += " (a TLS problem: is the port a TLS listener, and the client certificate right?)"
+        if cause != self._last_fail:  # once per cause, not at every retry
+            log.error("cannot connect to MQTT broker %s:%s: %s; retrying", m["host"], m["port"], cause)
+            self._last_fail = cause
+        self.errors["connect failed"] += 1
+
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:
             if (
@@ -198,12 +257,13 @@ class Link:
             else:
                 log.error("MQTT connection refused: %s", reason)
             return
+        self._last_fail = None
         log.info("connected to MQTT broker %s:%s", self.config["mqtt"]["host"], self.config["mqtt"]["port"])
         client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
         client.subscribe(self.topics.commands, qos=1)
         if self.config["homeassistant"]["discovery"]:
             client.subscribe(self.topics.ha_status, qos=1)
-            self.publish_discovery()
+            self.publish_discovery(force=True)
         if self._state is not None:
             client.publish(self.topics.state, self._state, qos=1, retain=True)
         if self.fleet is not None:
@@ -226,27 +286,50 @@ class Link:
     # --- events ---------------------------------------------------------------
 
     def publish_event(self, event: dict[str, Any]) -> None:
-        """Write the event to the outbox, then publish it (QoS 1). Never blocks on the network."""
-        name = f"{time.time_ns():020d}-{event['event_id']}.json"
-        path = self.outbox / name
-        write_private_json(path, event)
-        self._trim()
-        self._send(path)
+        """Write the event to the outbox, then publish it (QoS 1). Never blocks on the network.
+        An outbox that cannot be written (a full disk, a read-only folder) does not stop the
+        event: it is published from memory, and ``outbox_error`` says what is wrong."""
+        payload = dumps(event).encode()
+        path: pathlib.Path | None = self.outbox / f"{time.time_ns():020d}-{event['event_id']}.json"
+        try:
+            assert path is not None
+            write_private(path, payload)
+            self._trim()
+            if self.outbox_error is not None:
+                log.info("outbox %s is writable again", self.outbox)
+                self.outbox_error = None
+        except OSError as exc:
+            self._outbox_failed(exc)
+            path = None
+        self._publish(payload, path)
+
+    def _outbox_failed(self, exc: OSError) -> None:
+        problem = f"{type(exc).__name__}: {exc.strerror or exc}"
+        if self.outbox_error != problem:
+            log.error(
+                "outbox %s cannot be written (%s); events are sent from memory only", self.outbox, problem
+            )
+        self.outbox_error = problem
 
     def _send(self, path: pathlib.Path) -> None:
         try:
             payload = path.read_bytes()
         except FileNotFoundError:
             return
+        self._publish(payload, path)
+
+    def _publish(self, payload: bytes, path: pathlib.Path | None) -> None:
         with self._lock:
             info = self.client.publish(self.topics.event, payload, qos=1, retain=False)
-            self._inflight[info.mid] = path
+            if path is not None:
+                self._inflight[info.mid] = path
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
         with self._lock:
             path = self._inflight.pop(mid, None)
         if path is not None:
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # a read-only outbox keeps it; sent again at start
+                path.unlink(missing_ok=True)
 
     def _trim(self) -> None:
         pending = sorted(self.outbox.glob("*.json"))
@@ -257,54 +340,83 @@ class Link:
 
     @property
     def pending(self) -> int:
-        return len(list(self.outbox.glob("*.json")))
+        try:
+            return len(list(self.outbox.glob("*.json")))
+        except OSError:
+            return 0
 
     def publish_state(self, state: dict[str, Any]) -> None:
-        self._state = json.dumps({"schema": SCHEMA, **state})
+        self._state = dumps({"schema": SCHEMA, **state})
         if self.connected.is_set():
             self.client.publish(self.topics.state, self._state, qos=1, retain=True)
 
     # --- commands -------------------------------------------------------------
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        if message.topic == self.topics.ha_status:
+        topic = message.topic  # paho decodes it; the broker only passes valid UTF-8
+        if topic == self.topics.ha_status:
             if message.payload == b"online":
                 self.publish_discovery()
             return
-        if self.fleet is not None and self.fleet.owns(message.topic):
-            self.fleet.handle(client, message.topic, bytes(message.payload))
+        if self.fleet is not None and self.fleet.owns(topic):
+            self.fleet.handle(client, topic, bytes(message.payload))
             return
-        name = message.topic.rsplit("/", 1)[-1]
+        if not topic.startswith(self.topics.base + "/command/"):
+            self.errors["unexpected topic"] += 1
+            return
         props = getattr(message, "properties", None)
-        reply_topic = getattr(props, "ResponseTopic", None) if props else None
-        correlation = getattr(props, "CorrelationData", None) if props else None
-        self.on_request(Request(name, bytes(message.payload), reply_topic, correlation))
+        request = Request(
+            topic,
+            bytes(message.payload),
+            bool(message.retain),
+            getattr(props, "ResponseTopic", None) if props else None,
+            getattr(props, "CorrelationData", None) if props else None,
+        )
+        if not self.on_request(request):
+            self.errors["requests dropped (queue full)"] += 1
 
     def reply_topic(self, request: Request, reply_to: str | None = None) -> str:
-        """The MQTT 5 response topic, else the payload's ``reply_to``, if it lies under
-        ``{prefix}/{device}/reply``; else ``reply`` itself. The device never
-        publishes outside its own tree on a requester's say-so (a reply must not
-        land on, say, a lock's command topic)."""
+        """The MQTT 5 response topic, else the payload's ``reply_to``, when it passes
+        ``check_reply_topic`` (``reply`` or a plain topic under ``reply/``); else
+        ``reply`` itself. The device never publishes outside its own tree on a
+        requester's say-so (a reply must not land on, say, a lock's command topic)."""
         for topic in (request.reply_topic, reply_to):
-            if topic and (topic == self.topics.reply or topic.startswith(self.topics.reply + "/")):
-                return topic
-            if topic:
-                log.warning("reply topic %r is outside %s; replying there instead", topic, self.topics.reply)
+            if topic is not None:
+                try:
+                    return check_reply_topic(topic, self.topics.reply)
+                except PayloadError:
+                    break  # refused by the command check already; the answer goes to `reply`
         return self.topics.reply
 
     def reply(self, request: Request, body: dict[str, Any], reply_to: str | None = None) -> None:
+        """Answer a request. Never raises: a reply that cannot be sent is logged and counted."""
         topic = self.reply_topic(request, reply_to)
-        payload = json.dumps({"schema": SCHEMA, "command": request.name, **body})
+        payload = dumps({"schema": SCHEMA, "command": request.name, **body})
         properties = None
-        if self.protocol == mqtt.MQTTv5 and request.correlation is not None:
+        try:
+            correlation = check_correlation(request.correlation)
+        except PayloadError:
+            correlation = None
+        if self.protocol == mqtt.MQTTv5 and correlation is not None:
             properties = Properties(PacketTypes.PUBLISH)
-            properties.CorrelationData = request.correlation
-        self.client.publish(topic, payload, qos=1, retain=False, properties=properties)
+            properties.CorrelationData = correlation
+        try:
+            self.client.publish(topic, payload, qos=1, retain=False, properties=properties)
+        except (ValueError, TypeError, OSError) as exc:
+            self.errors["reply failed"] += 1
+            log.error("reply to %s not sent: %s", topic, exc)
 
     # --- Home Assistant -------------------------------------------------------------
 
-    def publish_discovery(self) -> None:
-        """Device + entities for Home Assistant's MQTT discovery (retained)."""
+    def publish_discovery(self, force: bool = False) -> None:
+        """Device + entities for Home Assistant's MQTT discovery (retained); on Home Assistant's
+        "online", at most every ``DISCOVERY_EVERY_S`` (anyone can publish that word)."""
+        if not force:
+            now = time.monotonic()
+            if now - self._discovery_at < DISCOVERY_EVERY_S:
+                self.errors["home assistant status ignored (too often)"] += 1
+                return
+            self._discovery_at = now
         t = self.topics
         device = {
             "identifiers": [f"facegate_{t.device}"],
@@ -339,4 +451,4 @@ class Link:
             },
         }
         for topic, body in entities.items():
-            self.client.publish(topic, json.dumps({**body, **common}), qos=1, retain=True)
+            self.client.publish(topic, dumps({**body, **common}), qos=1, retain=True)

@@ -167,16 +167,19 @@ def test_verify_command_replies_with_correlation(
         assert reply[2].CorrelationData == b"corr-123"
         assert reply[1]["id"] == "req-1" and reply[1]["ok"] is True
         assert reply[1]["result"]["accepted"] is True and reply[1]["result"]["claimed"] == "obama"
-        # MQTT 3.1.1 style: reply_to in the payload; an unknown claim is an error reply.
+        # MQTT 3.1.1 style: reply_to in the payload. A name that is not enrolled is answered as
+        # one that does not match: an unsigned verify does not tell who is enrolled.
         sub.publish(
             "facegate/door1/command/verify",
             {"id": "req-2", "args": {"claim": "mallory"}, "reply_to": "facegate/door1/reply/test"},
         )
-        error = sub.wait(lambda t, p: t == "facegate/door1/reply/test" and p["id"] == "req-2")[0][1]
-        assert error["ok"] is False and "not enrolled" in error["error"]
+        rejected = sub.wait(lambda t, p: t == "facegate/door1/reply/test" and p["id"] == "req-2")[0][1]
+        assert rejected["ok"] is True and rejected["result"]["accepted"] is False
+        assert rejected["result"]["event_type"] == "verify_rejected"
+        # `list` tells who is enrolled: disabled by default, and signed when enabled.
         sub.publish("facegate/door1/command/list", {"id": "req-3", "reply_to": "facegate/door1/reply/test"})
         listed = sub.wait(lambda t, p: t == "facegate/door1/reply/test" and p["id"] == "req-3")[0][1]
-        assert [p["name"] for p in listed["result"]["people"]] == ["obama"]
+        assert listed["ok"] is False and "disabled" in listed["error"]
         verify_events = [e for e in _events(sub, 1) if e["type"] == "verify"]
         assert verify_events and verify_events[0]["request_id"] == "req-1"
     sub.close()
@@ -200,14 +203,14 @@ def test_enroll_needs_a_valid_signature(
         sub.wait(lambda t, p: t.endswith("/availability") and p["state"] == "online")
         sub.publish(topic, request)  # broker login only: refused
         refused = sub.wait(lambda t, p: t == "facegate/door1/reply/test" and p["id"] == "e1")[0][1]
-        assert refused["ok"] is False and "hmac" in refused["error"]
-        forged = {**sign(b"not-the-device-secret-at-all", "enroll", request), "id": "e1"}
+        assert refused["ok"] is False and "must be signed" in refused["error"]
+        forged = {**sign(b"not-the-device-secret-at-all", "door1", topic, request), "id": "e1"}
         sub.publish(topic, forged)
         assert (
             "bad hmac"
             in sub.wait(lambda t, p: t == "facegate/door1/reply/test" and p["id"] == "e1", 2)[1][1]["error"]
         )
-        signed = sign(SECRET.encode(), "enroll", {**request, "id": "e2"})
+        signed = sign(SECRET, "door1", topic, {**request, "id": "e2"})
         sub.publish(topic, signed)
         ok = sub.wait(lambda t, p: t == "facegate/door1/reply/test" and p["id"] == "e2")[0][1]
         assert ok["ok"] is True and ok["result"]["name"] == "biden"
@@ -466,7 +469,9 @@ def _make_ca(folder: pathlib.Path, name: str) -> tuple[pathlib.Path, pathlib.Pat
     return key, crt
 
 
-def test_tls_broker_certificate_is_checked(tmp_path: pathlib.Path, obama_sample: Any) -> None:
+def test_tls_broker_certificate_is_checked(
+    tmp_path: pathlib.Path, obama_sample: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     import shutil
 
     from tests.mqtt_support import free_port, wait_port
@@ -535,9 +540,27 @@ def test_tls_broker_certificate_is_checked(tmp_path: pathlib.Path, obama_sample:
                 tmp_path, port, obama_sample, mqtt={"host": "localhost", "tls": True, "ca_file": str(ca)}
             )
             daemon = Daemon(config, ArraySource([np.full((480, 640, 3), 96, np.uint8)], loop=True))
-            with running(daemon):
+            caplog.clear()
+            with caplog.at_level("ERROR", logger="edge.mqtt"), running(daemon):
                 connected = daemon.link.connected.wait(5 if should_connect else 3)
             assert connected is should_connect, f"CA {ca.name}"
+            if not should_connect:  # the log names the cause, not only "Client is not connected"
+                causes = [r.getMessage() for r in caplog.records if "cannot connect" in r.getMessage()]
+                assert causes and "certificate verify failed" in causes[0] and "mqtt.ca_file" in causes[0]
+                assert len(causes) == 1  # once per cause, not at every retry
+        # tls_insecure (no host name check) still connects, and says loudly that it is unsafe
+        config = _config(
+            tmp_path,
+            port,
+            obama_sample,
+            mqtt={"host": "localhost", "tls": True, "ca_file": str(ca_crt), "tls_insecure": True},
+        )
+        assert config.warnings and "NOT checked" in config.warnings[0]
+        caplog.clear()
+        daemon = Daemon(config, ArraySource([np.full((480, 640, 3), 96, np.uint8)], loop=True))
+        with caplog.at_level("WARNING", logger="edge.mqtt"), running(daemon):
+            daemon.link.connected.wait(5)
+        assert any("tls_insecure" in r.getMessage() for r in caplog.records)
     finally:
         broker.terminate()
         broker.wait(10)
