@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 APPLICATION_ID = 0x46474731  # "FGG1"
 SCHEMA_VERSION = 1
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # always fullmatch: "bob\n" is not "bob"
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -142,7 +142,7 @@ def _guarded(method: F) -> F:
 
 
 def check_name(name: str) -> str:
-    if not NAME_PATTERN.match(name):
+    if not isinstance(name, str) or NAME_PATTERN.fullmatch(name) is None:
         raise FacegateError(
             f"invalid name {name!r}: use 1-64 letters, digits, '_', '.' or '-', starting with a letter "
             "or digit (it becomes part of MQTT topics); put spaces in --display-name"
@@ -226,6 +226,7 @@ class Gallery:
         if app_id != APPLICATION_ID and (tables or not fresh):
             raise GalleryError(path, "an SQLite file that is not a facegate gallery; left untouched")
         db.execute("PRAGMA foreign_keys = ON")
+        db.execute("PRAGMA secure_delete = ON")  # deleted rows are overwritten, not left in free pages
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = FULL")
         db.execute("PRAGMA busy_timeout = 5000")
@@ -273,6 +274,16 @@ class Gallery:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _purge(self) -> None:
+        """After a deletion: copy the WAL into the file and truncate it, so what was deleted
+        (zeroed by ``secure_delete``) is gone from both files, not only from the tables. A
+        reader holding an old snapshot can delay it; the next deletion or checkpoint does it."""
+        busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            log.warning(
+                "%s: a reader kept the WAL from being truncated; retried at the next change", self.path
+            )
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[None]:
@@ -383,6 +394,7 @@ class Gallery:
             raise FacegateError(f"nothing to enroll for {name!r}: no usable image")
         for s in samples:
             self._check_vector(s.vector)
+        replaced = False
         with self._write():
             row = self._db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
             if row is None:
@@ -394,6 +406,7 @@ class Gallery:
                 person_id = row[0]
                 if replace:
                     self._db.execute("DELETE FROM embeddings WHERE person_id = ?", (person_id,))
+                    replaced = True
                 if display_name is not None or metadata is not None:
                     self._db.execute(
                         "UPDATE people SET display_name = coalesce(?, display_name), "
@@ -415,6 +428,8 @@ class Gallery:
                     for s in samples
                 ],
             )
+        if replaced:
+            self._purge()
         return self.person(name)
 
     def _check_vector(self, vector: np.ndarray) -> None:
@@ -463,6 +478,8 @@ class Gallery:
                 [(person_id, np.asarray(v, "<f4").tobytes(), "fleet", "{}", _now()) for v in vectors],
             )
             self._db.execute("INSERT OR REPLACE INTO fleet VALUES (?, ?, 0)", (name, version))
+        if row is not None:
+            self._purge()  # the person's earlier embeddings
         return True
 
     @_guarded
@@ -473,6 +490,7 @@ class Gallery:
                 return False
             self._db.execute("DELETE FROM people WHERE name = ?", (name,))
             self._db.execute("INSERT OR REPLACE INTO fleet VALUES (?, ?, 1)", (name, version))
+        self._purge()
         return True
 
     @_guarded
@@ -488,10 +506,24 @@ class Gallery:
             )
 
     @_guarded
+    def fleet_owned(self, name: str) -> bool:
+        """True if ``name`` came from the fleet: only the fleet's authority can remove it (a
+        local removal would be undone, or leave the device out of step with its manifest)."""
+        row = self._db.execute("SELECT deleted FROM fleet WHERE name = ?", (name,)).fetchone()
+        return row is not None and not row[0] and name in self
+
+    @_guarded
     def remove(self, name: str) -> None:
+        """Delete ``name`` with every embedding and kept image, gone from the file itself."""
+        if self.fleet_owned(name):
+            raise FacegateError(
+                f"{name!r} came from the fleet; remove it on the fleet authority (`facegate gallery "
+                "remove` there, then `facegate fleet publish`): every device then drops it"
+            )
         with self._write():
             if self._db.execute("DELETE FROM people WHERE name = ?", (name,)).rowcount == 0:
                 raise FacegateError(f"{name!r} is not enrolled in {self.path}")
+        self._purge()
 
     @_guarded
     def rename(self, old: str, new: str) -> None:
