@@ -57,8 +57,8 @@ def test_unit_has_the_promised_settings() -> None:
     for line in (
         "Type=notify",
         "WatchdogSec=30",
-        "Restart=on-failure",
-        "StartLimitBurst=5",
+        "Restart=always",
+        "StartLimitIntervalSec=0",
         "User=facegate",
         "SupplementaryGroups=video",
         "StateDirectory=facegate",
@@ -71,6 +71,52 @@ def test_unit_has_the_promised_settings() -> None:
         "SystemCallFilter=@system-service",
     ):
         assert re.search(rf"^{re.escape(line)}$", text, re.M), line
+
+
+def _unit_settings() -> dict[str, str]:
+    settings: dict[str, str] = {}
+    for line in UNIT.read_text().splitlines():
+        if "=" in line and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            settings.setdefault(key.strip(), value.strip())
+    return settings
+
+
+def _seconds(value: str) -> float:
+    match = re.fullmatch(r"(\d+)(s|min)?", value)
+    assert match, value
+    return float(match.group(1)) * (60 if match.group(2) == "min" else 1)
+
+
+def test_systemd_never_gives_up_on_a_crash_loop() -> None:
+    """systemd's rule (systemd.unit(5), StartLimitIntervalSec=/StartLimitBurst=): a unit started
+    more than Burst times within Interval is refused further starts and stays failed; an
+    interval of 0 turns the limit off. Replayed here on the unit's own settings for a day of a
+    daemon that dies 1 s after each start (a poison message re-delivered at every start, say):
+    the door must still be restarted at the end of the day. With the old settings (5 starts in
+    300 s, RestartSec=5) it stayed down for good after 30 s."""
+
+    def gives_up_after(settings: dict[str, str], horizon: float = 86400.0) -> float | None:
+        interval = _seconds(settings.get("StartLimitIntervalSec", "10"))
+        burst = int(settings.get("StartLimitBurst", "5"))
+        restart_sec = _seconds(settings.get("RestartSec", "0.1"))
+        assert settings.get("Restart") in ("always", "on-failure", "on-abnormal", "on-abort", "on-watchdog")
+        starts: list[float] = []
+        now = 0.0
+        while now < horizon:
+            starts = [t for t in starts if now - t < interval]
+            if interval > 0 and len(starts) >= burst:
+                return now  # start request refused: the unit is failed
+            starts.append(now)
+            now += 1.0 + restart_sec  # runs 1 s, crashes, waits RestartSec
+        return None
+
+    settings = _unit_settings()
+    assert settings["Restart"] == "always"  # a watchdog kill or a clean exit restarts too
+    assert _seconds(settings["RestartSec"]) >= 1  # a crash loop stays a slow loop
+    assert gives_up_after(settings) is None
+    old = {**settings, "StartLimitIntervalSec": "300", "StartLimitBurst": "5"}
+    assert gives_up_after(old) == 30.0  # what the unit did before: down for good after 30 s
 
 
 def test_installer_in_destdir_mode(tmp_path: pathlib.Path) -> None:
