@@ -17,7 +17,6 @@ each library in its own child process; model sizes; 1:N matching.
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import platform
 import subprocess
@@ -26,6 +25,8 @@ import time
 from typing import Any
 
 import numpy as np
+
+from edge.wire import dumps
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -342,10 +343,10 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.lfw:
-        print(json.dumps(lfw(args.lfw, args.lfw / "pairs-dev.txt"), indent=2))
+        print(dumps(lfw(args.lfw, args.lfw / "pairs-dev.txt"), indent=2))
         return
     if args.celeba:
-        print(json.dumps(celeba(args.celeba), indent=2))
+        print(dumps(celeba(args.celeba), indent=2))
         return
     report: dict[str, Any] = {
         "machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version()},
@@ -355,7 +356,7 @@ def main() -> None:
         "matching_ms": matching(),
     }
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(dumps(report, indent=2))
         return
     fr = {
         r["frame"]: r["median_ms"] for r in report["latency"] if r["pipeline"].startswith("face_recognition")
@@ -371,7 +372,7 @@ def main() -> None:
         ratio = fr[r["frame"]] / r["median_ms"]
         print(f"{r['pipeline']:<48}{r['frame']:<12}{r['faces_found']:>6}", *cells, total, f"{ratio:>6.1f}x")
     print(f"peak RSS (MB): {report['peak_rss_mb']}")
-    print(f"model files (MB): {json.dumps(report['model_mb'])}")
+    print(f"model files (MB): {dumps(report['model_mb'])}")
     for m in report["matching_ms"]:
         print(
             f"1:N over {m['gallery']:>7}: facegate {m['facegate']:.3f} ms, "

@@ -16,6 +16,7 @@ import numpy as np
 
 from convert.tf_import import require_tensorflow
 from edge.modelcard import SCHEMA, sha256_file, write_card
+from edge.wire import dumps
 
 log = logging.getLogger(__name__)
 
@@ -96,4 +97,4 @@ def utc_now() -> str:
 
 
 def dump(data: Any) -> str:
-    return json.dumps(data, indent=2) + "\n"
+    return dumps(data, indent=2) + "\n"

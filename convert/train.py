@@ -35,6 +35,7 @@ from convert.facebank import FaceBank
 from convert.metrics import ten_fold
 from convert.tf_import import require_tensorflow
 from edge.errors import FacegateError
+from edge.wire import dumps
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +261,7 @@ def train(
             raise FacegateError(f"{out_dir}: resume with the same settings it started with: {saved}")
     elif history_path.exists():
         raise FacegateError(f"{out_dir} already holds a run: use --resume, or another --out")
-    settings.write_text(json.dumps(dataclasses.asdict(config), indent=2))
+    settings.write_text(dumps(dataclasses.asdict(config), indent=2))
     tf.keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
 
@@ -333,7 +334,7 @@ def train(
         epoch_var.assign(epoch + 1)
         manager.save()
         tmp = history_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(history, indent=1))
+        tmp.write_text(dumps(history, indent=1))
         os.replace(tmp, history_path)
         if spread < 0.05:
             raise FacegateError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pathlib
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -51,6 +52,16 @@ def reference_subset(lfw_root: pathlib.Path) -> dict[str, np.ndarray]:
         ]
     )
     return fixture
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real mosquitto on a free loopback port, one per test module."""
+    from tests.mqtt_support import Broker
+
+    b = Broker(tmp_path_factory.mktemp("mosquitto"))
+    yield b
+    b.stop()
 
 
 ROBUSTNESS: list[str] = []  # what the fault tests did, one line each, for the summary

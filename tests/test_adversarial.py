@@ -192,13 +192,6 @@ class Door:
 
 
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    b = Broker(tmp_path_factory.mktemp("mosquitto"))
-    yield b
-    b.stop()
-
-
-@pytest.fixture(scope="module")
 def door(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Door]:
     sample = Enroller(Perception(), Encoder(INT8_MODEL)).sample(PHOTOS / "obama.jpg")
     d = Door(broker, tmp_path_factory.mktemp("door"), sample)

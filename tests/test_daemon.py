@@ -41,13 +41,6 @@ SECRET = "a-long-enough-test-secret"
 
 
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    b = Broker(tmp_path_factory.mktemp("mosquitto"))
-    yield b
-    b.stop()
-
-
-@pytest.fixture(scope="module")
 def frames() -> dict[str, np.ndarray]:
     p = Perception()
     return {
