@@ -14,7 +14,7 @@ import pytest
 
 from edge.notify import Notifier
 from tests.mqtt_support import Broker, FeedSource
-from tests.test_daemon import _config, broker, frames, obama_sample, running  # noqa: F401 (fixtures)
+from tests.test_daemon import _config, frames, obama_sample, running  # noqa: F401 (fixtures)
 
 
 class Listener:
@@ -71,7 +71,7 @@ def test_watchdog_for_another_pid_is_ignored() -> None:
 
 
 def test_daemon_is_ready_pings_and_stops_pinging_when_the_loop_hangs(
-    broker: Broker,  # noqa: F811
+    broker: Broker,
     tmp_path: pathlib.Path,
     frames: dict[str, np.ndarray],  # noqa: F811
     obama_sample: Any,  # noqa: F811
