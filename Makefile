@@ -2,19 +2,23 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint bench
+.PHONY: demo test lint bench
 
-setup:
-	./scripts/setup.sh
-
-demo: setup
+# The demo needs the device install only (no TensorFlow): the package, its runtime
+# dependencies and the `demo` extra (an embedded broker where mosquitto is absent).
+demo:
+	./scripts/setup.sh demo
 	$(BIN)/facegate demo
 
-test: setup
+# The tests need the workstation and development extras too (TensorFlow, pytest, ...).
+test:
+	./scripts/setup.sh test
 	$(BIN)/python -m pytest
 
-lint: setup
-	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
+lint:
+	./scripts/setup.sh test
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && MYPY=$(BIN)/mypy ./scripts/typecheck
 
-bench: setup
+bench:
+	./scripts/setup.sh test
 	$(BIN)/facegate bench encoder

@@ -26,14 +26,14 @@ from typing import Any
 
 import numpy as np
 
-from edge.wire import dumps
+from facegate.wire import dumps
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 def frames() -> dict[str, np.ndarray]:
-    from edge.demo import PHOTOS, scene
-    from edge.perception import Perception
+    from facegate.demo import PHOTOS, scene
+    from facegate.perception import Perception
 
     p = Perception()
     one = scene(PHOTOS / "obama2.jpg", perception=p)
@@ -47,9 +47,9 @@ def frames() -> dict[str, np.ndarray]:
 
 class Facegate:
     def __init__(self, threads: int, model: str = "int8") -> None:
-        from edge.encoder import Encoder
-        from edge.modelcard import MODELS_DIR
-        from edge.perception import Perception
+        from facegate.encoder import Encoder
+        from facegate.modelcard import MODELS_DIR
+        from facegate.perception import Perception
 
         self.perception = Perception(num_threads=threads)
         self.encoder = Encoder(MODELS_DIR / f"dlib_resnet_v1_{model}.tflite", num_threads=threads)
@@ -169,7 +169,7 @@ def peak_rss() -> dict[str, float]:
 def sizes() -> dict[str, float]:
     import face_recognition_models
 
-    from edge.modelcard import MODELS_DIR
+    from facegate.modelcard import MODELS_DIR
 
     fr = pathlib.Path(face_recognition_models.__file__).parent / "models"
     ours = ["dlib_resnet_v1_int8.tflite", "face_detection_short_range.tflite", "dlib_landmarks5.npz"]
@@ -191,8 +191,8 @@ def matching(
 ) -> list[dict[str, Any]]:
     import face_recognition
 
-    from edge.decide import OperatingPoint, identify
-    from edge.gallery import Templates
+    from facegate.decide import OperatingPoint, identify
+    from facegate.gallery import Templates
 
     rng = np.random.default_rng(0)
     op = OperatingPoint(1e-3, 0.38)
@@ -247,8 +247,8 @@ def fr_embeddings(root: pathlib.Path, paths: list[str], pick: str) -> tuple[dict
 
 def lfw(root: pathlib.Path, pairs_file: pathlib.Path) -> dict[str, Any]:
     """face_recognition on LFW-format pairs: 10-fold accuracy and accuracy at its 0.6 tolerance."""
-    from convert.evaluate import parse_pairs
-    from convert.metrics import ten_fold
+    from facegate.convert.evaluate import parse_pairs
+    from facegate.convert.metrics import ten_fold
 
     pairs = parse_pairs(pairs_file)
     started = time.perf_counter()
@@ -281,13 +281,13 @@ def celeba(root: pathlib.Path) -> dict[str, Any]:
     - facegate int8 on every image, and on only the images where face_recognition's HOG
       found a face (the like-for-like comparison), deciding at its card's FAR 1e-3 threshold.
     """
-    from convert.evaluate import DetectAlign, embed_images
-    from convert.identify import identification_metrics, identity_folders
-    from edge.decide import OperatingPoint
-    from edge.encoder import Encoder
-    from edge.gallery import Templates
-    from edge.modelcard import MODELS_DIR
-    from edge.perception import Perception
+    from facegate.convert.evaluate import DetectAlign, embed_images
+    from facegate.convert.identify import identification_metrics, identity_folders
+    from facegate.decide import OperatingPoint
+    from facegate.encoder import Encoder
+    from facegate.gallery import Templates
+    from facegate.modelcard import MODELS_DIR
+    from facegate.perception import Perception
 
     folders = identity_folders(root)
     paths = [p for v in folders.values() for p in v]

@@ -15,12 +15,12 @@ from __future__ import annotations
 import pathlib
 from typing import Any
 
-from convert.evaluate import ChipSource, all_pair_distances, pair_distances
-from convert.head import fit_score
-from convert.metrics import rates, threshold_at_far
-from edge.decide import far_key
-from edge.encoder import Encoder
-from edge.modelcard import write_card
+from facegate.convert.evaluate import ChipSource, all_pair_distances, pair_distances
+from facegate.convert.head import fit_score
+from facegate.convert.metrics import rates, threshold_at_far
+from facegate.decide import far_key
+from facegate.encoder import Encoder
+from facegate.modelcard import write_card
 
 
 def calibrate(

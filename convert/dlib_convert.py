@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from convert.dlib_dat import read_dlib_net
-from convert.dlib_keras import build_keras_model
-from convert.quantize import dump, to_float32, to_int8, tool_versions, write_model
-from convert.reference import load_reference, reference_chips
-from edge.align import DLIB_5POINT_TEMPLATE
-from edge.errors import FacegateError
-from edge.modelcard import sha256_file
+from facegate.align import DLIB_5POINT_TEMPLATE
+from facegate.convert.dlib_dat import read_dlib_net
+from facegate.convert.dlib_keras import build_keras_model
+from facegate.convert.quantize import dump, to_float32, to_int8, tool_versions, write_model
+from facegate.convert.reference import load_reference, reference_chips
+from facegate.errors import FacegateError
+from facegate.modelcard import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ def write_provenance(out_dir: pathlib.Path, dat: pathlib.Path, cards: list[dict[
 
 def parity(model_path: pathlib.Path, shared: pathlib.Path | None = None, start: int = 0) -> dict[str, float]:
     """Cosine between a model's descriptors and dlib's on reference rows ``start:``."""
-    from edge.encoder import Encoder
+    from facegate.encoder import Encoder
 
     ref = load_reference(shared)
     rows = range(start, len(ref.paths))

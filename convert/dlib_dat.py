@@ -27,7 +27,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from edge.errors import ModelFileError
+from facegate.errors import ModelFileError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,7 @@ size, i.e. pads the smaller one with zeros at the bottom/right (and in the
 channels).
 
 The output is dlib's raw 128-d descriptor (not L2-normalised): normalisation
-happens on the device after dequantisation (see ``edge.encoder``).
+happens on the device after dequantisation (see ``facegate.encoder``).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from convert.dlib_dat import DlibNet, Layer
-from convert.tf_import import require_tensorflow
-from edge.errors import ModelFileError
+from facegate.convert.dlib_dat import DlibNet, Layer
+from facegate.convert.tf_import import require_tensorflow
+from facegate.errors import ModelFileError
 
 _PLAIN = ["con", "affine", "relu", "con", "affine", "add_prev", "relu"]
 _DOWN = ["con", "affine", "relu", "con", "affine", "avg_pool", "add_prev", "relu"]

@@ -18,8 +18,8 @@ import pathlib
 
 import numpy as np
 
-from convert.dlib_dat import _Reader
-from edge.errors import ModelFileError
+from facegate.convert.dlib_dat import _Reader
+from facegate.errors import ModelFileError
 
 
 class _ShapeReader(_Reader):
@@ -41,7 +41,7 @@ class _ShapeReader(_Reader):
 
 
 def read_shape_predictor(path: str | pathlib.Path) -> dict[str, np.ndarray]:
-    """Parse the predictor into arrays (see ``edge.landmarks.ShapePredictor``)."""
+    """Parse the predictor into arrays (see ``facegate.landmarks.ShapePredictor``)."""
     r = _ShapeReader.open(path)
     path, data = r.path, r.data
     version = r.read_int()

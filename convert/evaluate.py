@@ -11,16 +11,16 @@ from typing import Protocol
 
 import numpy as np
 
-from convert.metrics import rates, tar_at_far, ten_fold, wilson_interval
-from convert.reference import load_reference
-from edge.align import Similarity, chip_transform, extract_chip
-from edge.decide import OperatingPoint
-from edge.encoder import Encoder
-from edge.errors import FacegateError, InputError
-from edge.images import load_rgb
-from edge.modelcard import ModelCard
-from edge.perception import Perception
-from edge.progress import progress
+from facegate.align import Similarity, chip_transform, extract_chip
+from facegate.convert.metrics import rates, tar_at_far, ten_fold, wilson_interval
+from facegate.convert.reference import load_reference
+from facegate.decide import OperatingPoint
+from facegate.encoder import Encoder
+from facegate.errors import FacegateError, InputError
+from facegate.images import load_rgb
+from facegate.modelcard import ModelCard
+from facegate.perception import Perception
+from facegate.progress import progress
 
 
 @dataclasses.dataclass(frozen=True)

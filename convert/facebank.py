@@ -1,6 +1,6 @@
 """Aligned faces for training: the device's own pipeline, run once, cached.
 
-Every image under the given folders goes through ``edge.perception``
+Every image under the given folders goes through ``facegate.perception``
 (BlazeFace, dlib 5-point landmarks, quality gates) exactly as on the device.
 Each usable face gives a chip at the student's size, a 150 px chip for the
 teacher (dlib's encoder), and the teacher's embedding. Faces are labelled by
@@ -23,13 +23,13 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from edge.align import chip_transform, extract_chip
-from edge.encoder import Encoder
-from edge.errors import FacegateError, InputError
-from edge.images import IMAGE_SUFFIXES, load_rgb
-from edge.modelcard import MODELS_DIR
-from edge.perception import Perception
-from edge.progress import progress
+from facegate.align import chip_transform, extract_chip
+from facegate.encoder import Encoder
+from facegate.errors import FacegateError, InputError
+from facegate.images import IMAGE_SUFFIXES, load_rgb
+from facegate.modelcard import MODELS_DIR
+from facegate.perception import Perception
+from facegate.progress import progress
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from convert.evaluate import ChipSource, embed_images, parse_pairs
-from convert.metrics import best_threshold, tar_at_far
-from edge.encoder import Encoder
-from edge.modelcard import write_card
+from facegate.convert.evaluate import ChipSource, embed_images, parse_pairs
+from facegate.convert.metrics import best_threshold, tar_at_far
+from facegate.encoder import Encoder
+from facegate.modelcard import write_card
 
 Features = Callable[[np.ndarray, np.ndarray], np.ndarray]
 

@@ -6,7 +6,7 @@ identity enrolled. Open set: a fixed, seeded half of the identities is left
 out of the gallery; their probes are strangers. ``dir_at_fpir``: the share of
 enrolled probes that are both the nearest identity and under the threshold
 at which a share ``fpir`` of stranger probes would be accepted.
-``operating_point``: the same open set decided by ``edge.decide.identify`` at
+``operating_point``: the same open set decided by ``facegate.decide.identify`` at
 the model card's calibrated threshold (DIR, wrong names, FPIR).
 """
 
@@ -18,13 +18,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from convert.evaluate import ChipSource, embed_images
-from convert.metrics import threshold_at_rate
-from edge.decide import OperatingPoint, identify
-from edge.encoder import Encoder
-from edge.errors import FacegateError
-from edge.gallery import Templates
-from edge.images import IMAGE_SUFFIXES
+from facegate.convert.evaluate import ChipSource, embed_images
+from facegate.convert.metrics import threshold_at_rate
+from facegate.decide import OperatingPoint, identify
+from facegate.encoder import Encoder
+from facegate.errors import FacegateError
+from facegate.gallery import Templates
+from facegate.images import IMAGE_SUFFIXES
 
 
 def identity_folders(root: pathlib.Path) -> dict[str, list[str]]:
@@ -89,7 +89,7 @@ def identification_metrics(
     enrolled, a probe that failed is not counted). Shared with the benchmark against
     face_recognition, so both libraries are scored by the same code. ``decide`` names the
     probe's identity or None at the operating point; by default the device's own
-    ``edge.decide.identify`` at ``op``."""
+    ``facegate.decide.identify`` at ``op``."""
     if decide is None:
         decide = lambda templates, e: identify(templates, e, op).name  # noqa: E731
     names = list(folders)

@@ -20,13 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from convert.dlib_shape import read_shape_predictor
-from convert.quantize import dump
-from convert.reference import load_reference, shared_root
-from edge.detect import FaceDetector
-from edge.errors import FacegateError
-from edge.images import load_rgb
-from edge.modelcard import SCHEMA, sha256_file, write_card
+from facegate.convert.dlib_shape import read_shape_predictor
+from facegate.convert.quantize import dump
+from facegate.convert.reference import load_reference, shared_root
+from facegate.detect import FaceDetector
+from facegate.errors import FacegateError
+from facegate.images import load_rgb
+from facegate.modelcard import SCHEMA, sha256_file, write_card
 
 log = logging.getLogger(__name__)
 

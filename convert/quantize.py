@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from convert.tf_import import require_tensorflow
-from edge.modelcard import SCHEMA, sha256_file, write_card
-from edge.wire import dumps
+from facegate.convert.tf_import import require_tensorflow
+from facegate.modelcard import SCHEMA, sha256_file, write_card
+from facegate.wire import dumps
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ import pathlib
 
 import numpy as np
 
-from edge.align import align_face
-from edge.errors import FacegateError
-from edge.images import load_rgb
+from facegate.align import align_face
+from facegate.errors import FacegateError
+from facegate.images import load_rgb
 
 DEFAULT_SHARED = pathlib.Path(__file__).resolve().parent.parent.parent / "shared"
 

@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from convert.evaluate import DetectAlign, pair_distances
-from convert.metrics import tar_at_far, ten_fold
-from edge.encoder import Encoder
-from edge.modelcard import MODELS_DIR
-from edge.perception import Perception
+from facegate.convert.evaluate import DetectAlign, pair_distances
+from facegate.convert.metrics import tar_at_far, ten_fold
+from facegate.encoder import Encoder
+from facegate.modelcard import MODELS_DIR
+from facegate.perception import Perception
 
 
 def _curve(distances: np.ndarray, same: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from edge.errors import FacegateError
+from facegate.errors import FacegateError
 
 
 class MissingExtraError(FacegateError):

@@ -31,11 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from convert.facebank import FaceBank
-from convert.metrics import ten_fold
-from convert.tf_import import require_tensorflow
-from edge.errors import FacegateError
-from edge.wire import dumps
+from facegate.convert.facebank import FaceBank
+from facegate.convert.metrics import ten_fold
+from facegate.convert.tf_import import require_tensorflow
+from facegate.errors import FacegateError
+from facegate.wire import dumps
 
 log = logging.getLogger(__name__)
 
@@ -346,7 +346,7 @@ def train(
 
 
 def _progress(items: range, label: str) -> Iterator[int]:
-    from edge.progress import progress
+    from facegate.progress import progress
 
     yield from progress(list(items), label, every=5.0)
 
@@ -361,8 +361,8 @@ def export_student(
 ) -> dict[str, Any]:
     """Full-integer int8 TFLite + model card, through the same path as dlib's encoder."""
     tf = require_tensorflow()
-    from convert.quantize import to_int8, tool_versions, write_model
-    from edge.align import DLIB_5POINT_TEMPLATE
+    from facegate.align import DLIB_5POINT_TEMPLATE
+    from facegate.convert.quantize import to_int8, tool_versions, write_model
 
     model = tf.keras.models.load_model(keras_path)
     card = {

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from convert.evaluate import parse_folds, parse_pairs
-from convert.facebank import FaceBank, Source, build
-from convert.train import PairSet, TrainConfig, export_student, train
-from edge.errors import FacegateError
+from facegate.convert.evaluate import parse_folds, parse_pairs
+from facegate.convert.facebank import FaceBank, Source, build
+from facegate.convert.train import PairSet, TrainConfig, export_student, train
+from facegate.errors import FacegateError
 
 
 def holdout_sets(

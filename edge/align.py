@@ -20,7 +20,7 @@ import dataclasses
 import numpy as np
 from PIL import Image
 
-from edge.errors import InputError
+from facegate.errors import InputError
 
 # dlib's 5-point template, normalised to [0, 1] before padding (dlib/image_transforms).
 DLIB_5POINT_TEMPLATE = np.array(

@@ -1,13 +1,16 @@
-"""The ``facegate`` command: parse arguments, configure logging, dispatch.
+"""The ``facegate`` command: the device's commands, and the groups that load on demand.
 
-Workstation subcommands (convert, evaluate) import ``convert`` and TensorFlow
-lazily, so the device never needs them.
+The device's commands (enroll, gallery, verify, identify, run, watch, fleet,
+doctor, check-config) live here. The workstation's (convert, train, evaluate,
+calibrate), the benchmarks and the demo are groups in their own packages,
+imported only when their command is asked for (``GROUPS``).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import logging
 import os
 import pathlib
@@ -15,160 +18,27 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from edge import __version__
-from edge.errors import FacegateError
-from edge.modelcard import MODELS_DIR
-from edge.wire import dumps
+from facegate import __version__
+from facegate.errors import FacegateError
+from facegate.modelcard import MODELS_DIR
+from facegate.wire import dumps
 
 DEFAULT_MODEL = MODELS_DIR / "dlib_resnet_v1_int8.tflite"
+DESCRIPTION = (
+    "On-device face verification: enroll people from a photo, verify and identify faces, and run "
+    "the camera daemon that publishes decisions over MQTT."
+)
+# command -> (the module that adds it, its one-line help): loaded only when asked for
+GROUPS: dict[str, tuple[str, str]] = {
+    "convert": ("facegate.convert.cli", "workstation: build the device's models"),
+    "train": ("facegate.convert.cli", "workstation: train an encoder (triplet loss, optional distillation)"),
+    "evaluate": ("facegate.convert.cli", "workstation: accuracy of a model"),
+    "calibrate": ("facegate.convert.cli", "workstation: threshold for a target FAR, into the model card"),
+    "bench": ("facegate.bench.cli", "print speed and memory figures"),
+    "demo": ("facegate.demo.cli", "enroll from a bundled photo, verify the others, then a live run"),
+}
 
 log = logging.getLogger("facegate")
-
-
-def _cmd_convert_dlib(args: argparse.Namespace) -> int:
-    from convert.dlib_convert import convert_dlib
-
-    cards = convert_dlib(args.dat, args.out, args.calibration)
-    for card in cards:
-        print(f"{args.out / card['file']}  {card['bytes']} bytes  sha256 {card['sha256']}")
-    return 0
-
-
-def _chip_source(args: argparse.Namespace, pick: str) -> Any:
-    from convert.evaluate import DetectAlign, FixedCrop
-    from edge.perception import Perception
-
-    if args.alignment == "fixed-crop":
-        return FixedCrop()
-    if args.alignment == "given":
-        from convert.evaluate import GivenLandmarks
-
-        if args.landmarks is None:
-            raise FacegateError("--alignment given needs --landmarks FILE.npz")
-        return GivenLandmarks(args.landmarks, args.landmarks.name)
-    from edge.modelcard import load_card
-    from edge.perception import Gates
-
-    card = load_card(args.model.with_suffix(".json"))  # the encoder's chip size and padding
-    detector = MODELS_DIR / f"face_detection_{args.detector}_range.tflite"
-    gates = Gates(min_eye_distance=0.0, max_yaw=float("inf"), min_sharpness=0.0) if args.no_gates else None
-    perception = Perception(
-        detector=detector,
-        gates=gates,
-        num_threads=args.threads,
-        chip_size=card.chip_size,
-        padding=card.chip_padding,
-        refine=args.refine == "on",
-    )
-    return DetectAlign(perception, pick=pick)
-
-
-def _cmd_convert_perception(args: argparse.Namespace) -> int:
-    from convert.perception_convert import convert_perception
-
-    for card in convert_perception(args.out):
-        print(f"{args.out / card['file']}  {card['bytes']} bytes  sha256 {card['sha256']}")
-    return 0
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from edge.demo import run_demo
-
-    return run_demo(args.model)
-
-
-def _cmd_evaluate_pairs(args: argparse.Namespace) -> int:
-    from convert.evaluate import evaluate_pairs
-    from edge.encoder import Encoder
-
-    encoder = Encoder(args.model, num_threads=args.threads)
-    result = evaluate_pairs(
-        encoder,
-        args.root,
-        args.pairs,
-        _chip_source(args, "central"),
-        folds=_folds(args),
-        all_pairs=args.all_pairs,
-        far=args.far,
-    )
-    _print_result(result, args.json)
-    return 0
-
-
-def _cmd_evaluate_identify(args: argparse.Namespace) -> int:
-    from convert.identify import evaluate_identify
-    from edge.encoder import Encoder
-
-    encoder = Encoder(args.model, num_threads=args.threads)
-    source = _chip_source(args, "largest")
-    result = evaluate_identify(encoder, args.root, source, seed=args.seed, far=args.far)
-    _print_result(result, args.json)
-    return 0
-
-
-def _cmd_evaluate_report(args: argparse.Namespace) -> int:
-    from convert.report import build_report
-
-    result = build_report(args.model, args.root, args.pairs, args.out, _folds(args), args.threads)
-    _print_result(result, args.json)
-    return 0
-
-
-def _cmd_evaluate_parity(args: argparse.Namespace) -> int:
-    from convert.dlib_convert import parity
-
-    result = {str(m): parity(m, start=args.start) for m in args.model}
-    _print_result(result, args.json)
-    return 0
-
-
-def _cmd_calibrate(args: argparse.Namespace) -> int:
-    from convert.calibrate import calibrate
-    from edge.encoder import Encoder
-
-    encoder = Encoder(args.model, num_threads=args.threads)
-    entry = calibrate(
-        encoder,
-        args.root,
-        args.pairs,
-        _chip_source(args, "central"),
-        args.far,
-        write=not args.dry_run,
-        folds=_folds(args),
-        all_pairs=args.all_pairs,
-    )
-    _print_result(entry, args.json)
-    if not args.dry_run:
-        print(f"wrote thresholds.far_{args.far:g} to {encoder.card.path}", file=sys.stderr)
-    return 0
-
-
-def _cmd_convert_head(args: argparse.Namespace) -> int:
-    from convert.head import train_heads
-    from edge.encoder import Encoder
-
-    encoder = Encoder(args.model, num_threads=args.threads)
-    source = _chip_source(args, "central")
-    report = train_heads(encoder, args.root, args.pairs, source, write=not args.dry_run)
-    _print_result(report, args.json)
-    return 0
-
-
-def _folds(args: argparse.Namespace) -> set[int] | None:
-    from convert.evaluate import parse_folds
-
-    return parse_folds(args.folds) if args.folds else None
-
-
-def _add_pairs_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--root", type=pathlib.Path, required=True, help="image folder (name/name_0001.jpg)")
-    p.add_argument("--pairs", type=pathlib.Path, required=True, help="pairs.txt")
-    p.add_argument("--folds", help="only these folds of the pairs file, e.g. 0-4 or 5,6,7")
-    p.add_argument(
-        "--all-pairs",
-        action="store_true",
-        help="every pair among the images of identities only the selected folds name (not the listed pairs)",
-    )
 
 
 def default_gallery() -> pathlib.Path:
@@ -180,14 +50,14 @@ def default_gallery() -> pathlib.Path:
 
 
 def _open_gallery(args: argparse.Namespace, create: bool = False, any_model: bool = False) -> Any:
-    from edge.enroll import fingerprint
-    from edge.gallery import Gallery
+    from facegate.enroll import fingerprint
+    from facegate.gallery import Gallery
 
     return Gallery.open(args.gallery, fingerprint(_encoder(args)), create=create, any_model=any_model)
 
 
 def _encoder(args: argparse.Namespace) -> Any:
-    from edge.encoder import Encoder
+    from facegate.encoder import Encoder
 
     if getattr(args, "_encoder", None) is None:
         args._encoder = Encoder(args.model, num_threads=args.threads)
@@ -195,8 +65,8 @@ def _encoder(args: argparse.Namespace) -> Any:
 
 
 def _enroller(args: argparse.Namespace) -> Any:
-    from edge.enroll import Enroller
-    from edge.perception import Perception
+    from facegate.enroll import Enroller
+    from facegate.perception import Perception
 
     encoder = _encoder(args)
     card = encoder.card
@@ -235,7 +105,7 @@ def _cmd_enroll(args: argparse.Namespace) -> int:
 def _cmd_gallery(args: argparse.Namespace) -> int:
     action = args.action
     if action == "rebuild":
-        from edge.enroll import rebuild
+        from facegate.enroll import rebuild
 
         with _open_gallery(args, any_model=True) as gallery:
             count = rebuild(gallery, _enroller(args))
@@ -270,8 +140,8 @@ def _cmd_gallery(args: argparse.Namespace) -> int:
 
 
 def _probe(args: argparse.Namespace) -> tuple[Any, Any]:
-    from edge.decide import OperatingPoint
-    from edge.images import load_rgb
+    from facegate.decide import OperatingPoint
+    from facegate.images import load_rgb
 
     encoder = _encoder(args)
     face = _enroller(args)
@@ -280,7 +150,7 @@ def _probe(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from edge.decide import verify
+    from facegate.decide import verify
 
     embedding, op = _probe(args)
     with _open_gallery(args) as gallery:
@@ -290,7 +160,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_identify(args: argparse.Namespace) -> int:
-    from edge.decide import identify
+    from facegate.decide import identify
 
     embedding, op = _probe(args)
     with _open_gallery(args) as gallery:
@@ -300,16 +170,32 @@ def _cmd_identify(args: argparse.Namespace) -> int:
 
 
 def _add_gallery_args(p: argparse.ArgumentParser) -> None:
+    """``--gallery``, ``--model``, ``--threads``: accepted before the command as after it (the
+    defaults are filled in by ``_fill_defaults``, so neither place overrides the other)."""
     p.add_argument(
-        "--gallery", type=pathlib.Path, default=default_gallery(), help=f"(default: {default_gallery()})"
+        "--gallery",
+        type=pathlib.Path,
+        default=argparse.SUPPRESS,
+        help=f"the gallery file (default: $FACEGATE_GALLERY, else {default_gallery()})",
     )
-    p.add_argument("--model", type=pathlib.Path, default=DEFAULT_MODEL)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--model",
+        type=pathlib.Path,
+        default=argparse.SUPPRESS,
+        help=f"encoder (default: {DEFAULT_MODEL.name})",
+    )
+    p.add_argument("--threads", type=int, default=argparse.SUPPRESS, help="interpreter threads (default: 2)")
+
+
+def _fill_defaults(args: argparse.Namespace) -> None:
+    for key, value in (("gallery", default_gallery()), ("model", DEFAULT_MODEL), ("threads", 2)):
+        if not hasattr(args, key):
+            setattr(args, key, value)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from edge.config import load_config
-    from edge.daemon import Daemon
+    from facegate.config import load_config
+    from facegate.daemon import Daemon
 
     return Daemon(load_config(args.config)).run()
 
@@ -318,8 +204,8 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     """Print what a device publishes: events, replies, availability, state."""
     import paho.mqtt.client as mqtt
 
-    from edge.config import load_config, validate
-    from edge.mqtt import client_for
+    from facegate.config import load_config, validate
+    from facegate.mqtt import client_for
 
     config = load_config(args.config) if args.config else validate({})
     m = config["mqtt"]
@@ -338,8 +224,8 @@ def _cmd_watch(args: argparse.Namespace) -> int:
 
 
 def _cmd_fleet(args: argparse.Namespace) -> int:
-    from edge import fleet
-    from edge.config import load_config
+    from facegate import fleet
+    from facegate.config import load_config
 
     if args.action == "keygen":
         private, public = fleet.keygen(args.out, args.name)
@@ -367,13 +253,13 @@ def _cmd_fleet(args: argparse.Namespace) -> int:
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
-    from edge.doctor import run_doctor
+    from facegate.doctor import run_doctor
 
     return run_doctor(args.config)
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
-    from edge.config import load_config
+    from facegate.config import load_config
 
     config = load_config(args.config)
     for warning in config.warnings:
@@ -384,109 +270,7 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    from convert.training_data import run_training
-
-    report = run_training(args)
-    _print_result(report, args.json)
-    return 0
-
-
-def _cmd_bench_encoder(args: argparse.Namespace) -> int:
-    from edge.bench import bench_encoders, format_table
-
-    report = bench_encoders(
-        args.model, args.threads, args.runtime or [None], args.python, args.rounds, args.runs
-    )
-    if args.json:
-        print(dumps(report, indent=2))
-    else:
-        print(format_table(report))
-    return 0
-
-
-def _cmd_bench_perception(args: argparse.Namespace) -> int:
-    from edge.bench import bench_perception, demo_frame
-
-    report = bench_perception(demo_frame(), args.threads, args.runs, args.rounds)
-    if args.json:
-        print(dumps(report, indent=2))
-        return 0
-    print(
-        f"machine: {report['machine']['cpu']} ({report['machine']['cores']} cores), frame {report['frame']}"
-    )
-    print(f"{'threads':>7}  {'refine':<8}{'stage':<12}{'median ms':>10}{'p95 ms':>9}")
-    for r in report["results"]:
-        refine = "on" if r["refine"] else "off"
-        print(f"{r['threads']:>7}  {refine:<8}{r['stage']:<12}{r['median_ms']:>10.2f}{r['p95_ms']:>9.2f}")
-    return 0
-
-
-def _cmd_bench_match(args: argparse.Namespace) -> int:
-    from edge.bench import bench_match
-
-    report = bench_match(args.sizes, runs=args.runs)
-    if args.json:
-        print(dumps(report, indent=2))
-        return 0
-    print(
-        f"machine: {report['machine']['cpu']} ({report['machine']['cores']} cores), 128-d float32 templates"
-    )
-    print(
-        f"{'gallery':>9}{'median ms':>11}{'p95 ms':>9}{'matrix MB':>11}{'names MB':>10}{'call peak MB':>14}"
-    )
-    for r in report["results"]:
-        print(
-            f"{r['gallery']:>9}{r['median_ms']:>11.3f}{r['p95_ms']:>9.3f}{r['matrix_mb']:>11.1f}"
-            f"{r['names_mb']:>10.1f}{r['per_call_peak_mb']:>14.2f}"
-        )
-    return 0
-
-
-def _cmd_bench_fleet(args: argparse.Namespace) -> int:
-    from edge.bench_fleet import bench_fleet, format_fleet
-
-    report = bench_fleet(
-        args.people, args.devices, args.workers, max_queued=args.max_queued, resync_s=args.resync_s
-    )
-    print(dumps(report, indent=2) if args.json else format_fleet(report))
-    return 0
-
-
-def _cmd_bench_daemon(args: argparse.Namespace) -> int:
-    from edge.bench import bench_daemon_idle, bench_daemon_latency, bench_daemon_rss
-
-    report: dict[str, Any] = {"latency": bench_daemon_latency(args.tracks, args.threads)}
-    if args.rss_minutes > 0:
-        report["rss"] = bench_daemon_rss(args.rss_minutes, args.fps)
-    if args.idle_seconds > 0:
-        report["idle"] = bench_daemon_idle(args.idle_seconds, args.fps)
-    if args.json:
-        print(dumps(report, indent=2))
-        return 0
-    lat = report["latency"]
-    print(f"machine: {lat['machine']['cpu']} ({lat['machine']['cores']} cores), broker: {lat['broker']}")
-    print(
-        f"frame in -> event at subscriber, {lat['events_received']} of {lat['tracks']} tracks "
-        f"({lat['unique_event_ids']} unique ids): median {lat['latency_ms']['median']:.1f} ms, "
-        f"p99 {lat['latency_ms']['p99']:.1f} ms, max {lat['latency_ms']['max']:.1f} ms; "
-        f"{lat['frames_per_s']:.1f} frames/s"
-    )
-    if "rss" in report:
-        rss = report["rss"]
-        trail = ", ".join(f"{s['s']}s {s['rss_mb']}MB" for s in rss["samples"])
-        print(f"daemon RSS over {rss['minutes']} min at {rss['fps']} fps: {trail}")
-        print(f"daemon CPU over that run: {rss['samples'][-1]['cpu_percent']}% of one core")
-    if "idle" in report:
-        idle = report["idle"]["cpu_percent"]
-        print(
-            f"still empty scene at {report['idle']['fps']} fps: CPU {idle['motion_gate_on']}% of one core "
-            f"with the motion gate, {idle['motion_gate_off']}% without"
-        )
-    return 0
-
-
-def _print_result(result: object, as_json: bool) -> None:
+def print_result(result: object, as_json: bool) -> None:
     if as_json:
         print(dumps(result, indent=2))
     else:
@@ -494,56 +278,14 @@ def _print_result(result: object, as_json: bool) -> None:
             print(f"{key}: {value}")
 
 
-def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", type=pathlib.Path, default=DEFAULT_MODEL)
-    p.add_argument(
-        "--alignment",
-        choices=["detect", "fixed-crop", "given"],
-        default="detect",
-        help="detect + align faces (default); lfw's fixed crop, or landmarks from --landmarks "
-        "(for comparison)",
-    )
-    p.add_argument("--landmarks", type=pathlib.Path, help="with --alignment given: .npz of paths, landmarks5")
-    p.add_argument("--detector", choices=["short", "full"], default="short", help="BlazeFace range")
-    p.add_argument(
-        "--refine",
-        choices=["on", "off"],
-        default="on",
-        help="detect each face again on a crop around it before its landmarks, as the device "
-        "does (models.refine); off: the whole-frame detection only",
-    )
-    p.add_argument(
-        "--no-gates", action="store_true", help="keep faces that fail the quality gates (size, yaw, blur)"
-    )
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--json", action="store_true")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="facegate", description=__doc__.splitlines()[0])
+def build_parser(load: str | None = None) -> argparse.ArgumentParser:
+    """The parser, with the group module ``load`` (from ``GROUPS``) imported and added; every
+    other group appears by name and help only."""
+    parser = argparse.ArgumentParser(prog="facegate", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"facegate {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    _add_gallery_args(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    conv = sub.add_parser("convert", help="workstation: build the device's models").add_subparsers(
-        dest="what", required=True, metavar="SOURCE"
-    )
-    p = conv.add_parser("dlib", help="dlib's ResNet .dat -> float32 + int8 TFLite with model cards")
-    p.add_argument("--dat", type=pathlib.Path, help="the .dat (default: from face-recognition-models)")
-    p.add_argument("--out", type=pathlib.Path, default=MODELS_DIR, help="output folder (default: models/)")
-    p.add_argument("--calibration", type=int, default=200, help="int8 calibration chips (default 200)")
-    p.set_defaults(func=_cmd_convert_dlib)
-
-    p = conv.add_parser("perception", help="BlazeFace detectors + dlib 5-point landmarks into models/")
-    p.add_argument("--out", type=pathlib.Path, default=MODELS_DIR, help="output folder (default: models/)")
-    p.set_defaults(func=_cmd_convert_perception)
-
-    p = conv.add_parser("head", help="distance vs logistic heads on |f(a)-f(b)|, chi-square; into the card")
-    p.add_argument("--root", type=pathlib.Path, required=True, help="image folder (name/name_0001.jpg)")
-    p.add_argument("--pairs", type=pathlib.Path, required=True, help="pairs.txt (10 folds)")
-    p.add_argument("--dry-run", action="store_true", help="print, do not write the card")
-    _add_pipeline_args(p)
-    p.set_defaults(func=_cmd_convert_head)
 
     p = sub.add_parser("enroll", help="add people to the gallery from photos (one face each)")
     p.add_argument("name", nargs="?", help="who (letters, digits, _ . -)")
@@ -633,147 +375,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--print", dest="verbose_config", action="store_true", help="print it with the defaults")
     p.set_defaults(func=_cmd_check_config)
 
-    p = sub.add_parser("train", help="workstation: train an encoder (triplet loss, optional distillation)")
-    p.add_argument("--root", type=pathlib.Path, required=True, help="identity folders (e.g. lfw-dev)")
-    p.add_argument(
-        "--pairs", type=pathlib.Path, help="pairs file whose --holdout-folds are kept out and validated on"
-    )
-    p.add_argument(
-        "--holdout-folds", default="5-9", help="folds of --pairs whose identities are never trained on"
-    )
-    p.add_argument("--extra", type=pathlib.Path, nargs="*", default=[], help="more identity-folder datasets")
-    p.add_argument(
-        "--unlabelled", type=pathlib.Path, nargs="*", default=[], help="folders of unlabelled photos"
-    )
-    p.add_argument("--mode", choices=["triplet", "distill"], default="distill")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--steps-per-epoch", type=int, default=0, help="0: one pass over the faces")
-    p.add_argument("--size", type=int, default=96, help="chip size of the student (px)")
-    p.add_argument("--width", type=float, default=1.0, help="channel width multiplier")
-    p.add_argument("--miner", choices=["batch-hard", "batch-all"], default="batch-hard")
-    p.add_argument("--margin", type=float, default=0.2)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=pathlib.Path, required=True, help="run folder: checkpoints, history.json")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--stop-after", type=int, help="end this call after N epochs (resume later)")
-    p.add_argument("--cache", type=pathlib.Path, default=pathlib.Path.home() / ".cache" / "facegate")
-    p.add_argument(
-        "--export", type=pathlib.Path, help="write the int8 model and its card here (e.g. models/)"
-    )
-    p.add_argument("--name", default="facegate_student_v1")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_cmd_train)
-
-    p = sub.add_parser("demo", help="enroll from a bundled photo, verify the others (no set-up needed)")
-    p.add_argument("--model", type=pathlib.Path, default=DEFAULT_MODEL)
-    p.set_defaults(func=_cmd_demo)
-
-    ev = sub.add_parser("evaluate", help="workstation: accuracy of a model").add_subparsers(
-        dest="what", required=True, metavar="PROTOCOL"
-    )
-    p = ev.add_parser("pairs", help="10-fold verification accuracy on LFW-format pairs")
-    _add_pairs_args(p)
-    p.add_argument("--far", type=float, default=1e-3, help="operating point to report (default 1e-3)")
-    _add_pipeline_args(p)
-    p.set_defaults(func=_cmd_evaluate_pairs)
-    p = ev.add_parser("identify", help="one-shot open-set identification on identity folders")
-    p.add_argument("--root", type=pathlib.Path, required=True, help="one folder per identity")
-    p.add_argument("--seed", type=int, default=0, help="which half of the identities is left out")
-    p.add_argument("--far", type=float, default=1e-3, help="operating point to report (default 1e-3)")
-    _add_pipeline_args(p)
-    p.set_defaults(func=_cmd_evaluate_identify)
-    p = ev.add_parser("report", help="Markdown report with ROC/DET curves and histograms for several models")
-    p.add_argument("--root", type=pathlib.Path, required=True)
-    p.add_argument("--pairs", type=pathlib.Path, required=True)
-    p.add_argument("--folds", help="only these folds, e.g. 5-9")
-    p.add_argument("--model", type=pathlib.Path, nargs="+", default=[DEFAULT_MODEL])
-    p.add_argument("--out", type=pathlib.Path, default=pathlib.Path("docs/report"))
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_cmd_evaluate_report)
-    p = ev.add_parser("parity", help="cosine to dlib's descriptors on the shared reference chips")
-    p.add_argument(
-        "--model",
-        type=pathlib.Path,
-        nargs="+",
-        default=[MODELS_DIR / "dlib_resnet_v1_float32.tflite", DEFAULT_MODEL],
-    )
-    p.add_argument("--start", type=int, default=0, help="first reference row (200 = held out of calibration)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_cmd_evaluate_parity)
-
-    p = sub.add_parser("calibrate", help="workstation: threshold for a target FAR, into the model card")
-    _add_pairs_args(p)
-    p.add_argument("--far", type=float, default=1e-3, help="target false accept rate (default 1e-3)")
-    p.add_argument("--dry-run", action="store_true", help="print, do not write the card")
-    _add_pipeline_args(p)
-    p.set_defaults(func=_cmd_calibrate)
-
-    be = sub.add_parser("bench", help="print speed figures").add_subparsers(
-        dest="what", required=True, metavar="STAGE"
-    )
-    p = be.add_parser("encoder", help="median ms per face: models x threads x runtimes")
-    p.add_argument(
-        "--model",
-        type=pathlib.Path,
-        nargs="+",
-        default=[MODELS_DIR / "dlib_resnet_v1_float32.tflite", DEFAULT_MODEL],
-    )
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    p.add_argument(
-        "--runtime",
-        nargs="+",
-        choices=["ai-edge-litert", "tflite-runtime", "tensorflow"],
-        help="runtimes in this interpreter (default: the one the device would pick)",
-    )
-    p.add_argument(
-        "--python",
-        nargs="*",
-        default=[],
-        help="other Python interpreters to time in the same rounds (e.g. a tflite-runtime venv)",
-    )
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--runs", type=int, default=40, help="timed faces per configuration per round")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_cmd_bench_encoder)
-    p = be.add_parser(
-        "perception",
-        help="640x480 frame, one face: detect, refine, landmarks, align, total; refine off and on",
-    )
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--runs", type=int, default=30)
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_cmd_bench_perception)
-    p = be.add_parser("match", help="1:N identify latency and memory for growing galleries")
-    p.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000, 1_000_000])
-    p.add_argument("--runs", type=int, default=50)
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_cmd_bench_match)
-    p = be.add_parser("fleet", help="one authority, many simulated devices on mosquitto: convergence times")
-    p.add_argument("--people", type=int, default=10_000)
-    p.add_argument("--devices", type=int, default=100)
-    p.add_argument("--workers", type=int, default=2, help="processes the devices are spread over")
-    p.add_argument("--max-queued", type=int, default=0, help="mosquitto max_queued_messages (0: no cap)")
-    p.add_argument("--resync-s", type=float, default=30.0, help="devices re-fetch missing entries after")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_cmd_bench_fleet)
-    p = be.add_parser("daemon", help="frame-to-subscriber latency over MQTT; daemon memory over time")
-    p.add_argument("--tracks", type=int, default=200)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument(
-        "--rss-minutes", type=float, default=0.0, help="also run a daemon this long and sample its RSS"
-    )
-    p.add_argument("--idle-seconds", type=float, default=0.0, help="also measure CPU on a still, empty scene")
-    p.add_argument("--fps", type=float, default=10.0, help="frame rate for the RSS and idle runs")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_cmd_bench_daemon)
+    for name, (module, what) in GROUPS.items():
+        if module != load:
+            sub.add_parser(name, help=what, add_help=False)
+    if load is not None:
+        importlib.import_module(load).add_commands(sub)
     return parser
 
 
+def _command(argv: Sequence[str]) -> str | None:
+    """The command word: the first argument that is not an option or an option's value."""
+    takes_value = {"--gallery", "--model", "--threads"}
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in takes_value:
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    group = GROUPS.get(_command(argv) or "")
+    args = build_parser(group[0] if group else None).parse_args(argv)
+    _fill_defaults(args)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )

@@ -43,10 +43,10 @@ import secrets
 import time
 from typing import Any
 
-from edge.errors import FacegateError
-from edge.files import write_private_json
-from edge.gallery import NAME_PATTERN
-from edge.wire import Fields, PayloadError, check_correlation, check_reply_topic, parse_object
+from facegate.errors import FacegateError
+from facegate.files import write_private_json
+from facegate.gallery import NAME_PATTERN
+from facegate.wire import Fields, PayloadError, check_correlation, check_reply_topic, parse_object
 
 log = logging.getLogger(__name__)
 

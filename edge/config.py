@@ -20,8 +20,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from edge.errors import FacegateError
-from edge.modelcard import MODELS_DIR
+from facegate.errors import FacegateError
+from facegate.modelcard import MODELS_DIR
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # Topic prefixes: 1-8 levels of plain characters (no wildcards, no empty or odd levels).

@@ -2,7 +2,7 @@
 
 The loop, in one thread: frame -> (motion gate) -> detect/align -> encode ->
 identify -> track -> decide -> publish. MQTT runs in paho's own thread and
-never blocks the loop (``edge.mqtt``); commands arrive on a queue and are
+never blocks the loop (``facegate.mqtt``); commands arrive on a queue and are
 handled between frames, so the gallery is only touched from this thread.
 
 Signals: SIGTERM/SIGINT stop cleanly after publishing ``offline``; SIGHUP
@@ -27,23 +27,23 @@ from typing import Any
 
 import numpy as np
 
-from edge.commands import Authority, Command, CommandError, NonceStore
-from edge.config import Config, ConfigError, load_config
-from edge.decide import OperatingPoint, identify, verify
-from edge.encoder import Encoder
-from edge.enroll import Enroller, RefusedError, fingerprint, one_usable_face
-from edge.errors import FacegateError
-from edge.fleet import member_for
-from edge.gallery import Sample
-from edge.images import load_rgb
-from edge.livegallery import LiveGallery
-from edge.modelcard import MODELS_DIR, ModelCard
-from edge.mqtt import Link, Request
-from edge.notify import Notifier
-from edge.perception import Face, Gates, Perception
-from edge.ratelimit import Bucket, LogLimiter
-from edge.sources import Frame, FrameSource, open_source
-from edge.track import Decision, Observation, Tracker, TrackerConfig
+from facegate.commands import Authority, Command, CommandError, NonceStore
+from facegate.config import Config, ConfigError, load_config
+from facegate.decide import OperatingPoint, identify, verify
+from facegate.encoder import Encoder
+from facegate.enroll import Enroller, RefusedError, fingerprint, one_usable_face
+from facegate.errors import FacegateError
+from facegate.fleet import member_for
+from facegate.gallery import Sample
+from facegate.images import load_rgb
+from facegate.livegallery import LiveGallery
+from facegate.modelcard import MODELS_DIR, ModelCard
+from facegate.mqtt import Link, Request
+from facegate.notify import Notifier
+from facegate.perception import Face, Gates, Perception
+from facegate.ratelimit import Bucket, LogLimiter
+from facegate.sources import Frame, FrameSource, open_source
+from facegate.track import Decision, Observation, Tracker, TrackerConfig
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from edge.errors import FacegateError
-from edge.gallery import Templates
-from edge.modelcard import ModelCard
+from facegate.errors import FacegateError
+from facegate.gallery import Templates
+from facegate.modelcard import ModelCard
 
 
 def far_key(far: float) -> str:

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from edge.errors import InputError
-from edge.interpreter import load_interpreter
+from facegate.errors import InputError
+from facegate.interpreter import load_interpreter
 
 # Anchor layouts, from MediaPipe's face_detection_{short,full}_range_common.pbtxt.
 _ANCHORS = {

@@ -19,9 +19,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from edge.config import Config, load_config
-from edge.errors import FacegateError
-from edge.modelcard import MODELS_DIR
+from facegate.config import Config, load_config
+from facegate.errors import FacegateError
+from facegate.modelcard import MODELS_DIR
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 
@@ -54,9 +54,9 @@ def check_config(path: pathlib.Path) -> tuple[Check, Config | None]:
 
 
 def check_models(config: Config) -> Check:
-    from edge.decide import OperatingPoint
-    from edge.encoder import Encoder
-    from edge.perception import Perception
+    from facegate.decide import OperatingPoint
+    from facegate.encoder import Encoder
+    from facegate.perception import Perception
 
     try:
         encoder = Encoder(config["models"]["encoder"])
@@ -71,9 +71,9 @@ def check_models(config: Config) -> Check:
 
 
 def check_gallery(config: Config) -> Check:
-    from edge.encoder import Encoder
-    from edge.enroll import fingerprint
-    from edge.gallery import Gallery
+    from facegate.encoder import Encoder
+    from facegate.enroll import fingerprint
+    from facegate.gallery import Gallery
 
     path = pathlib.Path(config["gallery"]["path"])
     if not path.exists():
@@ -158,7 +158,7 @@ def check_permissions(config: Config) -> Check:
 def check_broker(config: Config, timeout: float = 5.0) -> Check:
     import paho.mqtt.client as mqtt
 
-    from edge.mqtt import client_for
+    from facegate.mqtt import client_for
 
     m = config["mqtt"]
     where = f"{m['host']}:{m['port']}"

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from edge.errors import InputError, ModelFileError
-from edge.interpreter import load_interpreter
-from edge.modelcard import ModelCard, card_path, load_card, sha256_file
+from facegate.errors import InputError, ModelFileError
+from facegate.interpreter import load_interpreter
+from facegate.modelcard import ModelCard, card_path, load_card, sha256_file
 
 
 def l2_normalise(vectors: np.ndarray, eps: float = 1e-12) -> np.ndarray:

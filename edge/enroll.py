@@ -16,12 +16,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from edge.encoder import Encoder
-from edge.errors import FacegateError, InputError
-from edge.gallery import Gallery, ModelFingerprint, Person, Sample, check_name
-from edge.images import IMAGE_SUFFIXES, load_rgb
-from edge.perception import Face, Perception
-from edge.progress import progress
+from facegate.encoder import Encoder
+from facegate.errors import FacegateError, InputError
+from facegate.gallery import Gallery, ModelFingerprint, Person, Sample, check_name
+from facegate.images import IMAGE_SUFFIXES, load_rgb
+from facegate.perception import Face, Perception
+from facegate.progress import progress
 
 
 class RefusedError(FacegateError):

@@ -6,7 +6,7 @@ import os
 import pathlib
 from typing import Any
 
-from edge.wire import dumps
+from facegate.wire import dumps
 
 
 def write_private(path: pathlib.Path, data: bytes, durable: bool = False) -> None:
@@ -28,5 +28,5 @@ def write_private(path: pathlib.Path, data: bytes, durable: bool = False) -> Non
 
 
 def write_private_json(path: pathlib.Path, doc: Any, durable: bool = False, **dump: Any) -> None:
-    """``doc`` as strict JSON (``edge.wire.dumps``), written as ``write_private`` does."""
+    """``doc`` as strict JSON (``facegate.wire.dumps``), written as ``write_private`` does."""
     write_private(path, dumps(doc, **dump).encode(), durable)

@@ -52,10 +52,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from edge.errors import FacegateError
-from edge.files import write_private_json
-from edge.gallery import NAME_PATTERN, Gallery
-from edge.wire import Fields, PayloadError, dumps, parse_object
+from facegate.errors import FacegateError
+from facegate.files import write_private_json
+from facegate.gallery import NAME_PATTERN, Gallery
+from facegate.wire import Fields, PayloadError, dumps, parse_object
 
 log = logging.getLogger(__name__)
 
@@ -764,7 +764,7 @@ class _Reports:
     """A short MQTT session that reads the fleet's retained device reports and manifest."""
 
     def __init__(self, config: Any, prefix: str) -> None:
-        from edge.mqtt import client_for
+        from facegate.mqtt import client_for
 
         self.topics = FleetTopics(prefix)
         self.devices: dict[str, dict[str, Any]] = {}
@@ -809,8 +809,8 @@ class _Reports:
 def publish(config: Any, full: bool = False, wait_s: float = 2.0) -> dict[str, Any]:
     """``facegate fleet publish``: the authority's gallery to the fleet, over the config's
     broker. Reads the devices' reports first, to clear tombstones they have all applied."""
-    from edge.encoder import Encoder
-    from edge.enroll import fingerprint
+    from facegate.encoder import Encoder
+    from facegate.enroll import fingerprint
 
     model = fingerprint(Encoder(config["models"]["encoder"]))
     gallery = Gallery.open(config["gallery"]["path"], model, create=False)

@@ -32,8 +32,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from edge.errors import FacegateError
-from edge.files import write_private_json
+from facegate.errors import FacegateError
+from facegate.files import write_private_json
 
 log = logging.getLogger(__name__)
 

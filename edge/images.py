@@ -8,7 +8,7 @@ from typing import IO, Union
 
 import numpy as np
 
-from edge.errors import InputError
+from facegate.errors import InputError
 
 Source = Union[str, "os.PathLike[str]", IO[bytes]]
 

@@ -13,7 +13,7 @@ import os
 import pathlib
 from typing import Any
 
-from edge.errors import FacegateError, ModelFileError
+from facegate.errors import FacegateError, ModelFileError
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import pathlib
 
 import numpy as np
 
-from edge.errors import InputError, ModelFileError
+from facegate.errors import InputError, ModelFileError
 
 _KEYS = ("initial_shape", "split_idx", "split_thresh", "leaves", "anchor_idx", "deltas")
 

@@ -20,8 +20,8 @@ import time
 
 import numpy as np
 
-from edge.errors import FacegateError
-from edge.gallery import Gallery, ModelFingerprint, Templates
+from facegate.errors import FacegateError
+from facegate.gallery import Gallery, ModelFingerprint, Templates
 
 log = logging.getLogger(__name__)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.resources
 import json
 import os
 import pathlib
@@ -15,14 +16,22 @@ from typing import Any
 
 import numpy as np
 
-from edge.errors import ModelFileError
+from facegate.errors import ModelFileError
 
 SCHEMA = 1
-# The shipped models: $FACEGATE_MODELS (set by the service unit the installer
-# writes), else models/ beside the package (a checkout or editable install).
-MODELS_DIR = pathlib.Path(
-    os.environ.get("FACEGATE_MODELS") or pathlib.Path(__file__).resolve().parent.parent / "models"
-)
+
+
+def _shipped_models() -> pathlib.Path:
+    """The models shipped inside the package (``facegate.models``, the repo's ``models/``),
+    wherever pip put it; ``$FACEGATE_MODELS`` overrides (a folder of your own models).
+    A wheel is installed unpacked, so the resource is a real folder the interpreter can open."""
+    override = os.environ.get("FACEGATE_MODELS")
+    if override:
+        return pathlib.Path(override)
+    return pathlib.Path(str(importlib.resources.files("facegate.models")))
+
+
+MODELS_DIR = _shipped_models()
 _REQUIRED = ("schema", "name", "input", "alignment", "embedding", "distance", "sha256", "source")
 
 

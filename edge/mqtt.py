@@ -11,11 +11,11 @@ Topic tree, under ``{prefix}/{device}/`` (every payload is JSON with a
 - ``state`` retained summary for dashboards.
 - ``command/{name}`` requests; replies go to the MQTT 5 response topic with
   the request's correlation data, else to ``reply_to`` in the payload, when
-  that topic passes ``edge.wire.check_reply_topic`` (``reply`` or a plain
+  that topic passes ``facegate.wire.check_reply_topic`` (``reply`` or a plain
   topic under ``reply/``); otherwise to ``reply``.
 
 Nothing a message carries can stop this link: every callback runs behind
-``edge.wire.guarded`` (an exception is logged, counted in ``errors`` and
+``facegate.wire.guarded`` (an exception is logged, counted in ``errors`` and
 dropped), requests wait on a bounded queue (a flood is dropped and counted,
 never queued without end), and with MQTT 5 the broker is told the largest
 packet this client takes (``mqtt.max_payload``), so it never sends a larger one.
@@ -47,13 +47,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edge import __version__
-from edge.config import Config
-from edge.files import write_private
-from edge.wire import PayloadError, check_correlation, check_reply_topic, dumps, guarded
+from facegate import __version__
+from facegate.config import Config
+from facegate.files import write_private
+from facegate.wire import PayloadError, check_correlation, check_reply_topic, dumps, guarded
 
 if TYPE_CHECKING:
-    from edge.fleet import FleetMember
+    from facegate.fleet import FleetMember
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ class Topics:
 class Request:
     """A command as received, unchecked: its topic, raw payload, whether the broker held it
     retained, and the MQTT 5 response topic and correlation data as they came (each
-    checked by ``edge.commands.Authority`` before use)."""
+    checked by ``facegate.commands.Authority`` before use)."""
 
     topic: str
     payload: bytes

@@ -15,11 +15,11 @@ import time
 
 import numpy as np
 
-from edge.align import chip_transform, extract_chip
-from edge.detect import Detection, FaceDetector
-from edge.errors import InputError
-from edge.landmarks import ShapePredictor, to_grey
-from edge.modelcard import MODELS_DIR, load_card
+from facegate.align import chip_transform, extract_chip
+from facegate.detect import Detection, FaceDetector
+from facegate.errors import InputError
+from facegate.landmarks import ShapePredictor, to_grey
+from facegate.modelcard import MODELS_DIR, load_card
 
 # Refusal reasons, counted in ``Perception.rejected``.
 TOO_SMALL = "too_small"

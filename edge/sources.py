@@ -8,7 +8,7 @@
 - ``opencv``: a V4L2/USB index or an RTSP URL, where OpenCV is installed;
 - ``ArraySource``: frames already in memory (tests, the demo).
 
-A source's frames carry their layout; ``edge.perception.to_rgb`` reads it.
+A source's frames carry their layout; ``facegate.perception.to_rgb`` reads it.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from edge.config import Config
-from edge.errors import FacegateError, InputError
-from edge.images import IMAGE_SUFFIXES, load_rgb
+from facegate.config import Config
+from facegate.errors import FacegateError, InputError
+from facegate.images import IMAGE_SUFFIXES, load_rgb
 
 # picamera2 format -> memory layout of the array it returns
 PICAMERA2_LAYOUTS = {"XBGR8888": "RGBX", "XRGB8888": "BGRX", "RGB888": "BGR", "BGR888": "RGB"}

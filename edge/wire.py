@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from edge.errors import FacegateError
+from facegate.errors import FacegateError
 
 log = logging.getLogger(__name__)
 

@@ -116,16 +116,7 @@ else
   say "staged: skipping the venv (it would be $PREFIX/venv with --system-site-packages)"
 fi
 
-# 4. Models (the device needs the int8 encoder, the detectors and landmarks).
-run mkdir -p "$DESTDIR$PREFIX/models/LICENSES"
-for f in dlib_resnet_v1_int8.tflite dlib_resnet_v1_int8.json dlib_resnet_v1.provenance.json \
-         face_detection_short_range.tflite face_detection_short_range.json \
-         face_detection_full_range.tflite face_detection_full_range.json \
-         dlib_landmarks5.npz dlib_landmarks5.json perception.provenance.json; do
-  run install -m 0644 "$SRC/models/$f" "$DESTDIR$PREFIX/models/$f"
-  record "$PREFIX/models/$f" 0644 root:root
-done
-run cp -r "$SRC/models/LICENSES/." "$DESTDIR$PREFIX/models/LICENSES/"
+# 4. Models: inside the package (facegate.models), installed with it into the venv.
 run install -m 0644 "$SRC/docs/RASPBERRY_PI.md" "$DESTDIR$PREFIX/share/RASPBERRY_PI.md"
 
 # 5. Config (never overwritten) and state.
@@ -135,16 +126,13 @@ if [ -e "$DESTDIR$CONF_DIR/config.yaml" ]; then
   say "keeping existing $CONF_DIR/config.yaml"
 else
   run install -m 0640 "$SRC/docs/config.example.yaml" "$DESTDIR$CONF_DIR/config.yaml"
-  run sed -i "s|^  # encoder: .*|  encoder: $PREFIX/models/dlib_resnet_v1_int8.tflite|" "$DESTDIR$CONF_DIR/config.yaml"
 fi
 record "$CONF_DIR/config.yaml" 0640 "root:$USER_NAME"
 record "$STATE_DIR" 0700 "$USER_NAME:$USER_NAME"
 
-# 6. The unit: the models' folder is passed in the environment.
+# 6. The unit.
 run mkdir -p "$DESTDIR$UNIT_DIR"
 run install -m 0644 "$SRC/systemd/facegate.service" "$DESTDIR$UNIT_DIR/facegate.service"
-run sed -i "s|^Environment=PYTHONUNBUFFERED=1|Environment=PYTHONUNBUFFERED=1 FACEGATE_MODELS=$PREFIX/models|" \
-  "$DESTDIR$UNIT_DIR/facegate.service"
 record "$UNIT_DIR/facegate.service" 0644 root:root
 system systemctl daemon-reload
 system systemctl enable facegate.service

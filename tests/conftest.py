@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from convert.reference import shared_root
+from facegate.convert.reference import shared_root
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
@@ -40,8 +40,8 @@ def dat_path() -> pathlib.Path:
 @pytest.fixture(scope="session")
 def reference_subset(lfw_root: pathlib.Path) -> dict[str, np.ndarray]:
     """Held-out dlib reference rows (fixture) with their chips cut from lfw-dev."""
-    from edge.align import align_face
-    from edge.images import load_rgb
+    from facegate.align import align_face
+    from facegate.images import load_rgb
 
     with np.load(FIXTURES / "dlib_reference_subset.npz") as data:
         fixture = {key: data[key] for key in data.files}

@@ -33,13 +33,13 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from PIL import Image
 
-from edge.commands import sign
-from edge.demo import PHOTOS, scene
-from edge.encoder import Encoder
-from edge.enroll import Enroller, fingerprint
-from edge.fleet import HmacKey, encode_vectors, sign_message
-from edge.gallery import Gallery
-from edge.perception import Perception
+from facegate.commands import sign
+from facegate.demo import PHOTOS, scene
+from facegate.encoder import Encoder
+from facegate.enroll import Enroller, fingerprint
+from facegate.fleet import HmacKey, encode_vectors, sign_message
+from facegate.gallery import Gallery
+from facegate.perception import Perception
 from tests.conftest import INT8_MODEL, ROBUSTNESS, ROOT
 from tests.mqtt_support import Broker, Subscriber
 
@@ -129,7 +129,7 @@ class Door:
     def start(self) -> None:
         self.watch.messages.clear()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "edge", "run", "--config", str(self.config)],
+            [sys.executable, "-m", "facegate", "run", "--config", str(self.config)],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=open(self.log, "a"),  # noqa: SIM115 - the child holds it
@@ -482,8 +482,8 @@ def test_full_disk_read_only_outbox_and_a_gallery_replaced_under_it(
     """The outbox on a file system that fills up, then made read-only; the gallery file
     rewritten with garbage in place, then replaced by another (valid) gallery: the daemon keeps
     deciding and publishing, says what is wrong in ``state``, and loses nothing committed."""
-    from edge.daemon import Daemon
-    from edge.sources import ArraySource
+    from facegate.daemon import Daemon
+    from facegate.sources import ArraySource
     from tests.test_daemon import _config, running
 
     sample = Enroller(Perception(), Encoder(INT8_MODEL)).sample(PHOTOS / "obama.jpg")
@@ -569,8 +569,8 @@ def test_a_removal_removes_on_every_path(broker: Broker, tmp_path: pathlib.Path)
     """Removed from the CLI, by MQTT, and by the fleet: the embedding's bytes (and a kept image)
     are gone from the gallery file and its WAL. A person the fleet gave is not removable
     locally: the command says who owns it."""
-    from edge.daemon import Daemon
-    from edge.sources import ArraySource
+    from facegate.daemon import Daemon
+    from facegate.sources import ArraySource
     from tests.test_daemon import _config, running
 
     enroller = Enroller(Perception(), Encoder(INT8_MODEL))
@@ -592,7 +592,7 @@ def test_a_removal_removes_on_every_path(broker: Broker, tmp_path: pathlib.Path)
         gallery.add("cli_person", [kept])
     assert _in_files(path, _vector_bytes(biden)) and _in_files(path, image[1000:1064])
     subprocess.run(
-        [sys.executable, "-m", "edge", "gallery", "remove", "cli_person", "--gallery", str(path)],
+        [sys.executable, "-m", "facegate", "gallery", "remove", "cli_person", "--gallery", str(path)],
         cwd=ROOT,
         check=True,
         capture_output=True,
@@ -648,8 +648,8 @@ def test_a_removal_removes_on_every_path(broker: Broker, tmp_path: pathlib.Path)
 
 def test_the_one_boundary_refuses_what_strict_parsers_refuse() -> None:
     """Everything facegate publishes parses in a strict parser: no NaN or Infinity out."""
-    from edge.decide import Identification
-    from edge.wire import dumps
+    from facegate.decide import Identification
+    from facegate.wire import dumps
 
     lonely = Identification("a", 0.1, "a", None, float("inf"), 0.9, 0.4, 1e-3)
     text = dumps(lonely.as_dict())

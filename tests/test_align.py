@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from convert.reference import load_reference
-from edge.align import Similarity, align_face, extract_chip, similarity_transform, template_points
-from edge.errors import InputError
-from edge.images import load_rgb
+from facegate.align import Similarity, align_face, extract_chip, similarity_transform, template_points
+from facegate.convert.reference import load_reference
+from facegate.errors import InputError
+from facegate.images import load_rgb
 from tests.conftest import shared_path
 
 

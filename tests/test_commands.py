@@ -9,7 +9,7 @@ import pathlib
 
 import pytest
 
-from edge.commands import Authority, CommandError, NonceStore, sign
+from facegate.commands import Authority, CommandError, NonceStore, sign
 
 SECRET = b"0123456789abcdef-secret"
 NOW = 1_800_000_000.0

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from edge.config import DEFAULTS, ConfigError, load_config, validate
-from edge.mqtt import Link, Request
+from facegate.config import DEFAULTS, ConfigError, load_config, validate
+from facegate.mqtt import Link, Request
 
 
 def _write(tmp_path: pathlib.Path, text: str) -> pathlib.Path:
@@ -110,7 +110,7 @@ def test_the_documented_example_is_valid_and_complete() -> None:
 
     import yaml
 
-    from edge.config import SCHEMA
+    from facegate.config import SCHEMA
     from tests.conftest import ROOT
 
     path = ROOT / "docs" / "config.example.yaml"
@@ -131,9 +131,9 @@ def test_the_documented_example_is_valid_and_complete() -> None:
 def test_refinement_setting_reaches_the_pipeline() -> None:
     import numpy as np
 
-    from edge.daemon import _perception
-    from edge.detect import Detection
-    from edge.encoder import Encoder
+    from facegate.daemon import _perception
+    from facegate.detect import Detection
+    from facegate.encoder import Encoder
     from tests.conftest import INT8_MODEL
 
     card = Encoder(INT8_MODEL).card

@@ -7,8 +7,8 @@ import pathlib
 
 import pytest
 
-from convert.quantize import CALIBRATION_KEYS
-from edge.modelcard import sha256_file
+from facegate.convert.quantize import CALIBRATION_KEYS
+from facegate.modelcard import sha256_file
 from tests.conftest import FLOAT_MODEL, INT8_MODEL, shared_path
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_tf]
@@ -24,7 +24,7 @@ def test_convert_dlib_is_reproducible(dat_path: pathlib.Path, tmp_path: pathlib.
             f"models were built with TensorFlow {built_with}, this is {tf.__version__}: "
             "converter output is only reproducible with the same version"
         )
-    from convert.dlib_convert import convert_dlib
+    from facegate.convert.dlib_convert import convert_dlib
 
     convert_dlib(dat_path, tmp_path, calibration=card["conversion"]["calibration_chips"])
     for model in (FLOAT_MODEL, INT8_MODEL):

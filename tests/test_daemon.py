@@ -24,16 +24,16 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from PIL import Image
 
-from edge.commands import sign
-from edge.config import validate
-from edge.daemon import Daemon
-from edge.demo import PHOTOS, scene
-from edge.encoder import Encoder
-from edge.enroll import Enroller, fingerprint
-from edge.errors import FacegateError
-from edge.gallery import Gallery
-from edge.perception import Perception
-from edge.sources import ArraySource
+from facegate.commands import sign
+from facegate.config import validate
+from facegate.daemon import Daemon
+from facegate.demo import PHOTOS, scene
+from facegate.encoder import Encoder
+from facegate.enroll import Enroller, fingerprint
+from facegate.errors import FacegateError
+from facegate.gallery import Gallery
+from facegate.perception import Perception
+from facegate.sources import ArraySource
 from tests.conftest import INT8_MODEL, ROBUSTNESS, ROOT
 from tests.mqtt_support import Broker, FeedSource, Proxy, Subscriber
 
@@ -350,7 +350,7 @@ def _daemon_process(
         )
     )
     return subprocess.Popen(
-        [sys.executable, "-m", "edge", "run", "--config", str(tmp / "config.yaml")],
+        [sys.executable, "-m", "facegate", "run", "--config", str(tmp / "config.yaml")],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=open(tmp / "daemon.log", "a"),
@@ -428,11 +428,11 @@ def test_check_config_command(tmp_path: pathlib.Path) -> None:
     bad.write_text("camera:\n  sourse: folder\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     ok = subprocess.run(
-        [sys.executable, "-m", "edge", "check-config", str(good)], capture_output=True, text=True, env=env
+        [sys.executable, "-m", "facegate", "check-config", str(good)], capture_output=True, text=True, env=env
     )
     assert ok.returncode == 0 and "OK" in ok.stdout
     no = subprocess.run(
-        [sys.executable, "-m", "edge", "check-config", str(bad)], capture_output=True, text=True, env=env
+        [sys.executable, "-m", "facegate", "check-config", str(bad)], capture_output=True, text=True, env=env
     )
     assert no.returncode == 2 and f"{bad}: camera.sourse: unknown key" in no.stderr
 
@@ -534,7 +534,7 @@ def test_tls_broker_certificate_is_checked(
             )
             daemon = Daemon(config, ArraySource([np.full((480, 640, 3), 96, np.uint8)], loop=True))
             caplog.clear()
-            with caplog.at_level("ERROR", logger="edge.mqtt"), running(daemon):
+            with caplog.at_level("ERROR", logger="facegate.mqtt"), running(daemon):
                 connected = daemon.link.connected.wait(5 if should_connect else 3)
             assert connected is should_connect, f"CA {ca.name}"
             if not should_connect:  # the log names the cause, not only "Client is not connected"
@@ -551,7 +551,7 @@ def test_tls_broker_certificate_is_checked(
         assert config.warnings and "NOT checked" in config.warnings[0]
         caplog.clear()
         daemon = Daemon(config, ArraySource([np.full((480, 640, 3), 96, np.uint8)], loop=True))
-        with caplog.at_level("WARNING", logger="edge.mqtt"), running(daemon):
+        with caplog.at_level("WARNING", logger="facegate.mqtt"), running(daemon):
             daemon.link.connected.wait(5)
         assert any("tls_insecure" in r.getMessage() for r in caplog.records)
     finally:
@@ -591,7 +591,7 @@ def test_home_assistant_discovery_is_resent_when_it_comes_online(
 def test_sighup_reload_applies_decision_settings_only(
     broker: Broker, tmp_path: pathlib.Path, frames: dict[str, np.ndarray], obama_sample: Any
 ) -> None:
-    from edge.config import load_config
+    from facegate.config import load_config
 
     _config(tmp_path, broker.port, obama_sample)
     path = tmp_path / "config.yaml"

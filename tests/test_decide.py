@@ -7,15 +7,15 @@ import math
 import numpy as np
 import pytest
 
-from convert.evaluate import operating_point, parse_folds
-from convert.head import abs_diff, chi_square, compare, fit_logistic, fit_score, logistic_score
-from convert.metrics import wilson_interval
-from edge.decide import OperatingPoint, identify, verify
-from edge.encoder import Encoder
-from edge.errors import FacegateError
-from edge.gallery import Templates
-from edge.modelcard import load_card
-from edge.track import Observation, Tracker, TrackerConfig, iou
+from facegate.convert.evaluate import operating_point, parse_folds
+from facegate.convert.head import abs_diff, chi_square, compare, fit_logistic, fit_score, logistic_score
+from facegate.convert.metrics import wilson_interval
+from facegate.decide import OperatingPoint, identify, verify
+from facegate.encoder import Encoder
+from facegate.errors import FacegateError
+from facegate.gallery import Templates
+from facegate.modelcard import load_card
+from facegate.track import Observation, Tracker, TrackerConfig, iou
 from tests.conftest import INT8_MODEL
 
 OP = OperatingPoint(1e-3, 0.4, score_a=20.0, score_b=-50.0)

@@ -7,9 +7,9 @@ import pathlib
 import numpy as np
 import pytest
 
-from convert.dlib_dat import read_dlib_net
-from convert.dlib_keras import reference_forward, split_blocks
-from edge.errors import ModelFileError
+from facegate.convert.dlib_dat import read_dlib_net
+from facegate.convert.dlib_keras import reference_forward, split_blocks
+from facegate.errors import ModelFileError
 
 
 def test_reads_dlib_face_resnet(dat_path: pathlib.Path) -> None:

@@ -9,10 +9,10 @@ import shutil
 import numpy as np
 import pytest
 
-from edge.encoder import Encoder
-from edge.errors import InputError, ModelFileError
-from edge.interpreter import load_interpreter
-from edge.modelcard import load_card, sha256_file
+from facegate.encoder import Encoder
+from facegate.errors import InputError, ModelFileError
+from facegate.interpreter import load_interpreter
+from facegate.modelcard import load_card, sha256_file
 from tests.conftest import FLOAT_MODEL, INT8_MODEL
 
 

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from convert.evaluate import parse_pairs
-from edge.errors import FacegateError
+from facegate.convert.evaluate import parse_pairs
+from facegate.errors import FacegateError
 from tests.conftest import INT8_MODEL, ROOT
 
 
@@ -61,7 +61,7 @@ def test_cli_evaluate_pairs_json(lfw_root: pathlib.Path, tmp_path: pathlib.Path)
         [
             sys.executable,
             "-m",
-            "edge.cli",
+            "facegate.cli",
             "evaluate",
             "pairs",
             "--root",
@@ -94,7 +94,7 @@ def test_cli_reports_a_missing_pairs_file(tmp_path: pathlib.Path) -> None:
         [
             sys.executable,
             "-m",
-            "edge.cli",
+            "facegate.cli",
             "evaluate",
             "pairs",
             "--root",

@@ -20,13 +20,13 @@ from PIL import Image
 
 pytest.importorskip("cryptography", reason="the fleet extra (cryptography) is not installed")
 
-from edge import fleet
-from edge.config import validate
-from edge.demo import PHOTOS
-from edge.encoder import Encoder
-from edge.enroll import Enroller, fingerprint
-from edge.gallery import Gallery, ModelFingerprint, Sample
-from edge.perception import Perception
+from facegate import fleet
+from facegate.config import validate
+from facegate.demo import PHOTOS
+from facegate.encoder import Encoder
+from facegate.enroll import Enroller, fingerprint
+from facegate.gallery import Gallery, ModelFingerprint, Sample
+from facegate.perception import Perception
 from tests.conftest import INT8_MODEL, ROBUSTNESS, ROOT
 from tests.mqtt_support import Broker, Subscriber
 
@@ -101,7 +101,7 @@ def test_forged_moved_and_replayed_entries_are_refused(
     authority.published()
     device = _device(tmp_path, keys)
     assert _apply(device, old + new) == ["applied"] * 5
-    caplog.set_level(logging.WARNING, "edge.fleet")
+    caplog.set_level(logging.WARNING, "facegate.fleet")
 
     # replayed: the older, validly signed alice entry
     assert device.handle(*old[0]) == "refused: older version"
@@ -134,7 +134,7 @@ def test_an_entry_from_another_model_is_refused_with_a_clear_log_line(
 ) -> None:
     other = ModelFingerprint("b" * 64, "other-model", 8)
     device = _device(tmp_path, keys, model=other)
-    caplog.set_level(logging.WARNING, "edge.fleet")
+    caplog.set_level(logging.WARNING, "facegate.fleet")
     assert _apply(device, authority.plan())[:2] == ["refused: other model"] * 2
     assert "alice v1 was made by model aaaaaaaaaaaa, this device runs bbbbbbbbbbbb" in caplog.text
     assert not device.status()["converged"] and device.status()["people"] == 0
@@ -196,7 +196,7 @@ def test_hmac_fleet(tmp_path: pathlib.Path) -> None:
 
 
 def test_fleet_config_checks(tmp_path: pathlib.Path) -> None:
-    from edge.config import ConfigError
+    from facegate.config import ConfigError
 
     with pytest.raises(ConfigError, match=r"mqtt\.tls"):
         validate({"mqtt": {"host": "broker.example"}, "fleet": {"enabled": True, "public_key_file": "k"}})
@@ -247,7 +247,7 @@ def _start_device(tmp: pathlib.Path, name: str, port: int, keys: Keys) -> subpro
         )
     )
     return subprocess.Popen(
-        [sys.executable, "-m", "edge", "run", "--config", str(config)],
+        [sys.executable, "-m", "facegate", "run", "--config", str(config)],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=open(tmp / f"{name}.log", "a"),

@@ -15,13 +15,20 @@ import time
 import numpy as np
 import pytest
 
-from edge.decide import OperatingPoint, identify, verify
-from edge.demo import PHOTOS
-from edge.encoder import Encoder
-from edge.enroll import Enroller, RefusedError, fingerprint, rebuild
-from edge.errors import FacegateError
-from edge.gallery import APPLICATION_ID, Gallery, GalleryError, ModelFingerprint, ModelMismatchError, Sample
-from edge.perception import Perception
+from facegate.decide import OperatingPoint, identify, verify
+from facegate.demo import PHOTOS
+from facegate.encoder import Encoder
+from facegate.enroll import Enroller, RefusedError, fingerprint, rebuild
+from facegate.errors import FacegateError
+from facegate.gallery import (
+    APPLICATION_ID,
+    Gallery,
+    GalleryError,
+    ModelFingerprint,
+    ModelMismatchError,
+    Sample,
+)
+from facegate.perception import Perception
 from tests.conftest import FLOAT_MODEL, INT8_MODEL, ROOT, shared_path
 
 
@@ -267,7 +274,7 @@ def test_kill_9_mid_enrollment_keeps_every_committed_person(tmp_path: pathlib.Pa
         (folder / "a.jpg").symlink_to(PHOTOS / photos[i % 4])
     gallery_path = tmp_path / "g.db"
     child = subprocess.Popen(
-        [sys.executable, "-m", "edge", "enroll", "--dir", str(people), "--gallery", str(gallery_path)],
+        [sys.executable, "-m", "facegate", "enroll", "--dir", str(people), "--gallery", str(gallery_path)],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

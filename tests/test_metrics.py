@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from convert.metrics import best_threshold, rates, tar_at_far, ten_fold, threshold_at_far
+from facegate.convert.metrics import best_threshold, rates, tar_at_far, ten_fold, threshold_at_far
 
 
 def test_best_threshold_separates_separable_pairs() -> None:

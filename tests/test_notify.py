@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge.notify import Notifier
+from facegate.notify import Notifier
 from tests.mqtt_support import Broker, FeedSource
 from tests.test_daemon import _config, frames, obama_sample, running  # noqa: F401 (fixtures)
 
@@ -76,7 +76,7 @@ def test_daemon_is_ready_pings_and_stops_pinging_when_the_loop_hangs(
     frames: dict[str, np.ndarray],  # noqa: F811
     obama_sample: Any,  # noqa: F811
 ) -> None:
-    from edge.daemon import Daemon
+    from facegate.daemon import Daemon
 
     listener = Listener(tmp_path / "notify")
     notifier = Notifier({"NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "200000"})

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from edge.demo import PHOTOS, scene
-from edge.detect import Detection, FaceDetector, ssd_anchors
-from edge.encoder import Encoder
-from edge.errors import InputError
-from edge.images import load_rgb
-from edge.landmarks import ShapePredictor, to_grey
-from edge.perception import MODELS_DIR, TOO_BLURRED, Perception, to_rgb
+from facegate.demo import PHOTOS, scene
+from facegate.detect import Detection, FaceDetector, ssd_anchors
+from facegate.encoder import Encoder
+from facegate.errors import InputError
+from facegate.images import load_rgb
+from facegate.landmarks import ShapePredictor, to_grey
+from facegate.perception import MODELS_DIR, TOO_BLURRED, Perception, to_rgb
 from tests.conftest import INT8_MODEL, shared_path
 
 FULL = MODELS_DIR / "face_detection_full_range.tflite"

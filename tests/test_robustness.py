@@ -19,10 +19,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge.commands import KNOWN, Authority, CommandError, sign
-from edge.config import SCHEMA, ConfigError, validate
-from edge.errors import FacegateError
-from edge.gallery import Gallery, GalleryError, ModelFingerprint, Sample
+from facegate.commands import KNOWN, Authority, CommandError, sign
+from facegate.config import SCHEMA, ConfigError, validate
+from facegate.errors import FacegateError
+from facegate.gallery import Gallery, GalleryError, ModelFingerprint, Sample
 
 SECRET = b"fuzzing-secret-0123456789"
 FINGERPRINT = ModelFingerprint("a" * 64, "fuzz", 8)
@@ -98,7 +98,7 @@ def test_fuzzed_configs_never_crash(raw: Any) -> None:
 @settings(max_examples=200, derandomize=True, deadline=None)
 @given(text=st.text(max_size=200))
 def test_fuzzed_yaml_text(tmp_path_factory: pytest.TempPathFactory, text: str) -> None:
-    from edge.config import load_config
+    from facegate.config import load_config
 
     _count("yaml texts")
     path = tmp_path_factory.mktemp("yaml") / "config.yaml"
@@ -146,7 +146,7 @@ def test_gallery_files_that_are_not_galleries(tmp_path: pathlib.Path, content: b
     ids=lambda c: f"{len(c)}B",
 )
 def test_model_files_that_are_not_models(tmp_path: pathlib.Path, content: bytes) -> None:
-    from edge.encoder import Encoder
+    from facegate.encoder import Encoder
     from tests.conftest import INT8_MODEL
 
     model = tmp_path / INT8_MODEL.name
@@ -159,7 +159,7 @@ def test_model_files_that_are_not_models(tmp_path: pathlib.Path, content: bytes)
 
 
 def test_config_yaml_shapes(tmp_path: pathlib.Path) -> None:
-    from edge.config import load_config
+    from facegate.config import load_config
 
     for text in ("", "---\n", "camera:\n", yaml.safe_dump({"mqtt": {"port": "1883"}}), "\t\tbad"):
         path = tmp_path / "c.yaml"
@@ -173,7 +173,7 @@ def test_config_yaml_shapes(tmp_path: pathlib.Path) -> None:
 def test_truncated_gallery_model_and_card(tmp_path: pathlib.Path) -> None:
     """Real files cut short, as a crash or a full SD card leaves them: each is refused by name,
     and left as it was."""
-    from edge.encoder import Encoder
+    from facegate.encoder import Encoder
     from tests.conftest import INT8_MODEL
 
     gallery_path = tmp_path / "g.db"
@@ -202,7 +202,7 @@ def test_truncated_gallery_model_and_card(tmp_path: pathlib.Path) -> None:
     "content", [b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR", b"\xff\xfe\xfa bad utf-8", b"device: {id: [unclosed"]
 )
 def test_config_files_that_are_not_configs(tmp_path: pathlib.Path, content: bytes) -> None:
-    from edge.config import load_config
+    from facegate.config import load_config
 
     path = tmp_path / "c.yaml"
     path.write_bytes(content)

@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
-from edge.config import load_config
-from edge.doctor import FAIL, OK, check_broker, check_config, run_doctor
+from facegate.config import load_config
+from facegate.doctor import FAIL, OK, check_broker, check_config, run_doctor
 from tests.conftest import ROOT
 
 UNIT = ROOT / "systemd" / "facegate.service"
@@ -132,16 +132,14 @@ def test_installer_in_destdir_mode(tmp_path: pathlib.Path) -> None:
     assert manifest["/var/lib/facegate"] == ("0700", "facegate:facegate")
     assert manifest["/etc/facegate/config.yaml"] == ("0640", "root:facegate")
     assert manifest["/etc/systemd/system/facegate.service"] == ("0644", "root:root")
-    assert manifest["/opt/facegate/models/dlib_resnet_v1_int8.tflite"] == ("0644", "root:root")
     for path, (mode, _owner) in manifest.items():
         assert stat.S_IMODE((stage / path.lstrip("/")).stat().st_mode) == int(mode, 8), path
-    assert not (
-        stage / "opt/facegate/models/dlib_resnet_v1_float32.tflite"
-    ).exists()  # the device needs int8 only
+    # the models come inside the package (the venv): nothing copied beside it, no path to set
+    assert not (stage / "opt/facegate/models").exists()
     unit = (stage / "etc/systemd/system/facegate.service").read_text()
-    assert "FACEGATE_MODELS=/opt/facegate/models" in unit
+    assert "FACEGATE_MODELS" not in unit
     config = load_config(stage / "etc/facegate/config.yaml")  # the installed config is valid
-    assert config["models"]["encoder"] == "/opt/facegate/models/dlib_resnet_v1_int8.tflite"
+    assert config["models"]["encoder"].endswith("dlib_resnet_v1_int8.tflite")
     assert "staged, skipped: systemctl daemon-reload" in result.stdout  # the system itself is not touched
 
 
@@ -193,11 +191,11 @@ def test_doctor_reports_and_fails_on_a_dead_broker(tmp_path: pathlib.Path) -> No
 
 
 def test_doctor_passes_with_a_broker_and_a_gallery(tmp_path: pathlib.Path) -> None:
-    from edge.demo import PHOTOS
-    from edge.encoder import Encoder
-    from edge.enroll import Enroller, fingerprint
-    from edge.gallery import Gallery
-    from edge.perception import Perception
+    from facegate.demo import PHOTOS
+    from facegate.encoder import Encoder
+    from facegate.enroll import Enroller, fingerprint
+    from facegate.gallery import Gallery
+    from facegate.perception import Perception
     from tests.conftest import INT8_MODEL
     from tests.mqtt_support import Broker
 

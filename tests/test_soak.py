@@ -4,7 +4,7 @@ and going in front of the camera (2 s a face, 1 s nobody), its RSS sampled as it
 The stated bound: after the first sample, resident memory grows by at most
 ``BOUND_MB``. The default run soaks for 30 s; the soak mode for as long as
 ``FACEGATE_SOAK_MINUTES`` says (``FACEGATE_SOAK_MINUTES=60 pytest -m soak -s``). The broker
-is mosquitto where installed, else facegate's embedded one (``edge.demo.start_broker``).
+is mosquitto where installed, else amqtt (``facegate.demo.broker.start_broker``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from edge.bench import bench_daemon_rss
+from facegate.bench.device import bench_daemon_rss
 from tests.conftest import ROBUSTNESS
 
 BOUND_MB = 10.0

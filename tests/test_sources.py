@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edge.config import validate
-from edge.errors import FacegateError, InputError
-from edge.perception import to_rgb
-from edge.sources import FolderSource, Picamera2Source, VideoSource, open_source
+from facegate.config import validate
+from facegate.errors import FacegateError, InputError
+from facegate.perception import to_rgb
+from facegate.sources import FolderSource, Picamera2Source, VideoSource, open_source
 
 
 def _gradient(i: int) -> np.ndarray:

@@ -12,8 +12,8 @@ import pytest
 pytestmark = pytest.mark.needs_tf
 tf = pytest.importorskip("tensorflow", reason="the convert extra (TensorFlow) is not installed")
 
-from convert.facebank import FaceBank  # noqa: E402
-from convert.train import (  # noqa: E402
+from facegate.convert.facebank import FaceBank  # noqa: E402
+from facegate.convert.train import (  # noqa: E402
     TrainConfig,
     augment,
     build_student,
@@ -22,7 +22,7 @@ from convert.train import (  # noqa: E402
     train,
     triplet_loss,
 )
-from edge.errors import FacegateError  # noqa: E402
+from facegate.errors import FacegateError  # noqa: E402
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -154,8 +154,8 @@ def test_training_is_seeded_and_resumes(tmp_path: pathlib.Path) -> None:
 def test_export_runs_on_the_device_encoder(
     tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from convert.train import export_student
-    from edge.encoder import Encoder
+    from facegate.convert.train import export_student
+    from facegate.encoder import Encoder
 
     config = TrainConfig(
         mode="triplet",

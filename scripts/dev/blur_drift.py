@@ -1,7 +1,7 @@
 """DEV: how blur moves the embedding, and where the sharpness gate sits.
 
 For 200 lfw-dev reference chips (dlib's landmarks, our warp): Gaussian blur
-of growing radius, the chip's sharpness (``edge.perception.sharpness``) and
+of growing radius, the chip's sharpness (``facegate.perception.sharpness``) and
 the distance of its embedding to the sharp chip's (the FAR 1e-3 threshold
 is ~0.38, so a drift near it makes a face unrecognisable).
 
@@ -13,13 +13,13 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageFilter
 
-from convert.reference import load_reference, shared_root
-from edge.align import align_face
-from edge.encoder import Encoder
-from edge.images import load_rgb
-from edge.landmarks import to_grey
-from edge.modelcard import MODELS_DIR
-from edge.perception import sharpness
+from facegate.align import align_face
+from facegate.convert.reference import load_reference, shared_root
+from facegate.encoder import Encoder
+from facegate.images import load_rgb
+from facegate.landmarks import to_grey
+from facegate.modelcard import MODELS_DIR
+from facegate.perception import sharpness
 
 
 def main() -> None:

@@ -68,8 +68,8 @@ def _within(point: np.ndarray, box: np.ndarray) -> bool:
 def gather(out: pathlib.Path, roots: list[pathlib.Path]) -> None:
     import face_recognition.api as api
 
-    from edge.images import IMAGE_SUFFIXES, load_rgb
-    from edge.perception import Perception
+    from facegate.images import IMAGE_SUFFIXES, load_rgb
+    from facegate.perception import Perception
 
     perception = Perception()
     rows: dict[str, list[Any]] = {k: [] for k in ("path", "box", "keypoints", "score", "hog", "dlib5")}
@@ -132,9 +132,9 @@ def landmarks(root: pathlib.Path, gathered: pathlib.Path, maps: list[pathlib.Pat
     """Mean distance from facegate's 5 points to dlib's, in units of the eye-to-eye distance."""
     from PIL import Image
 
-    from edge.detect import Detection
-    from edge.images import load_rgb
-    from edge.perception import Perception
+    from facegate.detect import Detection
+    from facegate.images import load_rgb
+    from facegate.perception import Perception
 
     data = dict(np.load(gathered))
     frame, refined = Perception(refine=False), Perception(refine=True)

@@ -23,15 +23,15 @@ def main(root: pathlib.Path) -> None:
     import face_recognition
     import face_recognition.api as api
 
-    from convert.evaluate import DetectAlign
-    from convert.identify import identification_metrics, identity_folders
-    from edge.align import chip_transform, extract_chip
-    from edge.decide import OperatingPoint
-    from edge.encoder import Encoder
-    from edge.gallery import Templates
-    from edge.images import load_rgb
-    from edge.modelcard import MODELS_DIR
-    from edge.perception import Perception
+    from facegate.align import chip_transform, extract_chip
+    from facegate.convert.evaluate import DetectAlign
+    from facegate.convert.identify import identification_metrics, identity_folders
+    from facegate.decide import OperatingPoint
+    from facegate.encoder import Encoder
+    from facegate.gallery import Templates
+    from facegate.images import load_rgb
+    from facegate.modelcard import MODELS_DIR
+    from facegate.perception import Perception
 
     folders = identity_folders(root)
     paths = [p for v in folders.values() for p in v]

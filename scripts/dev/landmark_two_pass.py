@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from convert.evaluate import DetectAlign
-from convert.identify import evaluate_identify
-from convert.reference import load_reference
-from edge.encoder import Encoder
-from edge.modelcard import MODELS_DIR
-from edge.perception import Perception
+from facegate.convert.evaluate import DetectAlign
+from facegate.convert.identify import evaluate_identify
+from facegate.convert.reference import load_reference
+from facegate.encoder import Encoder
+from facegate.modelcard import MODELS_DIR
+from facegate.perception import Perception
 
 
 def _frame(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -13,9 +13,9 @@ import random
 
 import numpy as np
 
-from convert.reference import load_reference, shared_root
-from edge.images import load_rgb
-from edge.perception import Perception
+from facegate.convert.reference import load_reference, shared_root
+from facegate.images import load_rgb
+from facegate.perception import Perception
 
 
 def main() -> None:

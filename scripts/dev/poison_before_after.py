@@ -56,7 +56,7 @@ attacks = {
 for what, (name, payload, response) in attacks.items():
     log = open(tmp / "d.log", "w")  # noqa: SIM115 - the child writes to it
     p = subprocess.Popen(
-        [sys.executable, "-m", "edge", "run", "--config", str(tmp / "c.yaml")],
+        [sys.executable, "-m", "facegate", "run", "--config", str(tmp / "c.yaml")],
         cwd=checkout,
         env=env,
         stderr=log,

@@ -14,9 +14,9 @@ import tempfile
 
 import numpy as np
 
-from edge.config import validate
-from edge.daemon import Daemon
-from edge.decide import identify
+from facegate.config import validate
+from facegate.daemon import Daemon
+from facegate.decide import identify
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """``facegate bench fleet``: one authority, many simulated devices, one mosquitto.
 
 Each simulated device is an MQTT client running the product's own sync code
-(``edge.fleet.FleetMember`` over ``FleetSync`` and an in-memory store): it
+(``facegate.fleet.FleetMember`` over ``FleetSync`` and an in-memory store): it
 checks every signature and applies every entry, as a device does, but keeps
 the gallery in memory instead of SQLite (100 SQLite files with 10,000 fsynced
 transactions each would measure the disk, not the sync). Devices are spread
@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from edge.bench import _cpu_name, _rss_mb
-from edge.errors import FacegateError
-from edge.gallery import Gallery, ModelFingerprint, Sample
+from facegate.bench.device import _cpu_name, _rss_mb
+from facegate.errors import FacegateError
+from facegate.gallery import Gallery, ModelFingerprint, Sample
 
 MODEL = ModelFingerprint("f" * 64, "bench-model", 128)
 PREFIX = "facegate/fleet/bench"
@@ -40,7 +40,7 @@ def _device_worker(
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from edge.fleet import Ed25519Verifier, FleetMember, FleetSync, MemoryStore
+    from facegate.fleet import Ed25519Verifier, FleetMember, FleetSync, MemoryStore
 
     base_rss = _rss_mb()
     verifier = Ed25519Verifier.from_file(public_key)
@@ -89,7 +89,7 @@ def _device_worker(
 
 
 def _mosquitto(max_queued: int) -> tuple[subprocess.Popen[bytes], int]:
-    from edge.demo import mosquitto_exe, start_mosquitto
+    from facegate.demo.broker import mosquitto_exe, start_mosquitto
 
     exe = mosquitto_exe()
     if exe is None:
@@ -154,7 +154,7 @@ def _one_device(
     """One device alone (no broker, no other devices): ms per message of the whole gallery,
     then ms for the single change, into memory, into a gallery file as the daemon opens it
     for the fleet, and into one that fsyncs every commit (for comparison)."""
-    from edge.fleet import Ed25519Verifier, FleetSync, GalleryStore, MemoryStore, Store
+    from facegate.fleet import Ed25519Verifier, FleetSync, GalleryStore, MemoryStore, Store
 
     out = {}
     stores: dict[str, Store] = {
@@ -195,7 +195,7 @@ def bench_fleet(
     max_queued: int = 0,
     resync_s: float = 30.0,
 ) -> dict[str, Any]:
-    from edge.fleet import Authority, Ed25519Signer, keygen, manifest_hash
+    from facegate.fleet import Authority, Ed25519Signer, keygen, manifest_hash
 
     rng = np.random.default_rng(0)
     report: dict[str, Any] = {

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.encoder import Encoder
+from facegate.encoder import Encoder
 
 
 def _chips(encoder: Encoder, count: int = 8, seed: int = 0) -> np.ndarray:
@@ -40,7 +40,7 @@ def time_encoder(
         start = time.perf_counter()
         encoder.descriptors(chips[i % len(chips)])
         times.append((time.perf_counter() - start) * 1000)
-    from edge.interpreter import interpreter_class
+    from facegate.interpreter import interpreter_class
 
     return {
         "model": model.name,
@@ -72,7 +72,7 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def run_child(python: str, models: list[pathlib.Path], threads: list[int], runs: int) -> list[dict[str, Any]]:
     """One round in another interpreter (it must be able to import this package)."""
     code = (
-        "import json, pathlib, sys; from edge.bench import time_encoder; "
+        "import json, pathlib, sys; from facegate.bench.device import time_encoder; "
         "a = json.loads(sys.argv[1]); "
         "print(json.dumps([time_encoder(pathlib.Path(m), t, None, a['runs']) "
         "for m in a['models'] for t in a['threads']]))"
@@ -146,7 +146,7 @@ def format_table(report: dict[str, Any]) -> str:
 def bench_perception(frame: np.ndarray, threads: list[int], runs: int, rounds: int) -> dict[str, Any]:
     """Per-stage ms for one frame, as ``Perception.faces`` spends them (detect, refine,
     landmarks, align, and the whole call), with refinement off and on, interleaved."""
-    from edge.perception import Perception
+    from facegate.perception import Perception
 
     stages: dict[tuple[int, bool, str], list[float]] = {}
     pipelines = {(t, r): Perception(num_threads=t, refine=r) for t in threads for r in (False, True)}
@@ -180,8 +180,8 @@ def demo_frame(width: int = 640, height: int = 480) -> np.ndarray:
     """A 640x480 frame with one face: the bundled obama.jpg scaled into it."""
     from PIL import Image
 
-    from edge.demo import PHOTOS
-    from edge.images import load_rgb
+    from facegate.demo import PHOTOS
+    from facegate.images import load_rgb
 
     photo = Image.fromarray(load_rgb(PHOTOS / "obama.jpg"))
     scale = height / photo.height
@@ -193,15 +193,15 @@ def demo_frame(width: int = 640, height: int = 480) -> np.ndarray:
 
 
 def bench_match(sizes: list[int], dim: int = 128, runs: int = 50, seed: int = 0) -> dict[str, Any]:
-    """Median ms of ``edge.decide.identify`` against N random unit templates, and memory.
+    """Median ms of ``facegate.decide.identify`` against N random unit templates, and memory.
 
     Memory: the template matrix itself, and the peak of what one identify
     call allocates on top of it (tracemalloc sees numpy's buffers).
     """
     import tracemalloc
 
-    from edge.decide import OperatingPoint, identify
-    from edge.gallery import Templates
+    from facegate.decide import OperatingPoint, identify
+    from facegate.gallery import Templates
 
     rng = np.random.default_rng(seed)
     op = OperatingPoint(1e-3, 0.38)
@@ -252,7 +252,7 @@ def _rss_mb(pid: int | str = "self") -> float:
 def bench_daemon_latency(tracks: int = 200, threads: int = 2) -> dict[str, Any]:
     """Frame in -> event at a subscriber on loopback, per decided track.
 
-    A local broker (mosquitto, else the embedded one); the daemon in this
+    A local broker (mosquitto, else amqtt); the daemon in this
     process fed 3 frames of a known face then 2 empty frames per track, as
     fast as it can take them. Latency = arrival at the subscriber minus the
     time the deciding frame entered the daemon (both on this machine's clock).
@@ -263,13 +263,14 @@ def bench_daemon_latency(tracks: int = 200, threads: int = 2) -> dict[str, Any]:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from edge.config import validate
-    from edge.daemon import Daemon
-    from edge.demo import PHOTOS, scene, start_broker
-    from edge.perception import Perception
-    from edge.sources import ArraySource
+    from facegate.config import validate
+    from facegate.daemon import Daemon
+    from facegate.demo import PHOTOS, scene
+    from facegate.demo.broker import start_broker
+    from facegate.perception import Perception
+    from facegate.sources import ArraySource
 
-    port, stop_broker, broker = start_broker()
+    port, stop_broker, broker, protocol = start_broker()
     perception = Perception()
     face = scene(PHOTOS / "obama2.jpg", perception=perception)
     blank = np.full_like(face, 96)
@@ -283,7 +284,7 @@ def bench_daemon_latency(tracks: int = 200, threads: int = 2) -> dict[str, Any]:
                 "camera": {"source": "folder", "path": tmp, "max_fps": 10_000},
                 "models": {"threads": threads},
                 "gallery": {"path": f"{tmp}/gallery.db"},
-                "mqtt": {"port": port, "outbox": f"{tmp}/outbox"},
+                "mqtt": {"port": port, "protocol": protocol, "outbox": f"{tmp}/outbox"},
                 "decision": {"votes_to_decide": 3, "window": 5, "max_missing": 1},
                 "homeassistant": {"discovery": False},
             }
@@ -344,9 +345,9 @@ def _child_daemon(
     import yaml
     from PIL import Image
 
-    from edge.demo import start_broker
+    from facegate.demo.broker import start_broker
 
-    port, stop_broker, _ = start_broker()
+    port, stop_broker, _, protocol = start_broker()
     samples: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = pathlib.Path(tmp) / "frames"
@@ -357,13 +358,13 @@ def _child_daemon(
             "device": {"id": "bench"},
             "camera": {"source": "folder", "path": str(folder), "loop": True, "max_fps": fps},
             "gallery": {"path": f"{tmp}/gallery.db"},
-            "mqtt": {"port": port, "outbox": f"{tmp}/outbox"},
+            "mqtt": {"port": port, "protocol": protocol, "outbox": f"{tmp}/outbox"},
         }
         for section, values in (extra or {}).items():
             config.setdefault(section, {}).update(values)
         (pathlib.Path(tmp) / "config.yaml").write_text(yaml.safe_dump(config))
         child = subprocess.Popen(
-            [sys.executable, "-m", "edge", "run", "--config", f"{tmp}/config.yaml"],
+            [sys.executable, "-m", "facegate", "run", "--config", f"{tmp}/config.yaml"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -392,8 +393,8 @@ def _child_daemon(
 def bench_daemon_rss(minutes: float, fps: float = 10.0, sample_s: float = 30.0) -> dict[str, Any]:
     """Resident memory (and CPU) of a real ``facegate run`` process fed frames for ``minutes``:
     people coming and going (2 s a face, 1 s nobody), looped."""
-    from edge.demo import PHOTOS, scene
-    from edge.perception import Perception
+    from facegate.demo import PHOTOS, scene
+    from facegate.perception import Perception
 
     perception = Perception()
     blank = np.full((480, 640, 3), 96, np.uint8)

@@ -5,7 +5,8 @@
    shipped int8 encoder, then verified against the claim "obama" and
    identified (1:N, open set) at the model card's calibrated operating point
    (FAR 1e-3).
-2. Live: a local MQTT broker (mosquitto if installed, else an embedded one),
+2. Live: a local MQTT broker (mosquitto if installed, else amqtt in-process:
+   ``facegate.demo.broker``),
    the daemon fed a clip generated from the photos, a verify command sent over
    MQTT, and every event and reply printed as a subscriber receives it.
 """
@@ -13,26 +14,23 @@
 from __future__ import annotations
 
 import json
-import os
 import pathlib
-import subprocess
 import tempfile
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from edge.decide import OperatingPoint, identify, verify
-from edge.encoder import Encoder
-from edge.enroll import Enroller, fingerprint
-from edge.errors import FacegateError
-from edge.gallery import Gallery
-from edge.images import load_rgb
-from edge.perception import Perception
-from edge.wire import dumps
+from facegate.decide import OperatingPoint, identify, verify
+from facegate.encoder import Encoder
+from facegate.enroll import Enroller, fingerprint
+from facegate.errors import FacegateError
+from facegate.gallery import Gallery
+from facegate.images import load_rgb
+from facegate.perception import Perception
+from facegate.wire import dumps
 
-PHOTOS = pathlib.Path(__file__).resolve().parent / "demo_photos"
+PHOTOS = pathlib.Path(__file__).resolve().parent / "photos"  # package data (MIT: LICENSE inside)
 ENROLL = {"obama": "obama.jpg"}
 PROBES = [
     ("obama2.jpg", "obama"),
@@ -104,64 +102,17 @@ def scene(
     return np.asarray(canvas)
 
 
-def mosquitto_exe() -> str | None:
-    import shutil
-
-    return shutil.which("mosquitto") or next(
-        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if pathlib.Path(p).exists()), None
-    )
-
-
-def start_mosquitto(exe: str, extra: str = "persistence false\n") -> tuple[subprocess.Popen[bytes], int]:
-    """mosquitto on a free loopback port, anonymous, with ``extra`` config lines; returns once
-    it accepts connections."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    conf = pathlib.Path(tempfile.mkdtemp()) / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n{extra}")
-    process = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return process, port
-        except OSError:
-            time.sleep(0.05)
-    process.kill()
-    raise FacegateError(f"mosquitto ({exe}) did not start listening on port {port}")
-
-
-def start_broker() -> tuple[int, Callable[[], None], str]:
-    """A local broker on a free loopback port: mosquitto if installed, else ``MiniBroker``
-    (``FACEGATE_DEMO_BROKER=embedded`` forces the embedded one)."""
-    exe = mosquitto_exe()
-    if exe is None or os.environ.get("FACEGATE_DEMO_BROKER") == "embedded":
-        from edge.minibroker import MiniBroker
-
-        mini = MiniBroker().start()
-        return mini.port, mini.stop, "embedded Python broker (MQTT 3.1.1; mosquitto is not installed)"
-    process, port = start_mosquitto(exe)
-
-    def stop() -> None:
-        process.terminate()
-        process.wait(10)
-
-    return port, stop, f"mosquitto ({exe}) on 127.0.0.1:{port}"
-
-
 def run_live_demo(model: pathlib.Path) -> int:
     """The daemon on a generated clip, through a local MQTT broker; prints what it publishes."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from edge.config import validate
-    from edge.daemon import Daemon
-    from edge.sources import ArraySource
+    from facegate.config import validate
+    from facegate.daemon import Daemon
+    from facegate.demo.broker import start_broker
+    from facegate.sources import ArraySource
 
-    port, stop_broker, what = start_broker()
+    port, stop_broker, what, protocol = start_broker()
     print(f"\nlive: broker {what}")
     perception = Perception()
     blank = np.full((480, 640, 3), 96, np.uint8)
@@ -193,7 +144,7 @@ def run_live_demo(model: pathlib.Path) -> int:
                 "camera": {"source": "folder", "path": tmp, "max_fps": 15},
                 "models": {"encoder": str(model)},
                 "gallery": {"path": f"{tmp}/gallery.db"},
-                "mqtt": {"port": port, "outbox": f"{tmp}/outbox"},
+                "mqtt": {"port": port, "protocol": protocol, "outbox": f"{tmp}/outbox"},
                 "decision": {"votes_to_decide": 3, "window": 5, "max_missing": 2},
             }
         )

@@ -1,0 +1,124 @@
+"""The package as a user gets it: one `facegate` namespace, models inside, the device runtime
+apart from the workstation, and a wheel that works in a fresh venv with nothing else set."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from tests.conftest import ROOT
+
+DEVICE_CHECK = r"""
+import importlib, pkgutil, sys
+for blocked in ("tensorflow", "keras", "tf_keras", "face_recognition_models", "matplotlib"):
+    sys.modules[blocked] = None  # importing any of them now fails
+import facegate
+names = sorted(m.name for m in pkgutil.iter_modules(facegate.__path__) if m.name != "__main__")
+for name in names:
+    importlib.import_module(f"facegate.{name}")
+apart = ("facegate.convert", "facegate.bench", "facegate.demo")
+loaded = [m for m, module in sys.modules.items() if module is not None]  # None: blocked above
+outside = sorted(m for m in loaded if m.startswith(apart) or m.split(".")[0] == "tensorflow")
+print(len(names), outside)
+"""
+
+
+def test_every_device_module_imports_without_tensorflow_or_the_workstation() -> None:
+    done = subprocess.run([sys.executable, "-c", DEVICE_CHECK], capture_output=True, text=True, cwd="/")
+    assert done.returncode == 0, done.stderr[-3000:]
+    count, outside = done.stdout.split(" ", 1)
+    assert int(count) >= 25 and outside.strip() == "[]", done.stdout
+
+
+def test_workstation_commands_load_only_when_asked() -> None:
+    code = (
+        "import sys; from facegate import cli\n"
+        "cli.build_parser().parse_args(['check-config', 'x'])\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('facegate.convert', 'facegate.bench', "
+        "'facegate.demo'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
+    help_text = subprocess.run(
+        [sys.executable, "-m", "facegate", "--help"], capture_output=True, text=True, cwd="/"
+    ).stdout
+    for command in ("enroll", "run", "convert", "train", "evaluate", "calibrate", "bench", "demo"):
+        assert f"    {command} " in help_text, command
+    assert "dispatch" not in help_text  # a user's description, not a developer's docstring
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    out = tmp_path_factory.mktemp("wheel")
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(out), str(ROOT)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "Warning" not in done.stderr.replace("WARNING: Location", ""), done.stderr[-3000:]
+    (found,) = out.glob("facegate-*.whl")
+    return found
+
+
+def test_wheel_holds_one_namespace_with_the_models(wheel: pathlib.Path) -> None:
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert top == {"facegate"}, top  # no generic `edge` or `convert` in site-packages
+    for needed in (
+        "facegate/models/dlib_resnet_v1_int8.tflite",
+        "facegate/models/dlib_resnet_v1_int8.json",
+        "facegate/models/face_detection_short_range.tflite",
+        "facegate/models/dlib_landmarks5.npz",
+        "facegate/demo/photos/obama.jpg",
+        "facegate/convert/cli.py",
+    ):
+        assert needed in names, needed
+    assert not [n for n in names if "/tests/" in n or n.endswith((".pyc", ".db"))]
+
+
+def test_wheel_in_a_fresh_venv_enrolls_identifies_verifies_and_runs_the_demo(
+    wheel: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    """Installed with pip (its dependencies from the registry), run from another folder with no
+    FACEGATE_* variable: no checkout on the path, nothing but the wheel."""
+    if shutil.which("mosquitto") is None and not pathlib.Path("/usr/sbin/mosquitto").exists():
+        pytest.skip("the demo's live part needs mosquitto here (CI installs it)")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", str(wheel)],
+        capture_output=True,
+        text=True,
+    )
+    assert pip.returncode == 0, pip.stderr[-3000:]
+    assert "setuptools" not in pip.stderr.lower() or "warning" not in pip.stderr.lower(), pip.stderr
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FACEGATE_", "PYTHONPATH"))}
+    env["HOME"] = str(tmp_path)  # the default gallery lands here
+    facegate = str(venv / "bin" / "facegate")
+    photos = ROOT / "demo" / "photos"
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([facegate, *args], capture_output=True, text=True, env=env, cwd=tmp_path)
+
+    enrolled = run("enroll", "obama", str(photos / "obama.jpg"))
+    assert enrolled.returncode == 0, enrolled.stderr[-2000:]
+    assert (tmp_path / ".local/share/facegate/gallery.db").exists()
+    found = run("identify", str(photos / "obama2.jpg"))
+    assert found.returncode == 0, found.stderr[-2000:]
+    result = json.loads(found.stdout, parse_constant=lambda c: pytest.fail(f"{c} in strict JSON"))
+    assert result["name"] == "obama" and result["margin"] is None  # one person: no second, null
+    assert run("verify", "--claim", "obama", str(photos / "obama3.jpg")).returncode == 0
+    assert run("verify", "--claim", "obama", str(photos / "biden.jpg")).returncode == 1
+    demo = run("demo")
+    assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-2000:]
+    assert "8 of 8 decisions right" in demo.stdout and "live: 5 events, as expected" in demo.stdout
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    assert not (site / "edge").exists() and not (site / "convert").exists()
