@@ -145,7 +145,8 @@ def _probe(args: argparse.Namespace) -> tuple[Any, Any]:
 
     encoder = _encoder(args)
     face = _enroller(args)
-    sample = face.sample_from_rgb(load_rgb(args.image), str(args.image))
+    advice = "crop the photo to the one face to check"
+    sample = face.sample_from_rgb(load_rgb(args.image), str(args.image), advice=advice)
     return sample.vector, OperatingPoint.from_card(encoder.card, args.far)
 
 

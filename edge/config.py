@@ -330,8 +330,13 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         raise ConfigError(
             f"{path}: not a text config (byte {exc.start} is not UTF-8); is this the right file?"
         ) from None
+    if not text.strip() or all(line.lstrip().startswith("#") for line in text.splitlines() if line.strip()):
+        raise ConfigError(
+            f"{path}: the config is empty; start from docs/config.example.yaml (every key, with its default)"
+        )
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        where = str(exc).replace('"<unicode string>"', str(path))  # PyYAML does not know the file
+        raise ConfigError(f"{path}: not valid YAML: {where}") from None
     return validate(raw, path)

@@ -96,6 +96,9 @@ class Daemon:
     ) -> None:
         self.config = config
         self.notifier = notifier if notifier is not None else Notifier()
+        # The camera first: a device without one fails before anything is created on disk.
+        self._open_source = (lambda: open_source(self.config)) if source is None else (lambda: source)
+        self.source = self._open_source()
         self.encoder = Encoder(config["models"]["encoder"], num_threads=config["models"]["threads"])
         self.perception = _perception(config, self.encoder.card)
         self.enroller = Enroller(self.perception, self.encoder)
@@ -124,9 +127,6 @@ class Daemon:
         self._fleet_seen: dict[str, Any] | None = None
         self.link = Link(config, self._offer, model=model, fleet=self.fleet)
         self.model = model
-        # A camera that fails is reopened from the config (an injected source is reused).
-        self._open_source = (lambda: open_source(self.config)) if source is None else (lambda: source)
-        self.source = self._open_source()
         self.camera = "ok"
         self.stopping = threading.Event()
         self.reload_wanted = threading.Event()

@@ -83,7 +83,10 @@ def check_gallery(config: Config) -> Check:
                 "gallery", FAIL, f"{path} does not exist and {parent} is not writable", "check the path"
             )
         return Check(
-            "gallery", WARN, f"{path} does not exist yet: nobody is enrolled", "facegate enroll NAME PHOTO"
+            "gallery",
+            WARN,
+            f"{path} does not exist yet: nobody is enrolled",
+            f"facegate --gallery {path} enroll NAME PHOTO",
         )
     mode = stat.S_IMODE(path.stat().st_mode)
     try:
@@ -98,7 +101,9 @@ def check_gallery(config: Config) -> Check:
             "gallery", WARN, f"{path} is mode {mode:o}", f"chmod 600 {path} (it holds biometric data)"
         )
     if people == 0:
-        return Check("gallery", WARN, f"{path}: nobody enrolled", "facegate enroll NAME PHOTO")
+        return Check(
+            "gallery", WARN, f"{path}: nobody enrolled", f"facegate --gallery {path} enroll NAME PHOTO"
+        )
     return Check("gallery", OK, f"{path}: {people} people, mode {mode:o}")
 
 

@@ -32,8 +32,10 @@ def fingerprint(encoder: Encoder) -> ModelFingerprint:
     return ModelFingerprint(encoder.card.sha256, encoder.card.name, encoder.card.embedding_size)
 
 
-def one_usable_face(faces: Sequence[Face], where: str) -> Face:
-    """The single usable face, or ``RefusedError`` saying what is wrong."""
+def one_usable_face(
+    faces: Sequence[Face], where: str, advice: str = "enroll from a photo of one person"
+) -> Face:
+    """The single usable face, or ``RefusedError`` saying what is wrong (and ``advice``)."""
     if not faces:
         raise RefusedError(f"{where}: no face found")
     usable = [f for f in faces if f.rejected is None]
@@ -41,7 +43,7 @@ def one_usable_face(faces: Sequence[Face], where: str) -> Face:
         reasons = ", ".join(sorted({str(f.rejected) for f in faces}))
         raise RefusedError(f"{where}: face refused by the quality gates ({reasons})")
     if len(usable) > 1:
-        raise RefusedError(f"{where}: {len(usable)} faces found; enroll from a photo of one person")
+        raise RefusedError(f"{where}: {len(usable)} faces found; {advice}")
     return usable[0]
 
 
@@ -75,8 +77,11 @@ class Enroller:
             raise RefusedError(str(exc)) from None
         return self.sample_from_rgb(rgb, str(path), data if keep_image else None)
 
-    def sample_from_rgb(self, rgb: np.ndarray, source: str, image: bytes | None = None) -> Sample:
-        face = one_usable_face(self.perception.faces(rgb), source)
+    def sample_from_rgb(
+        self, rgb: np.ndarray, source: str, image: bytes | None = None, advice: str | None = None
+    ) -> Sample:
+        faces = self.perception.faces(rgb)
+        face = one_usable_face(faces, source, advice) if advice else one_usable_face(faces, source)
         vector = self.encoder.embed(face.chip)[0]
         quality = {k: round(float(v), 4) for k, v in face.quality.items()}
         return Sample(vector, source, quality, image)

@@ -28,5 +28,9 @@ def load_rgb(source: Source, name: str | None = None) -> np.ndarray:
             return np.asarray(image.convert("RGB"))
     except FileNotFoundError:
         raise InputError(f"{label}: no such image") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise InputError(f"{label}: cannot decode image ({exc})") from None
+    except UnidentifiedImageError:
+        raise InputError(
+            f"{label}: cannot decode image (not a format Pillow reads: JPEG, PNG, ...)"
+        ) from None
+    except OSError as exc:  # truncated or damaged: Pillow's words, without an object's repr
+        raise InputError(f"{label}: cannot decode image ({str(exc).split(' <')[0]})") from None

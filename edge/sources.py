@@ -85,6 +85,8 @@ class VideoSource:
             raise FacegateError("camera.source video needs PyAV: pip install 'facegate[video]'") from None
         self.path, self.loop = path, loop
         self._container: Any = None
+        if "://" not in path and not pathlib.Path(path).is_file():  # a file: fail at start, not later
+            raise InputError(f"{path}: no such video file (camera.path)")
 
     def frames(self) -> Iterator[Frame]:
         index = 0

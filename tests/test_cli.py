@@ -1,0 +1,95 @@
+"""The ``facegate`` command as a newcomer meets it: each message says what is wrong, in words."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import pytest
+from PIL import Image
+
+from facegate.cli import main
+from facegate.demo import PHOTOS
+
+
+@pytest.fixture(scope="module")
+def enrolled(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    gallery = tmp_path_factory.mktemp("cli") / "gallery.db"
+    assert main(["--gallery", str(gallery), "enroll", "obama", str(PHOTOS / "obama.jpg")]) == 0
+    return gallery
+
+
+def test_gallery_option_before_or_after_the_command(
+    enrolled: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for argv in (
+        ["--gallery", str(enrolled), "gallery", "list"],
+        ["gallery", "list", "--gallery", str(enrolled)],
+    ):
+        capsys.readouterr()
+        assert main(argv) == 0
+        assert "obama" in capsys.readouterr().out
+
+
+def test_identify_with_one_person_prints_strict_json(
+    enrolled: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    assert main(["--gallery", str(enrolled), "identify", str(PHOTOS / "obama2.jpg")]) == 0
+    out = capsys.readouterr().out
+    result = json.loads(out, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
+    assert result["name"] == "obama" and result["margin"] is None and "Infinity" not in out
+
+
+def test_refusals_name_the_problem(
+    enrolled: pathlib.Path, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    assert main(["--gallery", str(enrolled), "enroll", "x", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "bad.jpg: cannot decode image" in err and "BytesIO" not in err and "object at" not in err
+    a, b = Image.open(PHOTOS / "obama.jpg"), Image.open(PHOTOS / "biden.jpg")
+    two = Image.new("RGB", (a.width + b.width, max(a.height, b.height)))
+    two.paste(a, (0, 0))
+    two.paste(b, (a.width, 0))
+    two.save(tmp_path / "two.jpg")
+    assert main(["--gallery", str(enrolled), "identify", str(tmp_path / "two.jpg")]) == 2
+    err = capsys.readouterr().err
+    assert "2 faces found" in err and "enroll" not in err  # advice for identify, not for enrolling
+
+
+def test_config_mistakes_name_the_file(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("camera: [oops\n")
+    assert main(["check-config", str(broken)]) == 2
+    err = capsys.readouterr().err
+    assert f"in {broken}, line 1" in err and "<unicode string>" not in err
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing here\n")
+    assert main(["check-config", str(empty)]) == 2
+    assert "the config is empty" in capsys.readouterr().err
+
+
+def test_run_without_a_camera_creates_nothing(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "state"
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"camera: {{source: video, path: {tmp_path}/missing.mp4}}\n"
+        f"gallery: {{path: {state}/gallery.db}}\nmqtt: {{outbox: {state}/outbox}}\n"
+    )
+    pytest.importorskip("av", reason="the video source needs PyAV (the video extra)")
+    assert main(["run", "--config", str(config)]) == 2
+    assert "missing.mp4: no such video file" in capsys.readouterr().err
+    assert not state.exists()
+
+
+def test_doctor_advice_names_the_configs_gallery(tmp_path: pathlib.Path) -> None:
+    from facegate.config import validate
+    from facegate.doctor import check_gallery
+
+    config = validate({"gallery": {"path": str(tmp_path / "g.db")}})
+    check = check_gallery(config)
+    assert f"--gallery {tmp_path / 'g.db'}" in check.fix
