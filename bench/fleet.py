@@ -159,7 +159,7 @@ def _one_device(
     out = {}
     stores: dict[str, Store] = {
         "memory": MemoryStore(),
-        "sqlite_gallery": GalleryStore(Gallery.open(work / "device.db", MODEL).fleet_writes()),
+        "sqlite_gallery": GalleryStore(Gallery.open(work / "device.db", MODEL)),
         "sqlite_gallery_fsync_each": GalleryStore(Gallery.open(work / "device-full.db", MODEL)),
     }
     for name, store in stores.items():

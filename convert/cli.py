@@ -44,15 +44,9 @@ def _chip_source(args: argparse.Namespace, pick: str) -> Any:
     from facegate.perception import Gates
 
     card = load_card(args.model.with_suffix(".json"))  # the encoder's chip size and padding
-    detector = MODELS_DIR / f"face_detection_{args.detector}_range.tflite"
     gates = Gates(min_eye_distance=0.0, max_yaw=float("inf"), min_sharpness=0.0) if args.no_gates else None
-    perception = Perception(
-        detector=detector,
-        gates=gates,
-        num_threads=args.threads,
-        chip_size=card.chip_size,
-        padding=card.chip_padding,
-        refine=args.refine == "on",
+    perception = Perception.for_encoder(
+        card, detector=args.detector, threads=args.threads, refine=args.refine == "on", gates=gates
     )
     return DetectAlign(perception, pick=pick)
 

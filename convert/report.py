@@ -19,7 +19,6 @@ import numpy as np
 from facegate.convert.evaluate import DetectAlign, pair_distances
 from facegate.convert.metrics import tar_at_far, ten_fold
 from facegate.encoder import Encoder
-from facegate.modelcard import MODELS_DIR
 from facegate.perception import Perception
 
 
@@ -62,11 +61,7 @@ def build_report(
     for path in models:
         encoder = Encoder(path, num_threads=threads)
         card = encoder.card
-        perception = Perception(
-            detector=MODELS_DIR / "face_detection_short_range.tflite",
-            chip_size=card.chip_size,
-            padding=card.chip_padding,
-        )
+        perception = Perception.for_encoder(card)
         d = pair_distances(encoder, root, pairs_file, DetectAlign(perception), folds)
         same = d.same.astype(bool)
         accuracy: Any = ten_fold(d.distances, same, d.folds)["accuracy"]

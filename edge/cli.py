@@ -69,10 +69,7 @@ def _enroller(args: argparse.Namespace) -> Any:
     from facegate.perception import Perception
 
     encoder = _encoder(args)
-    card = encoder.card
-    return Enroller(
-        Perception(num_threads=args.threads, chip_size=card.chip_size, padding=card.chip_padding), encoder
-    )
+    return Enroller(Perception.for_encoder(encoder.card, threads=args.threads), encoder)
 
 
 def _cmd_enroll(args: argparse.Namespace) -> int:
@@ -122,17 +119,24 @@ def _cmd_gallery(args: argparse.Namespace) -> int:
                     extra = f" ({p.display_name})" if p.display_name != p.name else ""
                     print(f"  {p.name}{extra}: {p.embeddings} embedding(s), {p.images} kept image(s)")
         elif action == "remove":
+            from facegate.fleet.store import refuse_if_fleet_owned
+
             for name in args.names:
+                refuse_if_fleet_owned(gallery, name)
                 gallery.remove(name)
                 print(f"removed {name}")
         elif action == "rename":
             gallery.rename(args.old, args.new)
             print(f"renamed {args.old} -> {args.new}")
         elif action == "export":
-            count = gallery.export(args.file, images=args.images)
+            from facegate import transfer
+
+            count = transfer.export(gallery, args.file, images=args.images)
             print(f"exported {count} people to {args.file} (private: contains biometric data)")
         elif action == "import":
-            imported, skipped = gallery.import_(args.file, replace=args.replace)
+            from facegate import transfer
+
+            imported, skipped = transfer.import_(gallery, args.file, replace=args.replace)
             print(f"imported {len(imported)} people")
             for name in skipped:
                 print(f"skipped {name}: already enrolled (use --replace)", file=sys.stderr)

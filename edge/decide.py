@@ -142,3 +142,31 @@ def identify(templates: Templates, embedding: np.ndarray, op: OperatingPoint) ->
 def _distance(dot: float) -> float:
     """Euclidean distance between unit vectors from their dot product."""
     return math.sqrt(max(2.0 - 2.0 * dot, 0.0))
+
+
+@dataclasses.dataclass
+class VerifyVotes:
+    """A verify request decided over frames: accepted once ``need`` frames accept the claim,
+    rejected once ``window`` frames have voted without that. A claim that is not enrolled
+    (or was removed meanwhile) gets a vote against from every frame, like a stranger."""
+
+    claim: str
+    need: int
+    window: int
+    votes: list[bool] = dataclasses.field(default_factory=list)
+    best: float = math.inf  # the best distance seen to the claim's template
+
+    def add(self, templates: Templates, embedding: np.ndarray, op: OperatingPoint) -> bool | None:
+        """One frame's vote; the decision once there is one (True accepted, False rejected)."""
+        try:
+            result = verify(templates, embedding, self.claim, op)
+            accepted, distance = result.accepted, result.distance
+        except FacegateError:
+            accepted, distance = False, math.inf
+        self.votes.append(accepted)
+        self.best = min(self.best, distance)
+        if sum(self.votes) >= self.need:
+            return True
+        if len(self.votes) >= self.window:
+            return False
+        return None

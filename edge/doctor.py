@@ -21,7 +21,6 @@ from typing import Any
 
 from facegate.config import Config, load_config
 from facegate.errors import FacegateError
-from facegate.modelcard import MODELS_DIR
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 
@@ -61,10 +60,7 @@ def check_models(config: Config) -> Check:
     try:
         encoder = Encoder(config["models"]["encoder"])
         OperatingPoint.from_card(encoder.card, config["decision"]["far"])
-        Perception(
-            detector=MODELS_DIR / f"face_detection_{config['models']['detector']}_range.tflite",
-            refine=config["models"]["refine"],
-        )
+        Perception.from_config(config, encoder.card)
     except FacegateError as exc:
         return Check("models", FAIL, str(exc), "reinstall (systemd/install.sh) or set $FACEGATE_MODELS")
     return Check("models", OK, f"{encoder.card.name} ({encoder.card.sha256[:12]}), detector, landmarks")

@@ -33,7 +33,6 @@ from typing import Any, TypeVar
 import numpy as np
 
 from facegate.errors import FacegateError
-from facegate.files import write_private_json
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +61,6 @@ CREATE TABLE embeddings (
 );
 CREATE INDEX embeddings_person ON embeddings(person_id);
 """
-# What a device got from its fleet (edge/fleet.py): per name the version it holds, or the
-# version of the removal. Made when a gallery is opened, so older galleries need no migration.
-_FLEET_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS fleet (name TEXT PRIMARY KEY, version INTEGER NOT NULL, "
-    "deleted INTEGER NOT NULL DEFAULT 0)"
-)
 
 
 class GalleryError(FacegateError):
@@ -122,7 +115,7 @@ class Templates:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _guarded(method: F) -> F:
+def guarded(method: F) -> F:
     """SQLite errors from a damaged or busy file become a GalleryError naming it."""
 
     @functools.wraps(method)
@@ -243,7 +236,6 @@ class Gallery:
                 f"{model.name} ({model.sha256[:12]}); run `facegate gallery rebuild` if the enrollment "
                 "images were kept, or enroll the people again into a new gallery",
             )
-        db.execute(_FLEET_SCHEMA)
         gallery = cls(path, db, stored)
         _private(path)
         return gallery
@@ -286,6 +278,33 @@ class Gallery:
             )
 
     @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction on this gallery's connection, for a store kept beside the
+        gallery's own tables (the fleet's versions): committed whole or not at all."""
+        with self._write():
+            yield self._db
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """This gallery's connection, for reads by a store kept beside it."""
+        return self._db
+
+    def purge(self) -> None:
+        """After deleting rows through ``transaction``: gone from the file and its WAL too."""
+        self._purge()
+
+    def check_vector(self, vector: np.ndarray) -> None:
+        self._check_vector(vector)
+
+    def relaxed_sync(self) -> Gallery:
+        """Make this connection's commits cheap (WAL ``synchronous=NORMAL``: no fsync per
+        transaction), for a stream of small changes that can be fetched again (the fleet's).
+        A power cut may roll back the last few, never half of one. Other connections, and
+        enrollment, keep ``FULL``."""
+        self._db.execute("PRAGMA synchronous = NORMAL")
+        return self
+
+    @contextlib.contextmanager
     def _write(self) -> Iterator[None]:
         """A write transaction; this connection's own commits do not move
         ``PRAGMA data_version``, so the template cache is dropped here."""
@@ -296,25 +315,16 @@ class Gallery:
 
     # --- reading ---------------------------------------------------------------
 
-    @_guarded
+    @guarded
     def people(self) -> list[Person]:
         return self._people("", ())
 
-    @_guarded
+    @guarded
     def person(self, name: str) -> Person:
         found = self._people("WHERE p.name = ?", (name,))
         if not found:
             raise FacegateError(f"{name!r} is not enrolled in {self.path}")
         return found[0]
-
-    def fleet_writes(self) -> Gallery:
-        """Make this connection's commits cheap (WAL ``synchronous=NORMAL``: no fsync per
-        transaction) for the fleet's stream of entries. A power cut may roll back the last
-        few, never half of one, and each carries its version, so the device fetches them
-        again from the broker's retained messages when it starts. Other connections, and
-        enrollment, keep ``FULL``."""
-        self._db.execute("PRAGMA synchronous = NORMAL")
-        return self
 
     def _people(self, where: str, params: tuple[str, ...]) -> list[Person]:
         rows = self._db.execute(
@@ -325,15 +335,15 @@ class Gallery:
         ).fetchall()
         return [Person(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5]) for r in rows]
 
-    @_guarded
+    @guarded
     def __contains__(self, name: object) -> bool:
         return self._db.execute("SELECT 1 FROM people WHERE name = ?", (name,)).fetchone() is not None
 
-    @_guarded
+    @guarded
     def __len__(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM people").fetchone()[0])
 
-    @_guarded
+    @guarded
     def embeddings(self, name: str) -> np.ndarray:
         rows = self._db.execute(
             "SELECT e.vector FROM embeddings e JOIN people p ON p.id = e.person_id WHERE p.name = ? "
@@ -344,7 +354,7 @@ class Gallery:
             -1, self.model.embedding_size
         )
 
-    @_guarded
+    @guarded
     def templates(self) -> Templates:
         """Per-person templates, cached until this or another process changes the file."""
         version = self._db.execute("PRAGMA data_version").fetchone()[0]
@@ -369,7 +379,7 @@ class Gallery:
         norms = np.linalg.norm(sums, axis=1, keepdims=True)
         return Templates(tuple(order), (sums / np.maximum(norms, 1e-12)).astype(np.float32))
 
-    @_guarded
+    @guarded
     def samples(self) -> list[tuple[str, int, str, bytes | None]]:
         """(name, embedding id, source, kept image or None) for every embedding."""
         return self._db.execute(
@@ -379,7 +389,7 @@ class Gallery:
 
     # --- writing ------------------------------------------------------------
 
-    @_guarded
+    @guarded
     def add(
         self,
         name: str,
@@ -439,93 +449,16 @@ class Gallery:
                 f"an embedding must be {self.model.embedding_size} finite numbers, got shape {v.shape}"
             )
 
-    # --- fleet (edge/fleet.py) ------------------------------------------------------
-
-    @_guarded
-    def fleet_versions(self) -> dict[str, tuple[int, bool]]:
-        rows = self._db.execute("SELECT name, version, deleted FROM fleet").fetchall()
-        return {r[0]: (int(r[1]), bool(r[2])) for r in rows}
-
-    def _fleet_held(self, name: str) -> int:
-        row = self._db.execute("SELECT version FROM fleet WHERE name = ?", (name,)).fetchone()
-        return int(row[0]) if row else 0
-
-    @_guarded
-    def fleet_put(self, name: str, display_name: str, version: int, vectors: np.ndarray) -> bool:
-        """Make ``name`` exactly these embeddings at ``version``, in one transaction; False (and
-        nothing written) if the gallery already holds that version or a later one."""
-        check_name(name)
-        for v in vectors:
-            self._check_vector(v)
-        with self._write():
-            if self._fleet_held(name) >= version:
-                return False
-            row = self._db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
-            if row is None:
-                person_id = self._db.execute(
-                    "INSERT INTO people (name, display_name, created, metadata) VALUES (?, ?, ?, ?)",
-                    (name, display_name, _now(), json.dumps({"fleet_version": version})),
-                ).lastrowid
-            else:
-                person_id = row[0]
-                self._db.execute("DELETE FROM embeddings WHERE person_id = ?", (person_id,))
-                self._db.execute(
-                    "UPDATE people SET display_name = ?, metadata = ? WHERE id = ?",
-                    (display_name, json.dumps({"fleet_version": version}), person_id),
-                )
-            self._db.executemany(
-                "INSERT INTO embeddings (person_id, vector, source, quality, created) VALUES (?, ?, ?, ?, ?)",
-                [(person_id, np.asarray(v, "<f4").tobytes(), "fleet", "{}", _now()) for v in vectors],
-            )
-            self._db.execute("INSERT OR REPLACE INTO fleet VALUES (?, ?, 0)", (name, version))
-        if row is not None:
-            self._purge()  # the person's earlier embeddings
-        return True
-
-    @_guarded
-    def fleet_delete(self, name: str, version: int) -> bool:
-        """Remove ``name`` and remember the removal's version, in one transaction."""
-        with self._write():
-            if self._fleet_held(name) >= version:
-                return False
-            self._db.execute("DELETE FROM people WHERE name = ?", (name,))
-            self._db.execute("INSERT OR REPLACE INTO fleet VALUES (?, ?, 1)", (name, version))
-        self._purge()
-        return True
-
-    @_guarded
-    def fleet_manifest(self) -> dict[str, Any] | None:
-        row = self._db.execute("SELECT value FROM meta WHERE key = 'fleet_manifest'").fetchone()
-        return json.loads(row[0]) if row else None
-
-    @_guarded
-    def set_fleet_manifest(self, manifest: dict[str, Any]) -> None:
-        with self._write():
-            self._db.execute(
-                "INSERT OR REPLACE INTO meta VALUES ('fleet_manifest', ?)", (json.dumps(manifest),)
-            )
-
-    @_guarded
-    def fleet_owned(self, name: str) -> bool:
-        """True if ``name`` came from the fleet: only the fleet's authority can remove it (a
-        local removal would be undone, or leave the device out of step with its manifest)."""
-        row = self._db.execute("SELECT deleted FROM fleet WHERE name = ?", (name,)).fetchone()
-        return row is not None and not row[0] and name in self
-
-    @_guarded
+    @guarded
     def remove(self, name: str) -> None:
-        """Delete ``name`` with every embedding and kept image, gone from the file itself."""
-        if self.fleet_owned(name):
-            raise FacegateError(
-                f"{name!r} came from the fleet; remove it on the fleet authority (`facegate gallery "
-                "remove` there, then `facegate fleet publish`): every device then drops it"
-            )
+        """Delete ``name`` with every embedding and kept image, gone from the file itself. (Who
+        may remove whom is the callers' policy: see ``facegate.fleet.store.owned_by_fleet``.)"""
         with self._write():
             if self._db.execute("DELETE FROM people WHERE name = ?", (name,)).rowcount == 0:
                 raise FacegateError(f"{name!r} is not enrolled in {self.path}")
         self._purge()
 
-    @_guarded
+    @guarded
     def rename(self, old: str, new: str) -> None:
         check_name(new)
         with self._write():
@@ -534,7 +467,7 @@ class Gallery:
             if self._db.execute("UPDATE people SET name = ? WHERE name = ?", (new, old)).rowcount == 0:
                 raise FacegateError(f"{old!r} is not enrolled in {self.path}")
 
-    @_guarded
+    @guarded
     def replace_vectors(self, vectors: dict[int, np.ndarray], model: ModelFingerprint) -> None:
         """Swap every embedding for one made by ``model`` (rebuild), in one transaction."""
         for v in vectors.values():
@@ -557,74 +490,6 @@ class Gallery:
                 ],
             )
         self.model = model
-
-    # --- export / import ------------------------------------------------------
-
-    @_guarded
-    def export(self, path: str | os.PathLike[str], images: bool = False) -> int:
-        """Write every person and embedding to a JSON file (0600); returns people written."""
-        people = []
-        for p in self.people():
-            rows = self._db.execute(
-                "SELECT e.vector, e.source, e.quality, e.created, e.image FROM embeddings e "
-                "JOIN people q ON q.id = e.person_id WHERE q.name = ? ORDER BY e.id",
-                (p.name,),
-            ).fetchall()
-            people.append(
-                {
-                    "name": p.name,
-                    "display_name": p.display_name,
-                    "created": p.created,
-                    "metadata": p.metadata,
-                    "embeddings": [
-                        {
-                            "vector": np.frombuffer(r[0], "<f4").round(7).tolist(),
-                            "source": r[1],
-                            "quality": json.loads(r[2]),
-                            "created": r[3],
-                            **({"image": r[4].hex()} if images and r[4] is not None else {}),
-                        }
-                        for r in rows
-                    ],
-                }
-            )
-        doc = {"facegate_gallery": SCHEMA_VERSION, "model": dataclasses.asdict(self.model), "people": people}
-        write_private_json(pathlib.Path(path), doc)
-        return len(people)
-
-    @_guarded
-    def import_(self, path: str | os.PathLike[str], replace: bool = False) -> tuple[list[str], list[str]]:
-        """Add the people of an export; returns (imported, skipped because they exist)."""
-        path = pathlib.Path(path)
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-            model = ModelFingerprint(**doc["model"])
-            people = doc["people"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise FacegateError(f"{path}: not a facegate gallery export ({exc})") from None
-        if model.sha256 != self.model.sha256:
-            raise ModelMismatchError(
-                path,
-                f"exported from model {model.name} ({model.sha256[:12]}), this gallery uses "
-                f"{self.model.name} ({self.model.sha256[:12]})",
-            )
-        imported, skipped = [], []
-        for p in people:
-            if p["name"] in self and not replace:
-                skipped.append(p["name"])
-                continue
-            samples = [
-                Sample(
-                    np.asarray(e["vector"], np.float32),
-                    e["source"],
-                    e.get("quality", {}),
-                    bytes.fromhex(e["image"]) if "image" in e else None,
-                )
-                for e in p["embeddings"]
-            ]
-            self.add(p["name"], samples, p.get("display_name"), p.get("metadata"), replace=True)
-            imported.append(p["name"])
-        return imported, skipped
 
 
 @contextlib.contextmanager

@@ -20,12 +20,10 @@ dropped), requests wait on a bounded queue (a flood is dropped and counted,
 never queued without end), and with MQTT 5 the broker is told the largest
 packet this client takes (``mqtt.max_payload``), so it never sends a larger one.
 
-Events are written to an outbox folder before they are published and removed
-when the broker acknowledges them (PUBACK). A broker that is down or slow
-never blocks the camera loop: paho queues the messages in memory and resends
-unacknowledged ones on reconnect, and the outbox resends them after a
-restart. The outbox holds at most ``mqtt.outbox_max`` events; beyond that the
-oldest are dropped, counted and logged.
+Events go to an outbox folder (``facegate.outbox``) before they are published.
+A broker that is down or slow never blocks the camera loop: paho queues the
+messages in memory and resends unacknowledged ones on reconnect, and the
+outbox resends them after a restart.
 """
 
 from __future__ import annotations
@@ -40,20 +38,17 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from facegate import __version__
 from facegate.config import Config
-from facegate.files import write_private
+from facegate.homeassistant import discovery
+from facegate.outbox import Outbox
 from facegate.wire import PayloadError, check_correlation, check_reply_topic, dumps, guarded
-
-if TYPE_CHECKING:
-    from facegate.fleet import FleetMember
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +115,20 @@ class Topics:
         return f"{self.ha_prefix}/status"
 
 
+class Member(Protocol):
+    """Topics a component shares with this link (the fleet: ``facegate.fleet.FleetMember``):
+    what to subscribe to on every connect, which incoming topics are its own, and what to
+    publish once connected. The link knows nothing more of it, and imports nothing of it."""
+
+    def subscriptions(self) -> list[str]: ...
+
+    def owns(self, topic: str) -> bool: ...
+
+    def handle(self, client: Any, topic: str, payload: bytes) -> str: ...
+
+    def report(self, client: Any, force: bool = False) -> None: ...
+
+
 @dataclasses.dataclass(frozen=True)
 class Request:
     """A command as received, unchecked: its topic, raw payload, whether the broker held it
@@ -146,7 +155,7 @@ class Link:
         config: Config,
         on_request: Callable[[Request], bool],
         model: dict[str, str] | None = None,
-        fleet: FleetMember | None = None,
+        fleet: Member | None = None,
     ) -> None:
         """``on_request`` queues a request for the daemon's thread; False when its queue is
         full (the request is then dropped and counted)."""
@@ -155,11 +164,7 @@ class Link:
         self.topics = Topics.from_config(config)
         self.on_request = on_request
         self.model = model or {}
-        self.outbox = pathlib.Path(config["mqtt"]["outbox"])
-        self.outbox.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.outbox_max = config["mqtt"]["outbox_max"]
-        self.dropped = 0
-        self.outbox_error: str | None = None  # set while the outbox cannot be written
+        self.outbox = Outbox(config["mqtt"]["outbox"], config["mqtt"]["outbox_max"])
         self.errors: Counter[str] = Counter()  # what went wrong at the boundary, by kind
         self._discovery_at = -DISCOVERY_EVERY_S
         self._last_fail: str | None = None
@@ -204,13 +209,8 @@ class Link:
         m = self.config["mqtt"]
         for warning in self.config.warnings:
             log.warning("%s", warning)
-        try:
-            for path in self.outbox.glob("*.tmp"):  # half written when an earlier run was killed
-                path.unlink(missing_ok=True)
-            for path in sorted(self.outbox.glob("*.json")):  # left by an earlier run
-                self._send(path)
-        except OSError as exc:
-            self._outbox_failed(exc)
+        for path in self.outbox.leftovers():
+            self._send(path)
         self.client.connect_async(
             m["host"], m["port"], keepalive=m["keepalive"], properties=self._connect_properties()
         )
@@ -286,35 +286,27 @@ class Link:
     # --- events ---------------------------------------------------------------
 
     def publish_event(self, event: dict[str, Any]) -> None:
-        """Write the event to the outbox, then publish it (QoS 1). Never blocks on the network.
-        An outbox that cannot be written (a full disk, a read-only folder) does not stop the
-        event: it is published from memory, and ``outbox_error`` says what is wrong."""
+        """Write the event to the outbox, then publish it (QoS 1). Never blocks on the network;
+        an outbox that cannot be written does not stop it (``facegate.outbox``)."""
         payload = dumps(event).encode()
-        path: pathlib.Path | None = self.outbox / f"{time.time_ns():020d}-{event['event_id']}.json"
-        try:
-            assert path is not None
-            write_private(path, payload)
-            self._trim()
-            if self.outbox_error is not None:
-                log.info("outbox %s is writable again", self.outbox)
-                self.outbox_error = None
-        except OSError as exc:
-            self._outbox_failed(exc)
-            path = None
-        self._publish(payload, path)
+        self._publish(payload, self.outbox.write(str(event["event_id"]), payload))
 
-    def _outbox_failed(self, exc: OSError) -> None:
-        problem = f"{type(exc).__name__}: {exc.strerror or exc}"
-        if self.outbox_error != problem:
-            log.error(
-                "outbox %s cannot be written (%s); events are sent from memory only", self.outbox, problem
-            )
-        self.outbox_error = problem
+    @property
+    def outbox_error(self) -> str | None:
+        return self.outbox.error
+
+    @property
+    def dropped(self) -> int:
+        return self.outbox.dropped
+
+    @property
+    def pending(self) -> int:
+        return self.outbox.pending
 
     def _send(self, path: pathlib.Path) -> None:
         try:
             payload = path.read_bytes()
-        except FileNotFoundError:
+        except OSError:
             return
         self._publish(payload, path)
 
@@ -328,22 +320,7 @@ class Link:
         with self._lock:
             path = self._inflight.pop(mid, None)
         if path is not None:
-            with contextlib.suppress(OSError):  # a read-only outbox keeps it; sent again at start
-                path.unlink(missing_ok=True)
-
-    def _trim(self) -> None:
-        pending = sorted(self.outbox.glob("*.json"))
-        for path in pending[: max(0, len(pending) - self.outbox_max)]:
-            path.unlink(missing_ok=True)
-            self.dropped += 1
-            log.warning("outbox full (%d events): dropped the oldest, %s", self.outbox_max, path.name)
-
-    @property
-    def pending(self) -> int:
-        try:
-            return len(list(self.outbox.glob("*.json")))
-        except OSError:
-            return 0
+            self.outbox.done(path)
 
     def publish_state(self, state: dict[str, Any]) -> None:
         self._state = dumps({"schema": SCHEMA, **state})
@@ -389,9 +366,10 @@ class Link:
         return self.topics.reply
 
     def reply(self, request: Request, body: dict[str, Any], reply_to: str | None = None) -> None:
-        """Answer a request. Never raises: a reply that cannot be sent is logged and counted."""
+        """Publish ``body`` (``facegate.events.reply``) as the answer to a request. Never raises:
+        a reply that cannot be sent is logged and counted."""
         topic = self.reply_topic(request, reply_to)
-        payload = dumps({"schema": SCHEMA, "command": request.name, **body})
+        payload = dumps(body)
         properties = None
         try:
             correlation = check_correlation(request.correlation)
@@ -417,38 +395,5 @@ class Link:
                 self.errors["home assistant status ignored (too often)"] += 1
                 return
             self._discovery_at = now
-        t = self.topics
-        device = {
-            "identifiers": [f"facegate_{t.device}"],
-            "name": self.config["device"]["name"],
-            "manufacturer": "facegate",
-            "model": self.model.get("name", "facegate"),
-            "sw_version": __version__,
-        }
-        availability = [{"topic": t.availability, "value_template": "{{ value_json.state }}"}]
-        common = {"device": device, "availability": availability}
-        entities: dict[str, dict[str, Any]] = {
-            f"{t.ha_prefix}/sensor/{t.device}/last_person/config": {
-                "name": "Last person",
-                "unique_id": f"facegate_{t.device}_last_person",
-                "state_topic": t.state,
-                "value_template": "{{ value_json.last.identity if value_json.last else 'none' }}",
-                "json_attributes_topic": t.state,
-                "icon": "mdi:face-recognition",
-            },
-            f"{t.ha_prefix}/binary_sensor/{t.device}/known_person/config": {
-                "name": "Known person present",
-                "unique_id": f"facegate_{t.device}_known_person",
-                "state_topic": t.state,
-                "value_template": "{{ 'ON' if value_json.known_present else 'OFF' }}",
-                "device_class": "occupancy",
-            },
-            f"{t.ha_prefix}/event/{t.device}/recognition/config": {
-                "name": "Recognition",
-                "unique_id": f"facegate_{t.device}_recognition",
-                "state_topic": t.event,
-                "event_types": ["known", "unknown", "verify_accepted", "verify_rejected"],
-            },
-        }
-        for topic, body in entities.items():
-            self.client.publish(topic, dumps({**body, **common}), qos=1, retain=True)
+        for topic, payload in discovery(self.topics, self.config["device"]["name"], self.model).items():
+            self.client.publish(topic, dumps(payload), qos=1, retain=True)

@@ -12,6 +12,7 @@ import dataclasses
 import os
 import pathlib
 import time
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +20,7 @@ from facegate.align import chip_transform, extract_chip
 from facegate.detect import Detection, FaceDetector
 from facegate.errors import InputError
 from facegate.landmarks import ShapePredictor, to_grey
-from facegate.modelcard import MODELS_DIR, load_card
+from facegate.modelcard import MODELS_DIR, ModelCard, load_card
 
 # Refusal reasons, counted in ``Perception.rejected``.
 TOO_SMALL = "too_small"
@@ -126,6 +127,44 @@ class Perception:
         self.gates = gates or Gates()
         self.refine = refine
         self.rejected: collections.Counter[str] = collections.Counter()
+
+    @classmethod
+    def for_encoder(
+        cls,
+        card: ModelCard,
+        detector: str = "short",
+        threads: int = 1,
+        refine: bool = True,
+        gates: Gates | None = None,
+        min_score: float = 0.5,
+        min_size: float = 20.0,
+    ) -> Perception:
+        """The pipeline that cuts the chips ``card``'s encoder wants (its size and padding): the
+        one constructor the daemon, the commands, doctor and the evaluations use."""
+        return cls(
+            detector=MODELS_DIR / f"face_detection_{detector}_range.tflite",
+            chip_size=card.chip_size,
+            padding=card.chip_padding,
+            gates=gates,
+            min_score=min_score,
+            min_size=min_size,
+            num_threads=threads,
+            refine=refine,
+        )
+
+    @classmethod
+    def from_config(cls, config: Any, card: ModelCard) -> Perception:
+        """The daemon's pipeline: ``models`` and ``gates`` sections of a ``facegate.config``."""
+        g, m = config["gates"], config["models"]
+        return cls.for_encoder(
+            card,
+            detector=m["detector"],
+            threads=m["threads"],
+            refine=m["refine"],
+            gates=Gates(g["min_eye_distance"], g["max_yaw"], g["min_sharpness"]),
+            min_score=g["min_score"],
+            min_size=g["min_face"],
+        )
 
     def landmark_box(self, det: Detection) -> tuple[float, float, float, float]:
         """The box dlib's landmark cascade expects, from a BlazeFace detection."""

@@ -131,13 +131,15 @@ def test_the_documented_example_is_valid_and_complete() -> None:
 def test_refinement_setting_reaches_the_pipeline() -> None:
     import numpy as np
 
-    from facegate.daemon import _perception
     from facegate.detect import Detection
     from facegate.encoder import Encoder
     from tests.conftest import INT8_MODEL
 
     card = Encoder(INT8_MODEL).card
-    on, off = _perception(validate({}), card), _perception(validate({"models": {"refine": False}}), card)
+    from facegate.perception import Perception
+
+    on = Perception.from_config(validate({}), card)
+    off = Perception.from_config(validate({"models": {"refine": False}}), card)
     assert on.refine is True and off.refine is False
     # each starts the landmark cascade from the box map fitted on its kind of detection
     det = Detection(

@@ -15,6 +15,7 @@ import time
 import numpy as np
 import pytest
 
+from facegate import transfer
 from facegate.decide import OperatingPoint, identify, verify
 from facegate.demo import PHOTOS
 from facegate.encoder import Encoder
@@ -234,7 +235,7 @@ def test_rename_remove_export_import(tmp_path: pathlib.Path, enroller: Enroller)
         with pytest.raises(FacegateError, match="invalid name"):
             gallery.rename("z", "has/slash")
         export = tmp_path / "export.json"
-        assert gallery.export(export) == 2
+        assert transfer.export(gallery, export) == 2
         assert stat.S_IMODE(export.stat().st_mode) == 0o600
         gallery.remove("y")
         with pytest.raises(FacegateError, match="not enrolled"):
@@ -242,9 +243,9 @@ def test_rename_remove_export_import(tmp_path: pathlib.Path, enroller: Enroller)
         original = gallery.embeddings("z")
     with _open(tmp_path / "b.db", enroller) as other:
         other.add("z", [Sample(_vector(9), "already here")])
-        imported, skipped = other.import_(export)
+        imported, skipped = transfer.import_(other, export)
         assert imported == ["y"] and skipped == ["z"]
-        other.import_(export, replace=True)
+        transfer.import_(other, export, replace=True)
         np.testing.assert_allclose(other.embeddings("z"), original, atol=1e-6)
         assert other.person("z").display_name == "Ex Ample"
 

@@ -122,3 +122,49 @@ def test_wheel_in_a_fresh_venv_enrolls_identifies_verifies_and_runs_the_demo(
     assert "8 of 8 decisions right" in demo.stdout and "live: 5 events, as expected" in demo.stdout
     site = next((venv / "lib").glob("python3*/site-packages"))
     assert not (site / "edge").exists() and not (site / "convert").exists()
+
+
+def _device_imports() -> dict[str, set[str]]:
+    """facegate.X -> the facegate modules it imports (anywhere in it, functions included)."""
+    import ast
+
+    graph: dict[str, set[str]] = {}
+    edge = ROOT / "edge"
+    for path in sorted(edge.rglob("*.py")):
+        parts = path.relative_to(edge).with_suffix("").parts
+        name = ".".join(("facegate", *(p for p in parts if p != "__init__")))
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("facegate"):
+                targets.add(node.module)
+            elif isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names if a.name.startswith("facegate")}
+        graph[name] = {t for t in targets if t != name}
+    return graph
+
+
+def test_device_modules_import_in_one_direction() -> None:
+    """No import circle among the device runtime's modules (a package importing its own
+    submodules to re-export them is the one allowed pattern), and none reaches the
+    workstation, the benchmarks or the demo."""
+    graph = _device_imports()
+    for module, targets in graph.items():
+        assert not {
+            t for t in targets if t.startswith(("facegate.convert", "facegate.bench", "facegate.demo"))
+        }, module
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        for nxt in graph.get(start, ()):
+            if nxt == goal or (nxt not in seen and not seen.add(nxt) and reaches(nxt, goal, seen)):
+                return True
+        return False
+
+    circles = [
+        (module, target)
+        for module, targets in graph.items()
+        for target in targets
+        if not target.startswith(module + ".")
+        and reaches(target, module, set())
+        and not module.startswith(target + ".")  # a submodule importing its package's re-exports
+    ]
+    assert not circles, circles

@@ -1,0 +1,244 @@
+"""The fleet's authority: its gallery as signed messages, and the devices' reports."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import pathlib
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from facegate.files import write_private_json
+from facegate.fleet.keys import signer_for
+from facegate.fleet.messages import (
+    MANIFEST,
+    PERSON,
+    TOMBSTONE,
+    FleetError,
+    FleetTopics,
+    Signer,
+    encode_vectors,
+    manifest_hash,
+    sign_message,
+)
+from facegate.gallery import Gallery
+
+log = logging.getLogger(__name__)
+
+
+# --- the authority ----------------------------------------------------------------
+
+
+def _digest(display_name: str, vectors: np.ndarray) -> str:
+    return hashlib.sha256(display_name.encode() + np.ascontiguousarray(vectors, "<f4").tobytes()).hexdigest()
+
+
+class Authority:
+    """Turns the authority's gallery into fleet messages. Its versions live in a private state
+    file beside the gallery, written (atomically) before anything is published, so a crash
+    half-way only means the same messages are published again."""
+
+    def __init__(self, gallery: Gallery, signer: Signer, prefix: str, state_path: pathlib.Path) -> None:
+        self.gallery, self.signer = gallery, signer
+        self.topics = FleetTopics(prefix)
+        self.state_path = state_path
+        self.state = self._load()
+
+    def _load(self) -> dict[str, Any]:
+        if not self.state_path.exists():
+            return {"seq": 0, "people": {}, "removed": {}}
+        try:
+            state = json.loads(self.state_path.read_text(encoding="utf-8"))
+            state["seq"] = int(state["seq"])
+            return state
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise FleetError(
+                f"{self.state_path}: unreadable fleet state ({exc}); restore it from a backup"
+            ) from None
+
+    def _save(self) -> None:
+        write_private_json(self.state_path, self.state, durable=True, indent=1, sort_keys=True)
+
+    def plan(self, now: float | None = None, full: bool = False) -> list[tuple[str, bytes]]:
+        """The messages that bring the fleet to this gallery: an entry for each new or changed
+        person, a tombstone for each one gone, and a new manifest if anything changed. With
+        ``full`` (or when the last publish did not finish) every entry, tombstone and the
+        manifest again, at the versions they have: applying them twice changes nothing."""
+        now = time.time() if now is None else now
+        full = full or self.state.get("published_seq") != self.state["seq"]
+        people, removed = self.state["people"], self.state["removed"]
+        out: list[tuple[str, bytes]] = []
+        current = {p.name: p for p in self.gallery.people()}
+        model = self.gallery.model
+        for name in sorted(current):
+            vectors = self.gallery.embeddings(name)
+            digest = _digest(current[name].display_name, vectors)
+            if people.get(name, {}).get("digest") != digest:
+                self.state["seq"] += 1
+                people[name] = {"version": self.state["seq"], "digest": digest}
+                removed.pop(name, None)
+            elif not full:
+                continue
+            body = {
+                "kind": PERSON,
+                "name": name,
+                "display_name": current[name].display_name,
+                "version": people[name]["version"],
+                "model": model.sha256,
+                "dim": model.embedding_size,
+                "embeddings": encode_vectors(vectors),
+                "ts": round(now, 3),
+            }
+            out.append((self.topics.person(name), sign_message(self.signer, self.topics.person(name), body)))
+        for name in sorted(set(people) - set(current)):
+            self.state["seq"] += 1
+            del people[name]
+            removed[name] = {"version": self.state["seq"], "since": now}
+        for name, r in sorted(removed.items()):
+            if full or r["version"] > self.state.get("published_seq", 0):
+                body = {"kind": TOMBSTONE, "name": name, "version": r["version"], "ts": round(now, 3)}
+                topic = self.topics.person(name)
+                out.append((topic, sign_message(self.signer, topic, body)))
+        if out or full:
+            out.append(self._manifest(now))
+        self._save()
+        return out
+
+    def published(self) -> None:
+        """Every message of the last plan was acknowledged by the broker."""
+        self.state["published_seq"] = self.state["seq"]
+        self._save()
+
+    def _manifest(self, now: float) -> tuple[str, bytes]:
+        body = {
+            "kind": MANIFEST,
+            "seq": self.state["seq"],
+            "people": self.manifest_people(),
+            "removed": {n: r["version"] for n, r in sorted(self.state["removed"].items())},
+            "ts": round(now, 3),
+        }
+        return self.topics.manifest, sign_message(self.signer, self.topics.manifest, body)
+
+    def manifest_people(self) -> dict[str, int]:
+        return {n: p["version"] for n, p in sorted(self.state["people"].items())}
+
+    def collect(
+        self, acknowledged: dict[str, int], ttl_s: float, now: float | None = None
+    ) -> list[tuple[str, bytes]]:
+        """Clear the retained tombstones every device has acknowledged (reported a manifest at
+        or past the removal) or that are older than ``ttl_s``; the manifest keeps no record of
+        them after that, and a device that comes back later still drops them (unlisted)."""
+        now = time.time() if now is None else now
+        done = [
+            name
+            for name, r in self.state["removed"].items()
+            if now - r["since"] > ttl_s or (acknowledged and min(acknowledged.values()) >= r["version"])
+        ]
+        if not done:
+            return []
+        for name in done:
+            del self.state["removed"][name]
+        out: list[tuple[str, bytes]] = [(self.topics.person(n), b"") for n in sorted(done)]
+        self.state["seq"] += 1  # a new manifest, so devices see the change
+        out.append(self._manifest(now))
+        self._save()
+        return out
+
+
+class _Reports:
+    """A short MQTT session that reads the fleet's retained device reports and manifest."""
+
+    def __init__(self, config: Any, prefix: str) -> None:
+        from facegate.mqtt import client_for
+
+        self.topics = FleetTopics(prefix)
+        self.devices: dict[str, dict[str, Any]] = {}
+        self.manifest: dict[str, Any] | None = None
+        self._connected = threading.Event()
+        self.client = client_for(config, client_id=f"facegate-authority-{os.getpid()}")
+        self.client.on_message = self._on_message
+        self.client.on_connect = lambda *a: self._connected.set()
+        self.m = config["mqtt"]
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            body = json.loads(message.payload)
+            if message.topic == self.topics.manifest:
+                self.manifest = body
+            else:
+                self.devices[str(body["device"])] = body
+
+    def __enter__(self) -> _Reports:
+        self.client.connect(self.m["host"], self.m["port"], keepalive=self.m["keepalive"])
+        self.client.loop_start()
+        if not self._connected.wait(10):
+            self.__exit__()
+            raise FleetError(f"no answer from the broker at {self.m['host']}:{self.m['port']}")
+        self.client.subscribe([(self.topics.devices, 1), (self.topics.manifest, 1)])
+        return self
+
+    def wait(self, seconds: float) -> None:
+        time.sleep(seconds)  # retained messages arrive at once; a moment for slow links
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def summary(self) -> dict[str, dict[str, Any]]:
+        return {
+            d: {k: r.get(k) for k in ("seq", "hash", "converged", "people", "refused")}
+            for d, r in sorted(self.devices.items())
+        }
+
+
+def publish(config: Any, full: bool = False, wait_s: float = 2.0) -> dict[str, Any]:
+    """``facegate fleet publish``: the authority's gallery to the fleet, over the config's
+    broker. Reads the devices' reports first, to clear tombstones they have all applied."""
+    from facegate.encoder import Encoder
+    from facegate.enroll import fingerprint
+
+    model = fingerprint(Encoder(config["models"]["encoder"]))
+    gallery = Gallery.open(config["gallery"]["path"], model, create=False)
+    path = gallery.path.with_name(gallery.path.name + ".fleet.json")
+    try:
+        authority = Authority(gallery, signer_for(config), config["fleet"]["prefix"], path)
+        with _Reports(config, config["fleet"]["prefix"]) as reports:
+            reports.wait(wait_s)
+            acknowledged = {d: int(r["seq"]) for d, r in reports.devices.items() if r.get("seq") is not None}
+            messages = authority.plan(full=full)
+            messages += authority.collect(acknowledged, config["fleet"]["tombstone_days"] * 86400)
+            infos = [reports.client.publish(t, payload, qos=1, retain=True) for t, payload in messages]
+            for info in infos:
+                info.wait_for_publish(30)
+            authority.published()
+        people = authority.manifest_people()
+        return {
+            "published": len(messages),
+            "seq": authority.state["seq"],
+            "people": len(people),
+            "manifest_hash": manifest_hash(people),
+            "tombstones": len(authority.state["removed"]),
+            "devices": reports.summary(),
+        }
+    finally:
+        gallery.close()
+
+
+def status(config: Any, wait_s: float = 2.0) -> dict[str, Any]:
+    """``facegate fleet status``: the manifest on the broker and what each device reports."""
+    with _Reports(config, config["fleet"]["prefix"]) as reports:
+        reports.wait(wait_s)
+    manifest = reports.manifest or {}
+    people = manifest.get("people")
+    return {
+        "seq": manifest.get("seq"),
+        "people": len(people) if isinstance(people, dict) else None,
+        "manifest_hash": manifest_hash(people) if isinstance(people, dict) else None,
+        "devices": reports.summary(),
+    }
