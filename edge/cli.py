@@ -213,15 +213,15 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     from facegate.mqtt import client_for
 
     config = load_config(args.config) if args.config else validate({})
-    m = config["mqtt"]
+    m = config.mqtt
     client = client_for(config)
-    topic = f"{m['prefix']}/{args.device or config['device']['id']}/#"
+    topic = f"{m.prefix}/{args.device or config.device.id}/#"
 
     def show(client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         print(f"{message.topic} {message.payload.decode(errors='replace')}", flush=True)
 
     client.on_message = show
-    client.connect(args.host or m["host"], args.port or m["port"])
+    client.connect(args.host or m.host, args.port or m.port)
     client.subscribe(topic, qos=1)
     print(f"watching {topic} (Ctrl-C to stop)", file=sys.stderr)
     client.loop_forever()
@@ -237,7 +237,7 @@ def _cmd_fleet(args: argparse.Namespace) -> int:
         print(f"wrote {private} (0600: the authority's, keep it off the devices) and {public} (for devices)")
         return 0
     config = load_config(args.config)
-    if not config["fleet"]["prefix"]:
+    if not config.fleet.prefix:
         raise FacegateError(f"{args.config}: fleet.prefix is empty")
     result = fleet.publish(config, full=args.full) if args.action == "publish" else fleet.status(config)
     if args.json:
@@ -271,7 +271,7 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
         print(f"{args.config}: warning: {warning}", file=sys.stderr)
     print(f"{args.config}: OK" + (f" ({len(config.warnings)} warning(s))" if config.warnings else ""))
     if args.verbose_config:
-        print(dumps({k: v for k, v in config.data.items()}, indent=2, default=str))
+        print(dumps(config.as_dict(), indent=2, default=str))
     return 0
 
 

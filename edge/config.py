@@ -65,99 +65,148 @@ _COMMANDS = ("verify", "list", "enroll", "remove", "reload")
 UNSIGNED_COMMANDS = ("verify",)  # the only command that may come without a signature
 _signature_check, _signature_wants = _choice("ed25519", "hmac")
 
-SCHEMA: dict[str, dict[str, Key]] = {
-    "device": {
-        "id": Key("facegate", str, _matches(ID_PATTERN), "1-64 letters, digits, '_' or '-'"),
-        "name": Key("facegate", str),
-    },
-    "camera": {
-        "source": Key("picamera2", str, _source_check, _source_wants),
-        "path": Key(None, (str, int, type(None))),
-        "width": Key(640, int, _positive, "> 0"),
-        "height": Key(480, int, _positive, "> 0"),
-        "format": Key("XBGR8888", str, _format_check, _format_wants),
-        "max_fps": Key(10.0, (int, float), _positive, "> 0"),
-        "loop": Key(False, bool),
-        "name": Key("camera", str, _matches(ID_PATTERN), "1-64 letters, digits, '_' or '-'"),
-    },
-    "models": {
-        "encoder": Key(str(MODELS_DIR / "dlib_resnet_v1_int8.tflite"), str),
-        "detector": Key("short", str, _detector_check, _detector_wants),
-        "refine": Key(True, bool),
-        "threads": Key(2, int, _positive, "> 0"),
-    },
-    "gallery": {
-        "path": Key("/var/lib/facegate/gallery.db", str),
-    },
-    "decision": {
-        "far": Key(1e-3, float, lambda v: 0 < v < 1, "a false accept rate between 0 and 1, e.g. 1.0e-3"),
-        "votes_to_decide": Key(3, int, _positive, "> 0"),
-        "window": Key(5, int, _positive, "> 0"),
-        "min_iou": Key(0.3, (int, float), lambda v: 0 < v <= 1, "in (0, 1]"),
-        "max_missing": Key(10, int, lambda v: v >= 0, ">= 0"),
-        "verify_timeout_s": Key(10.0, (int, float), _positive, "> 0"),
-    },
-    "gates": {
-        "min_eye_distance": Key(16.0, (int, float), lambda v: v >= 0, ">= 0"),
-        "max_yaw": Key(0.45, (int, float), _positive, "> 0"),
-        "min_sharpness": Key(3.0, (int, float), lambda v: v >= 0, ">= 0"),
-        "min_face": Key(20.0, (int, float), lambda v: v >= 0, ">= 0"),
-        "min_score": Key(0.5, (int, float), lambda v: 0 < v < 1, "in (0, 1)"),
-    },
-    "idle": {
-        "motion_threshold": Key(2.0, (int, float), lambda v: v >= 0, ">= 0 (mean grey change; 0 = off)"),
-        "check_every": Key(10, int, _positive, "> 0"),
-    },
-    "mqtt": {
-        "host": Key("localhost", str),
-        "port": Key(1883, int, lambda v: 0 < v < 65536, "a TCP port"),
-        "prefix": Key("facegate", str, _matches(TOPIC_PATTERN), TOPIC_WANTS),
-        "protocol": Key("auto", str, _protocol_check, _protocol_wants),
-        "client_id": Key(None, (str, type(None))),
-        "username": Key(None, (str, type(None))),
-        "password": Key(None, (str, type(None))),
-        "password_file": Key(None, (str, type(None))),
-        "keepalive": Key(30, int, lambda v: v >= 5, ">= 5"),
-        "tls": Key(False, bool),
-        "ca_file": Key(None, (str, type(None))),
-        "cert_file": Key(None, (str, type(None))),
-        "key_file": Key(None, (str, type(None))),
-        "tls_insecure": Key(False, bool),
-        "outbox": Key("/var/lib/facegate/outbox", str),
-        "outbox_max": Key(10000, int, _positive, "> 0"),
-        "max_payload": Key(
-            1 << 20, int, lambda v: 4096 <= v <= 16 << 20, "a size in bytes from 4096 to 16777216"
-        ),
-    },
-    "commands": {
-        "enabled": Key(
-            ["verify"],
-            list,
-            lambda v: all(c in _COMMANDS for c in v),
-            "a list from " + ", ".join(_COMMANDS),
-        ),
-        "secret": Key(None, (str, type(None))),
-        "secret_file": Key(None, (str, type(None))),
-        "max_skew_s": Key(60.0, (int, float), lambda v: 0 < v <= 3600, "seconds in (0, 3600]"),
-        "nonce_file": Key(None, (str, type(None))),
-        "rate_per_minute": Key(30, int, lambda v: 1 <= v <= 6000, "1 to 6000"),
-        "max_pending": Key(4, int, lambda v: 1 <= v <= 64, "1 to 64"),
-    },
-    "homeassistant": {
-        "discovery": Key(True, bool),
-        "prefix": Key("homeassistant", str, _matches(TOPIC_PATTERN), TOPIC_WANTS),
-    },
-    "fleet": {
-        "enabled": Key(False, bool),
-        "prefix": Key("facegate/fleet/default", str, _matches(TOPIC_PATTERN), TOPIC_WANTS),
-        "signature": Key("ed25519", str, _signature_check, _signature_wants),
-        "public_key_file": Key(None, (str, type(None))),
-        "private_key_file": Key(None, (str, type(None))),
-        "hmac_key": Key(None, (str, type(None))),
-        "hmac_key_file": Key(None, (str, type(None))),
-        "tombstone_days": Key(7.0, (int, float), _positive, "> 0"),
-    },
+
+def key(
+    default: Any, kind: type | tuple[type, ...], check: Callable[[Any], bool] | None = None, wants: str = ""
+) -> Any:
+    """A config field: its default, type and check (a predicate and what it wants)."""
+    spec = Key(default, kind, check, wants)
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata={"key": spec})
+    return dataclasses.field(default=default, metadata={"key": spec})
+
+
+_ID_WANTS = "1-64 letters, digits, '_' or '-'"
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceConfig:
+    id: str = key("facegate", str, _matches(ID_PATTERN), _ID_WANTS)
+    name: str = key("facegate", str)
+
+
+@dataclasses.dataclass(frozen=True)
+class CameraConfig:
+    source: str = key("picamera2", str, _source_check, _source_wants)
+    path: str | int | None = key(None, (str, int, type(None)))
+    width: int = key(640, int, _positive, "> 0")
+    height: int = key(480, int, _positive, "> 0")
+    format: str = key("XBGR8888", str, _format_check, _format_wants)
+    max_fps: float = key(10.0, (int, float), _positive, "> 0")
+    loop: bool = key(False, bool)
+    name: str = key("camera", str, _matches(ID_PATTERN), _ID_WANTS)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelsConfig:
+    encoder: str = key(str(MODELS_DIR / "dlib_resnet_v1_int8.tflite"), str)
+    detector: str = key("short", str, _detector_check, _detector_wants)
+    refine: bool = key(True, bool)
+    threads: int = key(2, int, _positive, "> 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class GalleryConfig:
+    path: str = key("/var/lib/facegate/gallery.db", str)
+
+
+@dataclasses.dataclass(frozen=True)
+class DecisionConfig:
+    far: float = key(1e-3, float, lambda v: 0 < v < 1, "a false accept rate between 0 and 1, e.g. 1.0e-3")
+    votes_to_decide: int = key(3, int, _positive, "> 0")
+    window: int = key(5, int, _positive, "> 0")
+    min_iou: float = key(0.3, (int, float), lambda v: 0 < v <= 1, "in (0, 1]")
+    max_missing: int = key(10, int, lambda v: v >= 0, ">= 0")
+    verify_timeout_s: float = key(10.0, (int, float), _positive, "> 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class GatesConfig:
+    min_eye_distance: float = key(16.0, (int, float), lambda v: v >= 0, ">= 0")
+    max_yaw: float = key(0.45, (int, float), _positive, "> 0")
+    min_sharpness: float = key(3.0, (int, float), lambda v: v >= 0, ">= 0")
+    min_face: float = key(20.0, (int, float), lambda v: v >= 0, ">= 0")
+    min_score: float = key(0.5, (int, float), lambda v: 0 < v < 1, "in (0, 1)")
+
+
+@dataclasses.dataclass(frozen=True)
+class IdleConfig:
+    motion_threshold: float = key(2.0, (int, float), lambda v: v >= 0, ">= 0 (mean grey change; 0 = off)")
+    check_every: int = key(10, int, _positive, "> 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class MqttConfig:
+    host: str = key("localhost", str)
+    port: int = key(1883, int, lambda v: 0 < v < 65536, "a TCP port")
+    prefix: str = key("facegate", str, _matches(TOPIC_PATTERN), TOPIC_WANTS)
+    protocol: str = key("auto", str, _protocol_check, _protocol_wants)
+    client_id: str | None = key(None, (str, type(None)))
+    username: str | None = key(None, (str, type(None)))
+    password: str | None = key(None, (str, type(None)))
+    password_file: str | None = key(None, (str, type(None)))
+    keepalive: int = key(30, int, lambda v: v >= 5, ">= 5")
+    tls: bool = key(False, bool)
+    ca_file: str | None = key(None, (str, type(None)))
+    cert_file: str | None = key(None, (str, type(None)))
+    key_file: str | None = key(None, (str, type(None)))
+    tls_insecure: bool = key(False, bool)
+    outbox: str = key("/var/lib/facegate/outbox", str)
+    outbox_max: int = key(10000, int, _positive, "> 0")
+    max_payload: int = key(
+        1 << 20, int, lambda v: 4096 <= v <= 16 << 20, "a size in bytes from 4096 to 16777216"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class CommandsConfig:
+    enabled: list[str] = key(
+        ["verify"], list, lambda v: all(c in _COMMANDS for c in v), "a list from " + ", ".join(_COMMANDS)
+    )
+    secret: str | None = key(None, (str, type(None)))
+    secret_file: str | None = key(None, (str, type(None)))
+    max_skew_s: float = key(60.0, (int, float), lambda v: 0 < v <= 3600, "seconds in (0, 3600]")
+    nonce_file: str | None = key(None, (str, type(None)))
+    rate_per_minute: int = key(30, int, lambda v: 1 <= v <= 6000, "1 to 6000")
+    max_pending: int = key(4, int, lambda v: 1 <= v <= 64, "1 to 64")
+
+
+@dataclasses.dataclass(frozen=True)
+class HomeAssistantConfig:
+    discovery: bool = key(True, bool)
+    prefix: str = key("homeassistant", str, _matches(TOPIC_PATTERN), TOPIC_WANTS)
+
+
+@dataclasses.dataclass(frozen=True)
+class FleetConfig:
+    enabled: bool = key(False, bool)
+    prefix: str = key("facegate/fleet/default", str, _matches(TOPIC_PATTERN), TOPIC_WANTS)
+    signature: str = key("ed25519", str, _signature_check, _signature_wants)
+    public_key_file: str | None = key(None, (str, type(None)))
+    private_key_file: str | None = key(None, (str, type(None)))
+    hmac_key: str | None = key(None, (str, type(None)))
+    hmac_key_file: str | None = key(None, (str, type(None)))
+    tombstone_days: float = key(7.0, (int, float), _positive, "> 0")
+
+
+SECTIONS: dict[str, type] = {
+    "device": DeviceConfig,
+    "camera": CameraConfig,
+    "models": ModelsConfig,
+    "gallery": GalleryConfig,
+    "decision": DecisionConfig,
+    "gates": GatesConfig,
+    "idle": IdleConfig,
+    "mqtt": MqttConfig,
+    "commands": CommandsConfig,
+    "homeassistant": HomeAssistantConfig,
+    "fleet": FleetConfig,
 }
+# Each key's type, default and check, from the dataclasses above (one place for both).
+SCHEMA: dict[str, dict[str, Key]] = {
+    name: {f.name: f.metadata["key"] for f in dataclasses.fields(cls)} for name, cls in SECTIONS.items()
+}
+
 
 DEFAULTS = {
     section: {k: copy.deepcopy(v.default) for k, v in keys.items()} for section, keys in SCHEMA.items()
@@ -168,11 +217,23 @@ SIGNED_COMMANDS = tuple(c for c in _COMMANDS if c not in UNSIGNED_COMMANDS)
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    data: dict[str, dict[str, Any]]
-    path: pathlib.Path | None
+    """The whole config, typed: ``config.mqtt.port``, checked by mypy."""
 
-    def __getitem__(self, section: str) -> dict[str, Any]:
-        return self.data[section]
+    device: DeviceConfig = dataclasses.field(default_factory=DeviceConfig)
+    camera: CameraConfig = dataclasses.field(default_factory=CameraConfig)
+    models: ModelsConfig = dataclasses.field(default_factory=ModelsConfig)
+    gallery: GalleryConfig = dataclasses.field(default_factory=GalleryConfig)
+    decision: DecisionConfig = dataclasses.field(default_factory=DecisionConfig)
+    gates: GatesConfig = dataclasses.field(default_factory=GatesConfig)
+    idle: IdleConfig = dataclasses.field(default_factory=IdleConfig)
+    mqtt: MqttConfig = dataclasses.field(default_factory=MqttConfig)
+    commands: CommandsConfig = dataclasses.field(default_factory=CommandsConfig)
+    homeassistant: HomeAssistantConfig = dataclasses.field(default_factory=HomeAssistantConfig)
+    fleet: FleetConfig = dataclasses.field(default_factory=FleetConfig)
+    path: pathlib.Path | None = None
+
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
 
     @property
     def mqtt_password(self) -> str | None:
@@ -188,7 +249,7 @@ class Config:
         """Settings that are valid but unsafe: ``check-config``, ``doctor`` and the daemon's
         log at every start say each one."""
         out = []
-        if self.data["mqtt"]["tls"] and self.data["mqtt"]["tls_insecure"]:
+        if self.mqtt.tls and self.mqtt.tls_insecure:
             out.append(
                 "mqtt.tls_insecure: true: the broker's host name is NOT checked against its certificate, "
                 "so any server holding a certificate from that CA can pose as the broker, read every "
@@ -200,8 +261,8 @@ class Config:
     def nonce_file(self) -> pathlib.Path:
         """Where the nonces of signed commands are kept: ``commands.nonce_file``, else beside
         the gallery."""
-        given = self.data["commands"]["nonce_file"]
-        gallery = pathlib.Path(self.data["gallery"]["path"])
+        given = self.commands.nonce_file
+        gallery = pathlib.Path(self.gallery.path)
         return pathlib.Path(given) if given else gallery.with_name(gallery.name + ".commands.json")
 
     @property
@@ -212,9 +273,10 @@ class Config:
     def _secret(self, section: str, key: str, env: str) -> str | None:
         if os.environ.get(env):
             return os.environ[env]
-        if self.data[section][key]:
-            return str(self.data[section][key])
-        path = self.data[section][f"{key}_file"]
+        values = getattr(self, section)
+        if getattr(values, key):
+            return str(getattr(values, key))
+        path = getattr(values, f"{key}_file")
         if path:
             try:
                 return pathlib.Path(path).read_text(encoding="utf-8").strip()
@@ -261,24 +323,24 @@ def validate(raw: Any, path: pathlib.Path | None = None) -> Config:
             if spec.check is not None and value is not None and not spec.check(value):
                 raise ConfigError(f"{_where(path, name)}: {value!r} is not {spec.wants}")
             data[section][key] = value
-    config = Config(data, path)
+    config = Config(**{name: SECTIONS[name](**values) for name, values in data.items()}, path=path)
     _cross_checks(config)
     return config
 
 
 def _cross_checks(config: Config) -> None:
-    c, path = config.data, config.path
-    if c["decision"]["votes_to_decide"] > c["decision"]["window"]:
+    c, path = config, config.path
+    if c.decision.votes_to_decide > c.decision.window:
         raise ConfigError(f"{_where(path, 'decision.votes_to_decide')}: must not exceed decision.window")
-    if c["camera"]["source"] in ("video", "folder") and not c["camera"]["path"]:
-        raise ConfigError(f"{_where(path, 'camera.path')}: the {c['camera']['source']} source needs a path")
-    if c["mqtt"]["tls_insecure"] and not c["mqtt"]["tls"]:
+    if c.camera.source in ("video", "folder") and not c.camera.path:
+        raise ConfigError(f"{_where(path, 'camera.path')}: the {c.camera.source} source needs a path")
+    if c.mqtt.tls_insecure and not c.mqtt.tls:
         raise ConfigError(f"{_where(path, 'mqtt.tls_insecure')}: only makes sense with mqtt.tls: true")
-    if bool(c["mqtt"]["cert_file"]) != bool(c["mqtt"]["key_file"]):
+    if bool(c.mqtt.cert_file) != bool(c.mqtt.key_file):
         raise ConfigError(
             f"{_where(path, 'mqtt.cert_file')}: a client certificate needs both cert_file and key_file"
         )
-    wanted = [x for x in c["commands"]["enabled"] if x in SIGNED_COMMANDS]
+    wanted = [x for x in c.commands.enabled if x in SIGNED_COMMANDS]
     if wanted and config.command_secret is None:
         raise ConfigError(
             f"{_where(path, 'commands.enabled')}: {', '.join(wanted)} must be signed (they change state, "
@@ -287,7 +349,7 @@ def _cross_checks(config: Config) -> None:
         )
     if config.command_secret is not None and len(config.command_secret) < 16:
         raise ConfigError(f"{_where(path, 'commands.secret')}: use at least 16 characters")
-    if c["fleet"]["enabled"]:
+    if c.fleet.enabled:
         _fleet_checks(config)
 
 
@@ -295,19 +357,19 @@ LOOPBACK = ("localhost", "127.0.0.1", "::1")
 
 
 def _fleet_checks(config: Config) -> None:
-    c, path = config.data, config.path
-    if not c["mqtt"]["tls"] and c["mqtt"]["host"] not in LOOPBACK:
+    c, path = config, config.path
+    if not c.mqtt.tls and c.mqtt.host not in LOOPBACK:
         raise ConfigError(
             f"{_where(path, 'fleet.enabled')}: fleet topics carry biometric templates and need "
             "mqtt.tls: true (plaintext only to a broker on this machine)"
         )
-    f = c["fleet"]
-    if f["signature"] == "ed25519" and not (f["public_key_file"] or f["private_key_file"]):
+    f = c.fleet
+    if f.signature == "ed25519" and not (f.public_key_file or f.private_key_file):
         raise ConfigError(
             f"{_where(path, 'fleet.public_key_file')}: fleet.signature ed25519 needs the fleet's public "
             "key (devices) or private key (the authority); `facegate fleet keygen` makes a pair"
         )
-    if f["signature"] == "hmac":
+    if f.signature == "hmac":
         key = config.fleet_hmac_key
         if key is None:
             raise ConfigError(

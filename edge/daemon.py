@@ -45,8 +45,8 @@ RESTART_SECTIONS = ("camera", "models", "mqtt", "gallery", "device", "homeassist
 
 
 def _tracker_config(config: Config) -> TrackerConfig:
-    d = config["decision"]
-    return TrackerConfig(d["votes_to_decide"], d["window"], d["min_iou"], d["max_missing"])
+    d = config.decision
+    return TrackerConfig(d.votes_to_decide, d.window, d.min_iou, d.max_missing)
 
 
 class Daemon:
@@ -58,19 +58,19 @@ class Daemon:
         # The camera first: a device without one fails before anything is created on disk.
         self._open_source = (lambda: open_source(self.config)) if source is None else (lambda: source)
         self.source = self._open_source()
-        self.encoder = Encoder(config["models"]["encoder"], num_threads=config["models"]["threads"])
+        self.encoder = Encoder(config.models.encoder, num_threads=config.models.threads)
         self.perception = Perception.from_config(config, self.encoder.card)
         self.enroller = Enroller(self.perception, self.encoder)
-        self.op = OperatingPoint.from_card(self.encoder.card, config["decision"]["far"])
-        self.live = LiveGallery(config["gallery"]["path"], fingerprint(self.encoder))
+        self.op = OperatingPoint.from_card(self.encoder.card, config.decision.far)
+        self.live = LiveGallery(config.gallery.path, fingerprint(self.encoder))
         self.tracker = Tracker(_tracker_config(config))
         self.desk = Desk(self)
         model = {"name": self.encoder.card.name, "sha256": self.encoder.card.sha256}
-        self.fleet = member_for(config, fingerprint(self.encoder)) if config["fleet"]["enabled"] else None
+        self.fleet = member_for(config, fingerprint(self.encoder)) if config.fleet.enabled else None
         self._fleet_seen: dict[str, Any] | None = None
         self.link = Link(config, self.desk.offer, model=model, fleet=self.fleet)
         self.origin = Origin(
-            config["device"]["id"], config["camera"]["name"], self.op.threshold, self.op.target_far, model
+            config.device.id, config.camera.name, self.op.threshold, self.op.target_far, model
         )
         self.camera = "ok"
         self.stopping = threading.Event()
@@ -99,8 +99,8 @@ class Daemon:
             if self.link.connected.wait(0.1):
                 break
         broker = "connected" if self.link.connected.is_set() else "unreachable, retrying"
-        self.notifier.ready(f"watching {self.config['camera']['source']}; broker {broker}")
-        period = 1.0 / self.config["camera"]["max_fps"]
+        self.notifier.ready(f"watching {self.config.camera.source}; broker {broker}")
+        period = 1.0 / self.config.camera.max_fps
         next_at = time.monotonic()
         status_at = time.monotonic()
         try:
@@ -220,7 +220,7 @@ class Daemon:
 
     def _idle(self, frame: Frame) -> bool:
         """Skip detection when nothing moves, no face is tracked and nothing waits on a frame."""
-        threshold = self.config["idle"]["motion_threshold"]
+        threshold = self.config.idle.motion_threshold
         image = frame.image
         thumb = image[::8, ::8].astype(np.float32)
         thumb = thumb.mean(axis=2) if thumb.ndim == 3 else thumb
@@ -230,7 +230,7 @@ class Daemon:
             self._since_detect = 0
             return False
         self._since_detect += 1
-        if self._since_detect >= self.config["idle"]["check_every"]:
+        if self._since_detect >= self.config.idle.check_every:
             self._since_detect = 0
             return False
         return float(np.abs(thumb - previous).mean()) < threshold
@@ -344,16 +344,15 @@ class Daemon:
         except ConfigError as exc:
             log.error("reload refused, keeping the running config: %s", exc)
             raise FacegateError(f"reload refused: {exc}") from None
-        changed = [s for s in RESTART_SECTIONS if new[s] != self.config[s]]
+        changed = [s for s in RESTART_SECTIONS if getattr(new, s) != getattr(self.config, s)]
         if changed:
             log.warning("reload: changes to %s need a restart; not applied", ", ".join(changed))
-        self.op = OperatingPoint.from_card(self.encoder.card, new["decision"]["far"])
+        self.op = OperatingPoint.from_card(self.encoder.card, new.decision.far)
         self.origin = dataclasses.replace(
             self.origin, threshold=self.op.threshold, target_far=self.op.target_far
         )
         self.tracker.config = _tracker_config(new)
-        g = new["gates"]
-        self.perception.gates = Gates(g["min_eye_distance"], g["max_yaw"], g["min_sharpness"])
-        live = {s: new[s] for s in ("decision", "gates", "idle")}
-        self.config = Config({**self.config.data, **live}, self.config.path)
+        g = new.gates
+        self.perception.gates = Gates(g.min_eye_distance, g.max_yaw, g.min_sharpness)
+        self.config = dataclasses.replace(self.config, decision=new.decision, gates=new.gates, idle=new.idle)
         log.info("reloaded %s: threshold %.4f at FAR %g", new.path, self.op.threshold, self.op.target_far)

@@ -41,7 +41,7 @@ def check_config(path: pathlib.Path) -> tuple[Check, Config | None]:
             "config", FAIL, str(exc), f"edit {path}; `facegate check-config {path}` re-checks it"
         ), None
     mode = stat.S_IMODE(path.stat().st_mode)
-    secrets = config["mqtt"]["password"] or config["commands"]["secret"]
+    secrets = config.mqtt.password or config.commands.secret
     if secrets and mode & 0o004:
         return Check(
             "config", WARN, f"{path} holds secrets and is world-readable", f"chmod o-r {path}"
@@ -58,8 +58,8 @@ def check_models(config: Config) -> Check:
     from facegate.perception import Perception
 
     try:
-        encoder = Encoder(config["models"]["encoder"])
-        OperatingPoint.from_card(encoder.card, config["decision"]["far"])
+        encoder = Encoder(config.models.encoder)
+        OperatingPoint.from_card(encoder.card, config.decision.far)
         Perception.from_config(config, encoder.card)
     except FacegateError as exc:
         return Check("models", FAIL, str(exc), "reinstall (systemd/install.sh) or set $FACEGATE_MODELS")
@@ -71,7 +71,7 @@ def check_gallery(config: Config) -> Check:
     from facegate.enroll import fingerprint
     from facegate.gallery import Gallery
 
-    path = pathlib.Path(config["gallery"]["path"])
+    path = pathlib.Path(config.gallery.path)
     if not path.exists():
         parent = next((p for p in path.parents if p.exists()), path.parent)
         if not os.access(parent, os.W_OK):
@@ -86,7 +86,7 @@ def check_gallery(config: Config) -> Check:
         )
     mode = stat.S_IMODE(path.stat().st_mode)
     try:
-        with Gallery.open(path, fingerprint(Encoder(config["models"]["encoder"])), create=False) as gallery:
+        with Gallery.open(path, fingerprint(Encoder(config.models.encoder)), create=False) as gallery:
             people = len(gallery)
     except FacegateError as exc:
         return Check(
@@ -104,8 +104,8 @@ def check_gallery(config: Config) -> Check:
 
 
 def check_camera(config: Config) -> Check:
-    cam = config["camera"]
-    if cam["source"] == "picamera2":
+    cam = config.camera
+    if cam.source == "picamera2":
         try:
             picamera2 = importlib.import_module("picamera2")
         except ImportError:
@@ -119,11 +119,11 @@ def check_camera(config: Config) -> Check:
                 "check the ribbon cable; `rpicam-hello --list-cameras`",
             )
         return Check("camera", OK, f"{len(cameras)} camera(s): {cameras[0].get('Model', '?')}")
-    if cam["source"] in ("video", "folder"):
-        path = pathlib.Path(str(cam["path"]))
-        if not path.exists() and "://" not in str(cam["path"]):
+    if cam.source in ("video", "folder"):
+        path = pathlib.Path(str(cam.path))
+        if not path.exists() and "://" not in str(cam.path):
             return Check("camera", FAIL, f"{path} does not exist", "fix camera.path")
-        return Check("camera", OK, f"{cam['source']} {path}")
+        return Check("camera", OK, f"{cam.source} {path}")
     try:
         importlib.import_module("cv2")
     except ImportError:
@@ -133,11 +133,11 @@ def check_camera(config: Config) -> Check:
             "camera.source opencv but OpenCV is not installed",
             "pip install opencv-python-headless",
         )
-    return Check("camera", OK, f"opencv {cam['path']}")
+    return Check("camera", OK, f"opencv {cam.path}")
 
 
 def check_permissions(config: Config) -> Check:
-    if config["camera"]["source"] not in ("picamera2", "opencv"):
+    if config.camera.source not in ("picamera2", "opencv"):
         return Check("permissions", OK, "no camera device needed")
     try:
         video = grp.getgrnam("video").gr_gid
@@ -161,10 +161,10 @@ def check_broker(config: Config, timeout: float = 5.0) -> Check:
 
     from facegate.mqtt import client_for
 
-    m = config["mqtt"]
-    where = f"{m['host']}:{m['port']}"
+    m = config.mqtt
+    where = f"{m.host}:{m.port}"
     try:
-        socket.create_connection((m["host"], m["port"]), timeout=timeout).close()
+        socket.create_connection((m.host, m.port), timeout=timeout).close()
     except OSError as exc:
         return Check(
             "broker",
@@ -182,7 +182,7 @@ def check_broker(config: Config, timeout: float = 5.0) -> Check:
     client = client_for(config)
     client.on_connect = on_connect
     try:
-        client.connect(m["host"], m["port"], keepalive=10)
+        client.connect(m.host, m.port, keepalive=10)
     except (OSError, ValueError) as exc:
         return Check("broker", FAIL, f"{where}: {exc}", "check mqtt.tls and the certificates")
     client.loop_start()
@@ -220,7 +220,7 @@ def check_clock() -> Check:
 
 
 def check_resources(config: Config) -> Check:
-    folder = pathlib.Path(config["gallery"]["path"]).parent
+    folder = pathlib.Path(config.gallery.path).parent
     existing = next((p for p in (folder, *folder.parents) if p.exists()), pathlib.Path("/"))
     free_mb = shutil.disk_usage(existing).free / 1e6
     available_mb = float("nan")

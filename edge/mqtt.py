@@ -62,20 +62,20 @@ PACKET_OVERHEAD = 64 * 1024  # topic and properties on top of the payload
 def client_for(config: Config, protocol: Any = mqtt.MQTTv311, client_id: str = "") -> mqtt.Client:
     """A paho client with the config's login and TLS (certificates checked unless
     ``mqtt.tls_insecure``): the daemon, ``facegate watch`` and ``doctor`` all use it."""
-    m = config["mqtt"]
+    m = config.mqtt
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
         client_id=client_id,
         protocol=protocol,
         clean_session=None if protocol == mqtt.MQTTv5 else True,
     )
-    if m["username"]:
-        client.username_pw_set(m["username"], config.mqtt_password)
-    if m["tls"]:
+    if m.username:
+        client.username_pw_set(m.username, config.mqtt_password)
+    if m.tls:
         client.tls_set(
-            ca_certs=m["ca_file"], certfile=m["cert_file"], keyfile=m["key_file"], cert_reqs=ssl.CERT_REQUIRED
+            ca_certs=m.ca_file, certfile=m.cert_file, keyfile=m.key_file, cert_reqs=ssl.CERT_REQUIRED
         )
-        client.tls_insecure_set(m["tls_insecure"])
+        client.tls_insecure_set(m.tls_insecure)
     return client
 
 
@@ -87,8 +87,8 @@ class Topics:
 
     @classmethod
     def from_config(cls, config: Config) -> Topics:
-        device = config["device"]["id"]
-        return cls(f"{config['mqtt']['prefix']}/{device}", config["homeassistant"]["prefix"], device)
+        device = config.device.id
+        return cls(f"{config.mqtt.prefix}/{device}", config.homeassistant.prefix, device)
 
     @property
     def availability(self) -> str:
@@ -164,7 +164,7 @@ class Link:
         self.topics = Topics.from_config(config)
         self.on_request = on_request
         self.model = model or {}
-        self.outbox = Outbox(config["mqtt"]["outbox"], config["mqtt"]["outbox_max"])
+        self.outbox = Outbox(config.mqtt.outbox, config.mqtt.outbox_max)
         self.errors: Counter[str] = Counter()  # what went wrong at the boundary, by kind
         self._discovery_at = -DISCOVERY_EVERY_S
         self._last_fail: str | None = None
@@ -173,15 +173,15 @@ class Link:
         self._inflight: dict[int, pathlib.Path] = {}
         self._state: str | None = None
         self._stopping = False
-        m = config["mqtt"]
-        self.protocol = mqtt.MQTTv5 if m["protocol"] in ("auto", "5") else mqtt.MQTTv311
+        m = config.mqtt
+        self.protocol = mqtt.MQTTv5 if m.protocol in ("auto", "5") else mqtt.MQTTv311
         self.client = self._make_client()
 
     # --- connection -----------------------------------------------------------
 
     def _make_client(self) -> mqtt.Client:
-        m = self.config["mqtt"]
-        client = client_for(self.config, self.protocol, m["client_id"] or f"facegate-{self.topics.device}")
+        m = self.config.mqtt
+        client = client_for(self.config, self.protocol, m.client_id or f"facegate-{self.topics.device}")
         client.enable_logger(log)
         client.will_set(self.topics.availability, OFFLINE, qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=60)
@@ -202,17 +202,17 @@ class Link:
         if self.protocol != mqtt.MQTTv5:
             return None
         props = Properties(PacketTypes.CONNECT)
-        props.MaximumPacketSize = self.config["mqtt"]["max_payload"] + PACKET_OVERHEAD
+        props.MaximumPacketSize = self.config.mqtt.max_payload + PACKET_OVERHEAD
         return props
 
     def start(self) -> None:
-        m = self.config["mqtt"]
+        m = self.config.mqtt
         for warning in self.config.warnings:
             log.warning("%s", warning)
         for path in self.outbox.leftovers():
             self._send(path)
         self.client.connect_async(
-            m["host"], m["port"], keepalive=m["keepalive"], properties=self._connect_properties()
+            m.host, m.port, keepalive=m.keepalive, properties=self._connect_properties()
         )
         self.client.loop_start()
 
@@ -233,21 +233,21 @@ class Link:
         """paho calls this from inside its ``except OSError``: the exception is the cause (a
         certificate that does not verify, a refused port, a name that does not resolve)."""
         exc = sys.exc_info()[1]
-        m = self.config["mqtt"]
+        m = self.config.mqtt
         cause = f"{type(exc).__name__}: {exc}" if exc is not None else "unknown cause"
         if isinstance(exc, ssl.SSLCertVerificationError):
             cause += " (check mqtt.ca_file and that mqtt.host matches the broker's certificate)"
         elif isinstance(exc, ssl.SSLError):
             cause += " (a TLS problem: is the port a TLS listener, and the client certificate right?)"
         if cause != self._last_fail:  # once per cause, not at every retry
-            log.error("cannot connect to MQTT broker %s:%s: %s; retrying", m["host"], m["port"], cause)
+            log.error("cannot connect to MQTT broker %s:%s: %s; retrying", m.host, m.port, cause)
             self._last_fail = cause
         self.errors["connect failed"] += 1
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:
             if (
-                self.config["mqtt"]["protocol"] == "auto"
+                self.config.mqtt.protocol == "auto"
                 and self.protocol == mqtt.MQTTv5
                 and reason.value in (1, 132)
             ):
@@ -258,10 +258,10 @@ class Link:
                 log.error("MQTT connection refused: %s", reason)
             return
         self._last_fail = None
-        log.info("connected to MQTT broker %s:%s", self.config["mqtt"]["host"], self.config["mqtt"]["port"])
+        log.info("connected to MQTT broker %s:%s", self.config.mqtt.host, self.config.mqtt.port)
         client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
         client.subscribe(self.topics.commands, qos=1)
-        if self.config["homeassistant"]["discovery"]:
+        if self.config.homeassistant.discovery:
             client.subscribe(self.topics.ha_status, qos=1)
             self.publish_discovery(force=True)
         if self._state is not None:
@@ -395,5 +395,5 @@ class Link:
                 self.errors["home assistant status ignored (too often)"] += 1
                 return
             self._discovery_at = now
-        for topic, payload in discovery(self.topics, self.config["device"]["name"], self.model).items():
+        for topic, payload in discovery(self.topics, self.config.device.name, self.model).items():
             self.client.publish(topic, dumps(payload), qos=1, retain=True)

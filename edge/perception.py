@@ -155,15 +155,15 @@ class Perception:
     @classmethod
     def from_config(cls, config: Any, card: ModelCard) -> Perception:
         """The daemon's pipeline: ``models`` and ``gates`` sections of a ``facegate.config``."""
-        g, m = config["gates"], config["models"]
+        g, m = config.gates, config.models
         return cls.for_encoder(
             card,
-            detector=m["detector"],
-            threads=m["threads"],
-            refine=m["refine"],
-            gates=Gates(g["min_eye_distance"], g["max_yaw"], g["min_sharpness"]),
-            min_score=g["min_score"],
-            min_size=g["min_face"],
+            detector=m.detector,
+            threads=m.threads,
+            refine=m.refine,
+            gates=Gates(g.min_eye_distance, g.max_yaw, g.min_sharpness),
+            min_score=g.min_score,
+            min_size=g.min_face,
         )
 
     def landmark_box(self, det: Detection) -> tuple[float, float, float, float]:

@@ -76,19 +76,19 @@ class Desk:
     def __init__(self, daemon: Host) -> None:
         self.daemon = daemon
         config = daemon.config
-        c = config["commands"]
+        c = config.commands
         self.authority = Authority(
-            c["enabled"],
+            c.enabled,
             config.command_secret,
-            c["max_skew_s"],
-            device=config["device"]["id"],
-            base=f"{config['mqtt']['prefix']}/{config['device']['id']}",
-            nonces=NonceStore(config.nonce_file, c["max_skew_s"]),
-            max_bytes=config["mqtt"]["max_payload"],
+            c.max_skew_s,
+            device=config.device.id,
+            base=f"{config.mqtt.prefix}/{config.device.id}",
+            nonces=NonceStore(config.nonce_file, c.max_skew_s),
+            max_bytes=config.mqtt.max_payload,
         )
         # What stays open to anyone on the broker (unsigned verify) is rate-limited, and so are
         # the answers and log lines for refused requests: a flood costs the loop little.
-        self.open_bucket = Bucket(c["rate_per_minute"] / 60.0, min(c["rate_per_minute"], 10))
+        self.open_bucket = Bucket(c.rate_per_minute / 60.0, min(c.rate_per_minute, 10))
         self.error_replies = Bucket(10.0, 20)
         self.refusal_log = LogLimiter(log, per_s=1.0, burst=10)
         self.refused: dict[str, int] = {}
@@ -146,7 +146,7 @@ class Desk:
     def _admit_open(self, command: Command) -> None:
         if not self.open_bucket.take():
             raise CommandError("too many unsigned requests; try again in a few seconds", "rate limited")
-        if command.name == "verify" and len(self.verifies) >= self.daemon.config["commands"]["max_pending"]:
+        if command.name == "verify" and len(self.verifies) >= self.daemon.config.commands.max_pending:
             raise CommandError("too many verify requests waiting; try again shortly", "busy")
 
     def _refuse(self, request: Request, exc: CommandError) -> None:
@@ -158,14 +158,14 @@ class Desk:
 
     def _run(self, command: Command, request: Request) -> None:
         d = self.daemon
-        decision = d.config["decision"]
+        decision = d.config.decision
         if command.name == "verify":
             # Unsigned, a name that is not enrolled is answered as one that does not match
             # (rejected, or timeout): who is enrolled is not told to anyone on the broker.
             if command.signed and command.args["claim"] not in d.gallery:
                 raise FacegateError(f"{command.args['claim']!r} is not enrolled")
-            deadline = time.monotonic() + command.args.get("timeout_s", decision["verify_timeout_s"])
-            votes = VerifyVotes(command.args["claim"], decision["votes_to_decide"], decision["window"])
+            deadline = time.monotonic() + command.args.get("timeout_s", decision.verify_timeout_s)
+            votes = VerifyVotes(command.args["claim"], decision.votes_to_decide, decision.window)
             self.verifies.append(PendingVerify(command, request, deadline, votes))
         elif command.name == "list":
             people = [
@@ -190,7 +190,7 @@ class Desk:
                     raise FacegateError(f"enroll refused: {exc}") from None
                 self._enroll(command, request, sample)
             else:
-                deadline = time.monotonic() + decision["verify_timeout_s"]
+                deadline = time.monotonic() + decision.verify_timeout_s
                 self.enrolls.append(PendingEnroll(command, request, deadline))
 
     def _enroll(self, command: Command, request: Request, sample: Sample) -> None:

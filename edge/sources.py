@@ -179,12 +179,12 @@ class ArraySource:
 
 
 def open_source(config: Config) -> FrameSource:
-    cam = config["camera"]
-    source = cam["source"]
+    cam = config.camera
+    source = cam.source
     if source == "picamera2":
-        return Picamera2Source(cam["width"], cam["height"], cam["format"])
+        return Picamera2Source(cam.width, cam.height, cam.format)
     if source == "video":
-        return VideoSource(str(cam["path"]), cam["loop"])
+        return VideoSource(str(cam.path), cam.loop)
     if source == "folder":
-        return FolderSource(str(cam["path"]), cam["loop"])
-    return OpenCVSource(cam["path"] if cam["path"] is not None else 0, cam["width"], cam["height"])
+        return FolderSource(str(cam.path), cam.loop)
+    return OpenCVSource(cam.path if cam.path is not None else 0, cam.width, cam.height)

@@ -19,8 +19,8 @@ def _write(tmp_path: pathlib.Path, text: str) -> pathlib.Path:
 
 def test_defaults_are_valid() -> None:
     config = validate({})
-    assert config.data == DEFAULTS
-    assert config["decision"]["far"] == 1e-3 and config["commands"]["enabled"] == ["verify"]
+    assert config.as_dict() == DEFAULTS
+    assert config.decision.far == 1e-3 and config.commands.enabled == ["verify"]
 
 
 @pytest.mark.parametrize(
@@ -71,7 +71,7 @@ def test_secret_file(tmp_path: pathlib.Path) -> None:
 
 
 def test_integers_where_floats_are_meant() -> None:
-    assert validate({"camera": {"max_fps": 5}})["camera"]["max_fps"] == 5.0
+    assert validate({"camera": {"max_fps": 5}}).camera.max_fps == 5.0
 
 
 def test_missing_file() -> None:
@@ -115,7 +115,7 @@ def test_the_documented_example_is_valid_and_complete() -> None:
 
     path = ROOT / "docs" / "config.example.yaml"
     config = load_config(path)
-    assert config["device"]["id"] == "frontdoor"
+    assert config.device.id == "frontdoor"
     text = path.read_text()
     for section, keys in SCHEMA.items():
         assert re.search(rf"^{section}:", text, re.M), section

@@ -609,16 +609,14 @@ def test_sighup_reload_applies_decision_settings_only(
         path.write_text(yaml.safe_dump(raw))
         daemon.reload_wanted.set()  # what SIGHUP does
         deadline = time.monotonic() + 10
-        while daemon.config["decision"]["votes_to_decide"] != 2 and time.monotonic() < deadline:
+        while daemon.config.decision.votes_to_decide != 2 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert (
-            daemon.config["decision"]["votes_to_decide"] == 2 and daemon.tracker.config.votes_to_decide == 2
-        )
-        assert daemon.config["camera"]["max_fps"] == 10.0
+        assert daemon.config.decision.votes_to_decide == 2 and daemon.tracker.config.votes_to_decide == 2
+        assert daemon.config.camera.max_fps == 10.0
         path.write_text("decision: {votes_to_decide: many}\n")  # a broken file keeps the running config
         with pytest.raises(FacegateError, match="reload refused"):
             daemon.reload()
-        assert daemon.config["decision"]["votes_to_decide"] == 2
+        assert daemon.config.decision.votes_to_decide == 2
 
 
 def test_camera_that_drops_out_is_reported_and_reopened(

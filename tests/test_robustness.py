@@ -92,7 +92,7 @@ def test_fuzzed_configs_never_crash(raw: Any) -> None:
     except ConfigError as exc:
         assert "fuzz.yaml" in str(exc) or "config" in str(exc)
         return
-    assert set(config.data) == set(SCHEMA)
+    assert set(config.as_dict()) == set(SCHEMA)
 
 
 @settings(max_examples=200, derandomize=True, deadline=None)

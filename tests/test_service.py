@@ -139,7 +139,7 @@ def test_installer_in_destdir_mode(tmp_path: pathlib.Path) -> None:
     unit = (stage / "etc/systemd/system/facegate.service").read_text()
     assert "FACEGATE_MODELS" not in unit
     config = load_config(stage / "etc/facegate/config.yaml")  # the installed config is valid
-    assert config["models"]["encoder"].endswith("dlib_resnet_v1_int8.tflite")
+    assert config.models.encoder.endswith("dlib_resnet_v1_int8.tflite")
     assert "staged, skipped: systemctl daemon-reload" in result.stdout  # the system itself is not touched
 
 

@@ -164,7 +164,7 @@ class _Reports:
         self.client = client_for(config, client_id=f"facegate-authority-{os.getpid()}")
         self.client.on_message = self._on_message
         self.client.on_connect = lambda *a: self._connected.set()
-        self.m = config["mqtt"]
+        self.m = config.mqtt
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         with contextlib.suppress(ValueError, KeyError, TypeError):
@@ -175,11 +175,11 @@ class _Reports:
                 self.devices[str(body["device"])] = body
 
     def __enter__(self) -> _Reports:
-        self.client.connect(self.m["host"], self.m["port"], keepalive=self.m["keepalive"])
+        self.client.connect(self.m.host, self.m.port, keepalive=self.m.keepalive)
         self.client.loop_start()
         if not self._connected.wait(10):
             self.__exit__()
-            raise FleetError(f"no answer from the broker at {self.m['host']}:{self.m['port']}")
+            raise FleetError(f"no answer from the broker at {self.m.host}:{self.m.port}")
         self.client.subscribe([(self.topics.devices, 1), (self.topics.manifest, 1)])
         return self
 
@@ -203,16 +203,16 @@ def publish(config: Any, full: bool = False, wait_s: float = 2.0) -> dict[str, A
     from facegate.encoder import Encoder
     from facegate.enroll import fingerprint
 
-    model = fingerprint(Encoder(config["models"]["encoder"]))
-    gallery = Gallery.open(config["gallery"]["path"], model, create=False)
+    model = fingerprint(Encoder(config.models.encoder))
+    gallery = Gallery.open(config.gallery.path, model, create=False)
     path = gallery.path.with_name(gallery.path.name + ".fleet.json")
     try:
-        authority = Authority(gallery, signer_for(config), config["fleet"]["prefix"], path)
-        with _Reports(config, config["fleet"]["prefix"]) as reports:
+        authority = Authority(gallery, signer_for(config), config.fleet.prefix, path)
+        with _Reports(config, config.fleet.prefix) as reports:
             reports.wait(wait_s)
             acknowledged = {d: int(r["seq"]) for d, r in reports.devices.items() if r.get("seq") is not None}
             messages = authority.plan(full=full)
-            messages += authority.collect(acknowledged, config["fleet"]["tombstone_days"] * 86400)
+            messages += authority.collect(acknowledged, config.fleet.tombstone_days * 86400)
             infos = [reports.client.publish(t, payload, qos=1, retain=True) for t, payload in messages]
             for info in infos:
                 info.wait_for_publish(30)
@@ -232,7 +232,7 @@ def publish(config: Any, full: bool = False, wait_s: float = 2.0) -> dict[str, A
 
 def status(config: Any, wait_s: float = 2.0) -> dict[str, Any]:
     """``facegate fleet status``: the manifest on the broker and what each device reports."""
-    with _Reports(config, config["fleet"]["prefix"]) as reports:
+    with _Reports(config, config.fleet.prefix) as reports:
         reports.wait(wait_s)
     manifest = reports.manifest or {}
     people = manifest.get("people")

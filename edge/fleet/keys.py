@@ -116,18 +116,18 @@ def keygen(directory: str | os.PathLike[str], name: str = "fleet") -> tuple[path
 
 
 def verifier_for(config: Any) -> Verifier:
-    f = config["fleet"]
-    if f["signature"] == "hmac":
+    f = config.fleet
+    if f.signature == "hmac":
         return HmacKey(config.fleet_hmac_key)
-    if f["public_key_file"]:
-        return Ed25519Verifier.from_file(f["public_key_file"])
-    return Ed25519Signer(f["private_key_file"]).verifier()
+    if f.public_key_file:
+        return Ed25519Verifier.from_file(f.public_key_file)
+    return Ed25519Signer(f.private_key_file).verifier()
 
 
 def signer_for(config: Any) -> Signer:
-    f = config["fleet"]
-    if f["signature"] == "hmac":
+    f = config.fleet
+    if f.signature == "hmac":
         return HmacKey(config.fleet_hmac_key)
-    if not f["private_key_file"]:
+    if not f.private_key_file:
         raise FleetError("publishing to the fleet needs fleet.private_key_file (the authority's key)")
-    return Ed25519Signer(f["private_key_file"])
+    return Ed25519Signer(f.private_key_file)

@@ -128,14 +128,14 @@ class FleetMember:
 
 def member_for(config: Any, model: Any) -> FleetMember:
     """The daemon's fleet membership: its own connection to the gallery file."""
-    gallery = Gallery.open(config["gallery"]["path"], model, create=True)
-    prefix = config["fleet"]["prefix"]
+    gallery = Gallery.open(config.gallery.path, model, create=True)
+    prefix = config.fleet.prefix
     sync = FleetSync(
         GalleryStore(gallery),
         verifier_for(config),
         model.sha256,
         model.embedding_size,
         prefix,
-        config["mqtt"]["max_payload"],
+        config.mqtt.max_payload,
     )
-    return FleetMember(sync, config["device"]["id"])
+    return FleetMember(sync, config.device.id)
