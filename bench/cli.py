@@ -6,8 +6,7 @@ import argparse
 import pathlib
 from typing import Any
 
-from facegate.cli import DEFAULT_MODEL
-from facegate.modelcard import MODELS_DIR
+from facegate.cli import SHIPPED_ENCODERS
 from facegate.wire import dumps
 
 COMMANDS = ("bench",)
@@ -117,7 +116,7 @@ def add_commands(sub: Any) -> None:
         "--model",
         type=pathlib.Path,
         nargs="+",
-        default=[MODELS_DIR / "dlib_resnet_v1_float32.tflite", DEFAULT_MODEL],
+        default=SHIPPED_ENCODERS,
     )
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument(

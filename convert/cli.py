@@ -12,7 +12,7 @@ import pathlib
 import sys
 from typing import Any
 
-from facegate.cli import DEFAULT_MODEL, print_result
+from facegate.cli import DEFAULT_MODEL, SHIPPED_ENCODERS, print_result
 from facegate.errors import FacegateError
 from facegate.modelcard import MODELS_DIR
 
@@ -268,7 +268,7 @@ def add_commands(sub: Any) -> None:
         "--model",
         type=pathlib.Path,
         nargs="+",
-        default=[MODELS_DIR / "dlib_resnet_v1_float32.tflite", DEFAULT_MODEL],
+        default=SHIPPED_ENCODERS,
     )
     p.add_argument("--start", type=int, default=0, help="first reference row (200 = held out of calibration)")
     p.add_argument("--json", action="store_true")

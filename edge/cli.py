@@ -24,6 +24,7 @@ from facegate.modelcard import MODELS_DIR
 from facegate.wire import dumps
 
 DEFAULT_MODEL = MODELS_DIR / "dlib_resnet_v1_int8.tflite"
+SHIPPED_ENCODERS = [MODELS_DIR / "dlib_resnet_v1_float32.tflite", DEFAULT_MODEL]
 DESCRIPTION = (
     "On-device face verification: enroll people from a photo, verify and identify faces, and run "
     "the camera daemon that publishes decisions over MQTT."
