@@ -28,6 +28,7 @@ from facegate.fleet.messages import (
     signed_bytes,
 )
 from facegate.gallery import NAME_PATTERN
+from facegate.ratelimit import LogLimiter
 from facegate.wire import Fields, PayloadError, parse_object
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,7 @@ class FleetSync:
         self._recheck_all()
         self.topics = FleetTopics(prefix)
         self.refused: Counter[str] = Counter()
+        self._refusal_log = LogLimiter(log, per_s=1.0, burst=10)  # anyone can publish here
 
     def handle(self, topic: str, payload: bytes) -> str:
         """Returns what was done: ``applied``, ``unchanged``, ``cleared`` or ``refused: why``."""
@@ -124,7 +126,7 @@ class FleetSync:
 
     def _refuse(self, topic: str, reason: str, detail: str) -> str:
         self.refused[reason] += 1
-        log.warning("fleet: refused %s: %s (%s)", topic, reason, detail)
+        self._refusal_log.warning("fleet: refused %s: %s (%s)", topic[:200], reason, detail)
         return f"refused: {reason}"
 
     def _checked(self, topic: str, fields: Fields) -> str:
