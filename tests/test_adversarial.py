@@ -16,6 +16,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
@@ -504,9 +505,10 @@ def test_full_disk_read_only_outbox_and_a_gallery_replaced_under_it(
         since = time.time()
         return sub.wait(lambda t, p: t.endswith("/event") and p.get("ts", 0) > since, 1, 30)[-1][1]
 
-    def state_says(key: str, predicate: Any) -> dict[str, Any]:
-        """The next state (published from now on) for which ``predicate(state[key])`` holds."""
-        since = time.time()
+    def state_says(key: str, predicate: Any, since: float | None = None) -> dict[str, Any]:
+        """The next state (published from ``since``, default now) for which ``predicate(state[key])``
+        holds."""
+        since = time.time() if since is None else since
         found = sub.wait(
             lambda t, p: t.endswith("/state") and _time(p) > since and predicate(p.get(key)), 1, 30
         )
@@ -514,14 +516,26 @@ def test_full_disk_read_only_outbox_and_a_gallery_replaced_under_it(
 
     with running(daemon):
         assert new_event()["identity"] == "obama"
+        filled_at = time.time()
         filler = os.open(tmpfs / "filler", os.O_CREAT | os.O_WRONLY)
-        with contextlib.suppress(OSError):  # fill the disk
-            while True:
-                os.write(filler, b"\0" * 4096)
-        os.close(filler)
+        keep_full = threading.Event()
+
+        def fill() -> None:  # to the last byte, and again whenever an acknowledged event frees some
+            while not keep_full.is_set():
+                for chunk in (65536, 4096, 256, 1):
+                    with contextlib.suppress(OSError):
+                        while True:
+                            os.write(filler, b"\0" * chunk)
+                time.sleep(0.001)
+
+        thread = threading.Thread(target=fill, daemon=True)
+        thread.start()
         assert new_event()["identity"] == "obama"  # published from memory
-        full = state_says("outbox", lambda v: v and "No space" in v)
+        full = state_says("outbox", lambda v: v and "No space" in v, since=filled_at)
         assert full["camera"] == "ok"
+        keep_full.set()
+        thread.join(5)
+        os.close(filler)
         (tmpfs / "filler").unlink()
         state_says("outbox", lambda v: v == "ok")  # and back once there is room
         subprocess.run(["mount", "-o", "remount,ro", str(tmpfs)], check=True)
