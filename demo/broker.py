@@ -32,7 +32,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_listening(port: int, seconds: float = 10.0) -> bool:
+def wait_listening(port: int, seconds: float = 10.0) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
@@ -56,7 +56,7 @@ def start_mosquitto(exe: str, extra: str = "persistence false\n") -> tuple[subpr
     conf = pathlib.Path(tempfile.mkdtemp()) / "mosquitto.conf"
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n{extra}")
     process = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    if not _wait_listening(port):
+    if not wait_listening(port):
         process.kill()
         raise FacegateError(f"mosquitto ({exe}) did not start listening on port {port}")
     return process, port
@@ -80,7 +80,7 @@ class AmqttBroker:
         self._failed: BaseException | None = None
         self._ready = threading.Event()
         threading.Thread(target=self._serve, name="amqtt", daemon=True).start()
-        if not self._ready.wait(15) or self._failed is not None or not _wait_listening(self.port):
+        if not self._ready.wait(15) or self._failed is not None or not wait_listening(self.port):
             raise FacegateError(f"amqtt did not start on port {self.port}: {self._failed}")
 
     def _serve(self) -> None:

@@ -43,6 +43,7 @@ import secrets
 import time
 from typing import Any
 
+from facegate.config import COMMANDS, UNSIGNED_COMMANDS
 from facegate.errors import FacegateError
 from facegate.files import write_private_json
 from facegate.gallery import NAME_PATTERN
@@ -50,8 +51,7 @@ from facegate.wire import Fields, PayloadError, check_correlation, check_reply_t
 
 log = logging.getLogger(__name__)
 
-KNOWN = ("verify", "list", "enroll", "remove", "reload")
-UNSIGNED = ("verify",)  # what may run without a signature (a signed one is checked too)
+KNOWN = COMMANDS
 SIGNATURE_VERSION = "facegate-command/2"
 ID_PATTERN = re.compile(r"[\x20-\x7e]{1,128}")  # printable ASCII
 NONCE_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,128}")
@@ -243,7 +243,7 @@ class Authority:
         check_correlation(correlation)
         fields.only(("id", "args", "reply_to", "ts", "nonce", "hmac"))
         signed = fields.present("hmac")
-        if signed or name not in UNSIGNED:
+        if signed or name not in UNSIGNED_COMMANDS:  # a signed verify is checked too
             self._authenticate(name, topic, fields, now)
         args = _check_args(name, fields.object("args", required=False), self.max_jpeg)
         return Command(name, request_id, args, reply_to, signed)

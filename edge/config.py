@@ -61,7 +61,7 @@ _source_check, _source_wants = _choice(*SOURCES)
 _format_check, _format_wants = _choice("XBGR8888", "XRGB8888", "RGB888", "BGR888")
 _protocol_check, _protocol_wants = _choice("auto", "5", "3.1.1")
 _detector_check, _detector_wants = _choice("short", "full")
-_COMMANDS = ("verify", "list", "enroll", "remove", "reload")
+COMMANDS = ("verify", "list", "enroll", "remove", "reload")
 UNSIGNED_COMMANDS = ("verify",)  # the only command that may come without a signature
 _signature_check, _signature_wants = _choice("ed25519", "hmac")
 
@@ -161,7 +161,7 @@ class MqttConfig:
 @dataclasses.dataclass(frozen=True)
 class CommandsConfig:
     enabled: list[str] = key(
-        ["verify"], list, lambda v: all(c in _COMMANDS for c in v), "a list from " + ", ".join(_COMMANDS)
+        ["verify"], list, lambda v: all(c in COMMANDS for c in v), "a list from " + ", ".join(COMMANDS)
     )
     secret: str | None = key(None, (str, type(None)))
     secret_file: str | None = key(None, (str, type(None)))
@@ -211,8 +211,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
 DEFAULTS = {
     section: {k: copy.deepcopy(v.default) for k, v in keys.items()} for section, keys in SCHEMA.items()
 }
-STATE_CHANGING = ("enroll", "remove", "reload")
-SIGNED_COMMANDS = tuple(c for c in _COMMANDS if c not in UNSIGNED_COMMANDS)
+SIGNED_COMMANDS = tuple(c for c in COMMANDS if c not in UNSIGNED_COMMANDS)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -46,13 +46,13 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from facegate.config import Config
+from facegate.events import SCHEMA
 from facegate.homeassistant import discovery
 from facegate.outbox import Outbox
 from facegate.wire import PayloadError, check_correlation, check_reply_topic, dumps, guarded
 
 log = logging.getLogger(__name__)
 
-SCHEMA = 1
 ONLINE = dumps({"schema": SCHEMA, "state": "online"})
 OFFLINE = dumps({"schema": SCHEMA, "state": "offline"})
 DISCOVERY_EVERY_S = 10.0  # Home Assistant's "online" re-sends discovery at most this often
@@ -323,7 +323,7 @@ class Link:
             self.outbox.done(path)
 
     def publish_state(self, state: dict[str, Any]) -> None:
-        self._state = dumps({"schema": SCHEMA, **state})
+        self._state = dumps(state)  # facegate.events.State.as_dict(), schema included
         if self.connected.is_set():
             self.client.publish(self.topics.state, self._state, qos=1, retain=True)
 
