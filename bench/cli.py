@@ -106,6 +106,27 @@ def _cmd_bench_daemon(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_summary(args: argparse.Namespace) -> int:
+    from facegate.bench.device import summary_line
+
+    print(summary_line(args.rounds, args.runs))
+    return 0
+
+
+def _cmd_bench_parity_collect(args: argparse.Namespace) -> int:
+    from facegate.bench.parity import collect, save
+
+    save(collect(args.images), args.out)
+    print(f"parity: wrote {args.out}")
+    return 0
+
+
+def _cmd_bench_parity_compare(args: argparse.Namespace) -> int:
+    from facegate.bench.parity import run_compare
+
+    return run_compare(args.reference, args.other, args.markdown)
+
+
 def add_commands(sub: Any) -> None:
     """Register ``bench`` and its stages on ``facegate``'s subparsers."""
     be = sub.add_parser("bench", help="print speed figures").add_subparsers(
@@ -167,3 +188,19 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--fps", type=float, default=10.0, help="frame rate for the RSS and idle runs")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_bench_daemon)
+    p = be.add_parser("summary", help="one line to paste back: this board's time per frame and per face")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--runs", type=int, default=20)
+    p.set_defaults(func=_cmd_bench_summary)
+    pa = be.add_parser(
+        "parity", help="the same images on two machines: chips, embeddings, decisions (scripts/pi-check)"
+    ).add_subparsers(dest="step", required=True, metavar="STEP")
+    p = pa.add_parser("collect", help="run images through the device pipeline, keep every stage's output")
+    p.add_argument("images", type=pathlib.Path, nargs="+", help="image files or folders")
+    p.add_argument("--out", type=pathlib.Path, required=True, help="the .npz to write")
+    p.set_defaults(func=_cmd_bench_parity_collect)
+    p = pa.add_parser("compare", help="set other machines' files beside a reference; exit 1 on a flip")
+    p.add_argument("reference", type=pathlib.Path)
+    p.add_argument("other", nargs="+", help="NAME=FILE.npz (or FILE.npz)")
+    p.add_argument("--markdown", type=pathlib.Path, help="also write the report here")
+    p.set_defaults(func=_cmd_bench_parity_compare)

@@ -418,3 +418,47 @@ def bench_daemon_idle(seconds: float = 60.0, fps: float = 10.0) -> dict[str, Any
         samples = _child_daemon([still], fps, seconds, seconds, {"idle": {"motion_threshold": threshold}})
         out[name] = samples[-1]["cpu_percent"]
     return {"fps": fps, "seconds": seconds, "cpu_percent": out}
+
+
+def board() -> str:
+    """The board's name where the kernel says it (a Raspberry Pi does), else the CPU's."""
+    try:
+        return pathlib.Path("/proc/device-tree/model").read_text().strip("\x00\n ")
+    except OSError:
+        return _cpu_name()
+
+
+def summary_line(rounds: int = 3, runs: int = 20) -> str:
+    """``facegate bench summary``: one line to paste back, the figures a Pi owner is asked
+    for (docs/RASPBERRY_PI.md): per frame with one face (640x480) and per face, 1 and 2 threads."""
+    import importlib.metadata
+
+    from facegate.cli import DEFAULT_MODEL
+    from facegate.interpreter import interpreter_class
+
+    runtime, _ = interpreter_class()
+    try:
+        os_name = next(
+            line.split("=", 1)[1].strip('"')
+            for line in pathlib.Path("/etc/os-release").read_text().splitlines()
+            if line.startswith("PRETTY_NAME=")
+        )
+    except (OSError, StopIteration):
+        os_name = platform.system()
+    perception = bench_perception(demo_frame(), [1, 2], runs, rounds)["results"]
+    encoder = bench_encoders([DEFAULT_MODEL], [1, 2], [None], [], rounds, runs)["results"]
+    parts = []
+    for t in (1, 2):
+        frame = next(
+            r["median_ms"] for r in perception if r["threads"] == t and r["refine"] and r["stage"] == "total"
+        )
+        face = next(r["median_ms"] for r in encoder if r["threads"] == t)
+        parts.append(
+            f"{t} thread{'s' * (t > 1)}: find+align {frame:.1f} + encode {face:.1f} = {frame + face:.1f} ms"
+        )
+    return (
+        f"facegate {importlib.metadata.version('facegate')} | {board()} ({os.cpu_count()} cores) | {os_name} "
+        f"{platform.machine()} | Python {platform.python_version()}, {runtime} "
+        f"{importlib.metadata.version(runtime)}, numpy {np.__version__} | 640x480, one face, int8, median of "
+        f"{rounds}x{runs}: " + "; ".join(parts)
+    )
