@@ -144,7 +144,7 @@ def run_live_demo(model: pathlib.Path) -> int:
                 "camera": {"source": "folder", "path": tmp, "max_fps": 15},
                 "models": {"encoder": str(model)},
                 "gallery": {"path": f"{tmp}/gallery.db"},
-                "mqtt": {"port": port, "protocol": protocol, "outbox": f"{tmp}/outbox"},
+                "mqtt": {"host": "127.0.0.1", "port": port, "protocol": protocol, "outbox": f"{tmp}/outbox"},
                 "decision": {"votes_to_decide": 3, "window": 5, "max_missing": 2},
             }
         )

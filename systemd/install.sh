@@ -82,22 +82,47 @@ case "$PYVER" in
   3.9|3.10|3.11|3.12|3.13) ;;
   *) echo "install.sh: Python $PYVER is not supported (3.9-3.13)" >&2; exit 2 ;;
 esac
-if [ "$ARCH" = armv7l ] && [ "${PYVER#3.}" -gt 11 ]; then
-  echo "install.sh: 32-bit Arm needs tflite-runtime, which stops at Python 3.11; use 64-bit Raspberry Pi OS" >&2
-  exit 2
-fi
+# 32-bit Arm (measured by scripts/pi-check, docs/results/pi-check.md): PyPI has a TFLite
+# runtime only as tflite-runtime 2.14 for armv7l and Python <= 3.11, and no numpy, Pillow
+# or PyYAML wheels, so those come from the distribution. armv6 (Pi 1, Zero W) has none.
+case "$ARCH" in
+  armv7l)
+    if [ "${PYVER#3.}" -gt 11 ]; then
+      echo "install.sh: 32-bit Arm with Python $PYVER: no TFLite runtime exists for it (tflite-runtime stops at 3.11, ai-edge-litert has no 32-bit build); use 64-bit Raspberry Pi OS" >&2
+      exit 2
+    fi ;;
+  armv6l|armv5*)
+    echo "install.sh: $ARCH has no TFLite runtime wheel; facegate needs a Pi with a 64-bit or ARMv7 CPU (Pi 2 or newer, Zero 2 W) running 64-bit Raspberry Pi OS" >&2
+    exit 2 ;;
+esac
 
 # 1. System packages: the camera stack comes from the distribution (libcamera
-#    bindings are not on PyPI), so the venv sees system site-packages.
-if [ "$STAGED" = 0 ]; then
-  missing=()
-  for pkg in python3-venv python3-picamera2; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
-  done
-  if [ "${#missing[@]}" -gt 0 ]; then
-    system apt-get install -y "${missing[@]}" || say "could not install ${missing[*]}: install them, then run again"
+#    bindings are not on PyPI), so the venv sees system site-packages. On 32-bit Arm,
+#    numpy (< 2, for tflite-runtime), Pillow and PyYAML come from it too.
+wanted=(python3-venv python3-picamera2)
+[ "$ARCH" = armv7l ] && wanted+=(python3-numpy python3-pil python3-yaml)
+missing=()
+for pkg in "${wanted[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+installable=(); unknown=()
+for pkg in "${missing[@]}"; do
+  if apt-cache show "$pkg" >/dev/null 2>&1; then installable+=("$pkg"); else unknown+=("$pkg"); fi
+done
+if [ "${#installable[@]}" -gt 0 ]; then
+  if [ "$STAGED" = 1 ]; then
+    say "would install with apt: ${installable[*]} (staged: not installed)"
+  else
+    system apt-get install -y "${installable[@]}" || say "could not install ${installable[*]}: install them, then run again"
   fi
 fi
+for pkg in "${unknown[@]}"; do
+  if [ "$pkg" = python3-picamera2 ]; then
+    say "python3-picamera2 is not installed and this system's apt does not know it: it comes from Raspberry Pi OS's own repository (archive.raspberrypi.com), not Debian's. Without it camera.source picamera2 cannot work; use opencv, video or folder (docs/RASPBERRY_PI.md), or install Raspberry Pi OS."
+  else
+    say "$pkg is not installed and apt does not know it: install it, then run again"
+  fi
+done
 
 # 2. The service user, in the video group (camera devices).
 if [ "$STAGED" = 0 ] && ! id "$USER_NAME" >/dev/null 2>&1; then
@@ -110,10 +135,9 @@ fi
 run mkdir -p "$DESTDIR$PREFIX" "$DESTDIR$PREFIX/share"
 record "$PREFIX" 0755 root:root
 if [ "$STAGED" = 0 ]; then
-  [ -x "$PREFIX/venv/bin/python" ] || run "$PYTHON" -m venv --system-site-packages "$PREFIX/venv"
-  run "$PREFIX/venv/bin/pip" install --upgrade --quiet "$SRC[video]"
+  run env PYTHON="$PYTHON" "$SRC/systemd/venv.sh" "$PREFIX/venv" "$SRC[video]" --upgrade --quiet
 else
-  say "staged: skipping the venv (it would be $PREFIX/venv with --system-site-packages)"
+  say "staged: skipping the venv (it would be $PREFIX/venv, made by systemd/venv.sh)"
 fi
 
 # 4. Models: inside the package (facegate.models), installed with it into the venv.
