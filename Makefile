@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench
+.PHONY: demo test lint bench pi-check
 
 # The demo needs the device install only (no TensorFlow): the package, its runtime
 # dependencies and the `demo` extra (an embedded broker where mosquitto is absent).
@@ -22,3 +22,10 @@ lint:
 bench:
 	./scripts/setup.sh test
 	$(BIN)/facegate bench encoder
+
+# Raspberry Pi OS's bases under emulation (arm64 bookworm and trixie, armhf bookworm):
+# the wheel, demo, doctor, installer, `-m pi` tests and parity with x86 in each; needs
+# root. Writes docs/results/pi-check.md. CI runs the bookworm arm64 one (.ci/run).
+pi-check:
+	./scripts/setup.sh test
+	./scripts/pi-check --record all

@@ -110,6 +110,7 @@ def _distinct_events(sub: Subscriber, count: int, timeout: float = 30.0) -> tupl
         need = len(events) + count - len(first)
 
 
+@pytest.mark.pi
 def test_known_person_once_and_stranger_unknown(
     broker: Broker, tmp_path: pathlib.Path, frames: dict[str, np.ndarray], obama_sample: Any
 ) -> None:
@@ -142,6 +143,7 @@ def test_known_person_once_and_stranger_unknown(
     late.close()
 
 
+@pytest.mark.pi
 def test_verify_command_replies_with_correlation(
     broker: Broker, tmp_path: pathlib.Path, frames: dict[str, np.ndarray], obama_sample: Any
 ) -> None:
@@ -178,6 +180,7 @@ def test_verify_command_replies_with_correlation(
     sub.close()
 
 
+@pytest.mark.pi
 def test_enroll_needs_a_valid_signature(
     broker: Broker, tmp_path: pathlib.Path, frames: dict[str, np.ndarray], obama_sample: Any
 ) -> None:
@@ -216,6 +219,7 @@ def test_enroll_needs_a_valid_signature(
     sub.close()
 
 
+@pytest.mark.pi
 def test_events_decided_while_the_broker_is_down_arrive_later(
     broker: Broker, tmp_path: pathlib.Path, frames: dict[str, np.ndarray], obama_sample: Any
 ) -> None:
@@ -301,6 +305,7 @@ def test_broker_killed_and_restarted_while_events_flow(
         broker.stop()
 
 
+@pytest.mark.pi
 def test_picamera2_frames_in_their_memory_layout(
     broker: Broker,
     tmp_path: pathlib.Path,

@@ -41,6 +41,7 @@ def test_embeddings_are_unit_length_and_discriminate(reference_subset: dict[str,
     assert emb.dtype == np.float32
 
 
+@pytest.mark.pi
 @pytest.mark.parametrize("model", [FLOAT_MODEL, INT8_MODEL])
 def test_model_cards_describe_the_files(model: pathlib.Path) -> None:
     card = load_card(model.with_suffix(".json"))
@@ -50,6 +51,7 @@ def test_model_cards_describe_the_files(model: pathlib.Path) -> None:
     assert card.data["source"]["licence"].startswith("CC0")
 
 
+@pytest.mark.pi
 def test_int8_model_is_full_integer_and_small() -> None:
     interpreter = load_interpreter(INT8_MODEL)
     detail = interpreter.get_input_details()[0]
@@ -70,6 +72,7 @@ def test_int8_model_is_full_integer_and_small() -> None:
     assert INT8_MODEL.stat().st_size <= 0.30 * FLOAT_MODEL.stat().st_size
 
 
+@pytest.mark.pi
 @pytest.mark.parametrize("shape", [(150, 150), (149, 150, 3), (1, 150, 150, 4), (2, 3)])
 def test_wrong_chip_shape_is_refused(shape: tuple[int, ...]) -> None:
     with pytest.raises(InputError, match=r"expected chips of shape \(N, 150, 150, 3\)"):
@@ -88,6 +91,7 @@ def _copy_model(tmp_path: pathlib.Path, content: bytes) -> pathlib.Path:
     return model
 
 
+@pytest.mark.pi
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "empty", "flip"])
 def test_corrupt_tflite_is_refused(tmp_path: pathlib.Path, damage: str) -> None:
     data = INT8_MODEL.read_bytes()
@@ -103,6 +107,7 @@ def test_corrupt_tflite_is_refused(tmp_path: pathlib.Path, damage: str) -> None:
     assert str(model) in str(info.value)
 
 
+@pytest.mark.pi
 def test_model_that_does_not_match_its_card_is_refused(tmp_path: pathlib.Path) -> None:
     model = _copy_model(tmp_path, FLOAT_MODEL.read_bytes())
     with pytest.raises(ModelFileError, match="sha256 differs"):

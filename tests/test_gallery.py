@@ -56,6 +56,7 @@ def _vector(seed: int) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
+@pytest.mark.pi
 def test_enroll_verify_identify_and_unknown_on_bundled_photos(
     tmp_path: pathlib.Path, enroller: Enroller, op: OperatingPoint
 ) -> None:
@@ -110,6 +111,7 @@ def test_group_photo_is_refused_for_enrollment(enroller: Enroller) -> None:
     assert refused >= 1  # at least the group photos say "N faces found"
 
 
+@pytest.mark.pi
 def test_same_name_twice_adds_then_replace_swaps(tmp_path: pathlib.Path, enroller: Enroller) -> None:
     with _open(tmp_path / "g.db", enroller) as gallery:
         enroller.enroll(gallery, "obama", [PHOTOS / "obama.jpg"])
@@ -149,6 +151,7 @@ def test_file_is_private_and_ours(tmp_path: pathlib.Path, enroller: Enroller) ->
     [b"this is a text file, not a gallery\n", b"SQLite format 3\x00" + bytes(range(256)) * 20],
     ids=["text", "corrupt-sqlite"],
 )
+@pytest.mark.pi
 def test_corrupt_file_is_refused_and_untouched(
     tmp_path: pathlib.Path, enroller: Enroller, content: bytes
 ) -> None:
@@ -225,6 +228,7 @@ def test_rebuild_needs_kept_images_and_switches_model(tmp_path: pathlib.Path, en
         assert identify(gallery.templates(), probe, op).name == "obama"
 
 
+@pytest.mark.pi
 def test_rename_remove_export_import(tmp_path: pathlib.Path, enroller: Enroller) -> None:
     with _open(tmp_path / "a.db", enroller) as gallery:
         gallery.add("x", [Sample(_vector(0), "s0"), Sample(_vector(1), "s1")], display_name="Ex Ample")
@@ -266,6 +270,7 @@ def test_missing_gallery_without_create(tmp_path: pathlib.Path, enroller: Enroll
         _open(tmp_path / "none.db", enroller, create=False)
 
 
+@pytest.mark.pi
 def test_kill_9_mid_enrollment_keeps_every_committed_person(tmp_path: pathlib.Path) -> None:
     people = tmp_path / "people"
     photos = ["obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg"]

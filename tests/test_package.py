@@ -3,6 +3,7 @@ apart from the workstation, and a wheel that works in a fresh venv with nothing 
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import pathlib
@@ -168,3 +169,42 @@ def test_device_modules_import_in_one_direction() -> None:
         and not module.startswith(target + ".")  # a submodule importing its package's re-exports
     ]
     assert not circles, circles
+
+
+def _module_imports(path: pathlib.Path) -> set[str]:
+    """Modules imported at the top level of a file (not inside functions)."""
+    found = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return found
+
+
+def test_the_pi_subset_covers_the_device_and_imports_only_what_a_device_has() -> None:
+    """scripts/pi-check runs `pytest -m pi` on the files holding `pi` tests, in a venv with
+    the device install and pytest only: those files must not need the workstation or dev
+    extras, and the subset must reach the encoder, perception, gallery, daemon and MQTT."""
+    files = sorted(p for p in (ROOT / "tests").glob("test_*.py") if "@pytest.mark.pi\n" in p.read_text())
+    assert {p.stem for p in files} >= {"test_encoder", "test_perception", "test_gallery", "test_daemon"}
+    not_on_a_device = {"hypothesis", "tensorflow", "face_recognition_models", "av", "cryptography", "amqtt"}
+    for path in [*files, ROOT / "tests" / "conftest.py", ROOT / "tests" / "mqtt_support.py"]:
+        imported = _module_imports(path)
+        tops = {m.split(".")[0] for m in imported}
+        assert not tops & not_on_a_device, f"{path.name} imports {tops & not_on_a_device}"
+        workstation = {m for m in imported if m.startswith("facegate.convert.")} - {
+            "facegate.convert.reference"
+        }
+        assert not workstation, f"{path.name} imports {workstation}"
+    collected = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "pi", "-p", "no:cacheprovider"]
+        + [str(f) for f in files],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert collected.returncode == 0, collected.stdout[-2000:]
+    names = collected.stdout.splitlines()
+    assert sum("test_daemon.py::" in n for n in names) >= 4  # the daemon loop over a real mosquitto
+    assert sum("test_perception.py::" in n for n in names) >= 4

@@ -30,6 +30,7 @@ def obama() -> np.ndarray:
     return load_rgb(PHOTOS / "obama.jpg")
 
 
+@pytest.mark.pi
 def test_anchor_counts_match_the_models() -> None:
     assert len(ssd_anchors(128)) == 896
     assert len(ssd_anchors(192)) == 2304
@@ -59,6 +60,7 @@ def test_group_photos(perception: Perception) -> None:
     assert all(n >= 2 for n in counts.values())
 
 
+@pytest.mark.pi
 def test_bundled_photos_give_one_usable_face_each(perception: Perception) -> None:
     for photo in sorted(PHOTOS.glob("*.jpg")):
         faces = perception.faces(load_rgb(photo))
@@ -118,6 +120,7 @@ def test_refine_at_the_frame_edge_and_without_a_face(perception: Perception, oba
     assert detector.refine(blank, outside) is outside
 
 
+@pytest.mark.pi
 def test_mirrored_and_rotated_faces_match_the_original(perception: Perception, obama: np.ndarray) -> None:
     encoder = Encoder(INT8_MODEL)
     threshold = encoder.card.thresholds["far_0.001"]["threshold"]
@@ -145,6 +148,7 @@ def test_noise_has_no_face(perception: Perception) -> None:
     assert perception.faces(noise) == []
 
 
+@pytest.mark.pi
 def test_grey_and_four_channel_frames(perception: Perception, obama: np.ndarray) -> None:
     grey = to_grey(obama)
     assert len(perception.faces(grey)) == 1
@@ -156,6 +160,7 @@ def test_grey_and_four_channel_frames(perception: Perception, obama: np.ndarray)
     assert np.array_equal(to_rgb(bgrx, "BGRX"), obama)
 
 
+@pytest.mark.pi
 def test_bad_frames_are_refused(perception: Perception) -> None:
     with pytest.raises(InputError, match="uint8"):
         perception.faces(np.zeros((10, 10, 3), np.float32))
@@ -163,6 +168,7 @@ def test_bad_frames_are_refused(perception: Perception) -> None:
         perception.faces(np.zeros((10, 10, 5), np.uint8))
 
 
+@pytest.mark.pi
 def test_blurred_face_is_refused_and_counted(obama: np.ndarray) -> None:
     p = Perception()
     blurred = np.asarray(Image.fromarray(obama).filter(ImageFilter.GaussianBlur(9)))
