@@ -23,7 +23,7 @@ bench:
 	./scripts/setup.sh test
 	$(BIN)/facegate bench encoder
 
-# Raspberry Pi OS's bases under emulation (arm64 bookworm and trixie, armhf bookworm):
+# Raspberry Pi OS's 64-bit bases under emulation (bookworm and trixie, arm64):
 # the wheel, demo, doctor, installer, `-m pi` tests and parity with x86 in each; needs
 # root. Writes docs/results/pi-check.md. CI runs the bookworm arm64 one (.ci/run).
 pi-check:

@@ -94,7 +94,8 @@ class ShapePredictor:
             pixels = np.rint(points * extent + origin).astype(np.int64)
             # Negative coordinates wrap to huge unsigned ones: one test per axis.
             inside = (pixels.astype(np.uint64) < limits).all(axis=1)
-            at = np.where(inside, pixels[:, 0] + pixels[:, 1] * w, 0)
+            # intp: take() refuses int64 indices where numpy's index type is 32-bit (armhf)
+            at = np.where(inside, pixels[:, 0] + pixels[:, 1] * w, 0).astype(np.intp)
             sampled = flat.take(at, axis=0).sum(axis=1, dtype=np.uint16) // flat.shape[1]
             values = np.where(inside, sampled, 0).astype(np.float32)  # dlib reads 0 outside
             # Every split of the level at once, then walk all trees together on

@@ -82,25 +82,20 @@ case "$PYVER" in
   3.9|3.10|3.11|3.12|3.13) ;;
   *) echo "install.sh: Python $PYVER is not supported (3.9-3.13)" >&2; exit 2 ;;
 esac
-# 32-bit Arm (measured by scripts/pi-check, docs/results/pi-check.md): PyPI has a TFLite
-# runtime only as tflite-runtime 2.14 for armv7l and Python <= 3.11, and no numpy, Pillow
-# or PyYAML wheels, so those come from the distribution. armv6 (Pi 1, Zero W) has none.
+# 32-bit Arm is refused, from measurement (`scripts/pi-check bookworm-armhf`,
+# docs/results/pi-check.md): PyPI's only runtime for it is tflite-runtime 2.14 (Python
+# <= 3.11, numpy < 2), which dies with SIGSEGV on a damaged model file instead of raising,
+# and facegate's landmark cascade failed on 32-bit numpy's index type. Trixie 32-bit
+# (Python 3.13) and armv6 (Pi 1, Zero W) have no runtime at all.
 case "$ARCH" in
-  armv7l)
-    if [ "${PYVER#3.}" -gt 11 ]; then
-      echo "install.sh: 32-bit Arm with Python $PYVER: no TFLite runtime exists for it (tflite-runtime stops at 3.11, ai-edge-litert has no 32-bit build); use 64-bit Raspberry Pi OS" >&2
-      exit 2
-    fi ;;
-  armv6l|armv5*)
-    echo "install.sh: $ARCH has no TFLite runtime wheel; facegate needs a Pi with a 64-bit or ARMv7 CPU (Pi 2 or newer, Zero 2 W) running 64-bit Raspberry Pi OS" >&2
+  armv7l|armv6l|armv5*|armhf|arm)
+    echo "install.sh: 32-bit Arm ($ARCH) is not supported: install Raspberry Pi OS (64-bit) on a Pi 3, 4, 5 or Zero 2 W; see docs/RASPBERRY_PI.md" >&2
     exit 2 ;;
 esac
 
 # 1. System packages: the camera stack comes from the distribution (libcamera
-#    bindings are not on PyPI), so the venv sees system site-packages. On 32-bit Arm,
-#    numpy (< 2, for tflite-runtime), Pillow and PyYAML come from it too.
+#    bindings are not on PyPI), so the venv sees system site-packages.
 wanted=(python3-venv python3-picamera2)
-[ "$ARCH" = armv7l ] && wanted+=(python3-numpy python3-pil python3-yaml)
 missing=()
 for pkg in "${wanted[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -86,7 +86,7 @@ cd "$CHECK/src" || exit 1
 mapfile -t FILES < <(grep -l '@pytest.mark.pi$' tests/test_*.py)
 "$V/bin/python" -m pytest -m pi -p no:cacheprovider -q "${FILES[@]}" 2>&1 | tee "$CHECK/tests.log"
 [ "${PIPESTATUS[0]}" = 0 ] || fail tests
-note tests_result "$(tail -1 "$CHECK/tests.log" | tr -d '=' | sed 's/^ *//; s/ *$//')"
+note tests_result "$(grep -E '[0-9]+ (passed|failed|error)' "$CHECK/tests.log" | tail -1 | tr -d '=' | sed 's/^ *//; s/ *$//')$(grep -q 'Segmentation fault' "$CHECK/tests.log" && echo ' (pytest died: Segmentation fault)')"
 took tests
 
 step "parity: the same images through the pipeline"
