@@ -46,25 +46,48 @@ class ShapePredictor:
         self.deltas = arrays["deltas"]  # (L, F, 2)
         self.levels, self.trees, self.splits = self.split_thresh.shape
         self.depth = int(np.log2(self.splits + 1))
-        # Per level, every split of every tree is evaluated in one vector op
-        # (T*S pixel pairs), then the trees are walked on the resulting bits.
-        self._pair_a = np.ascontiguousarray(self.split_idx[..., 0].reshape(self.levels, -1))
-        self._pair_b = np.ascontiguousarray(self.split_idx[..., 1].reshape(self.levels, -1))
-        self._flat_thresh = self.split_thresh.reshape(self.levels, -1)
-        self._flat_leaves = self.leaves.reshape(self.levels, -1, self.initial.size)
-        self._split_base = np.arange(self.trees) * self.splits
-        self._leaf_base = np.arange(self.trees) * (self.splits + 1) - self.splits
-        centred = self.initial - self.initial.mean(axis=0)
-        self._initial_centred = centred
-        self._initial_norm = float((centred**2).sum())
-
-    def _rotation_scale(self, shape: np.ndarray) -> np.ndarray:
-        """2x2 part of the least-squares similarity from the mean shape to ``shape``."""
-        target = shape - shape.mean(axis=0)
-        src = self._initial_centred
-        a = float((src * target).sum()) / self._initial_norm
-        b = float((src[:, 0] * target[:, 1] - src[:, 1] * target[:, 0]).sum()) / self._initial_norm
-        return np.array([[a, -b], [b, a]], np.float32)
+        if self.splits + 1 != 2**self.depth or self.depth > 4:
+            raise ModelFileError(
+                path, f"trees of {self.splits} splits: expected complete trees of depth 1 to 4"
+            )
+        # Where a level puts its feature pixels is linear in the current shape: the
+        # similarity from the mean shape (rotation and scale, least squares) has
+        # a = <src, shape> / |src|^2 and b = <src x shape> / |src|^2 (src centred, so
+        # the shape's own centring drops out), and each pixel is its anchor point plus
+        # its offset turned by [[a, -b], [b, a]]. So one (2F, 2P) matrix per level maps
+        # the flattened shape (x0, y0, x1, ...) to the pixels' x (first F) then y.
+        src = self.initial - self.initial.mean(axis=0)
+        norm = float((src**2).sum())
+        rot = np.zeros((2, self.initial.size), np.float64)  # rows: a, b
+        rot[0, 0::2], rot[0, 1::2] = src[:, 0] / norm, src[:, 1] / norm
+        rot[1, 0::2], rot[1, 1::2] = -src[:, 1] / norm, src[:, 0] / norm
+        placement = []
+        for level in range(self.levels):
+            dx, dy = (self.deltas[level, :, k, None].astype(np.float64) for k in (0, 1))
+            anchor = np.zeros((len(dx), self.initial.size), np.float64)
+            anchor[np.arange(len(dx)), 2 * self.anchor_idx[level]] = 1.0
+            xs = dx * rot[0] - dy * rot[1] + anchor
+            anchor = np.roll(anchor, 1, axis=1)  # the anchor's y
+            ys = dx * rot[1] + dy * rot[0] + anchor
+            placement.append(np.concatenate([xs, ys]))
+        self._placement = np.asarray(placement, np.float32)  # (L, 2F, 2P)
+        # Every split of a level is evaluated in one vector op (T*16 pixel pairs: each
+        # tree's splits padded to 16 with one that never fires). A tree's 16 bits,
+        # packed little-endian into one integer, name its leaf through one table
+        # shared by all trees (node i -> 2i+1 when its bit is set, else 2i+2).
+        pad = ((0, 0), (0, 0), (0, 16 - self.splits))
+        self._pair_a = np.pad(self.split_idx[..., 0], pad).reshape(self.levels, -1).astype(np.intp)
+        self._pair_b = np.pad(self.split_idx[..., 1], pad).reshape(self.levels, -1).astype(np.intp)
+        thresh = np.pad(self.split_thresh.astype(np.float32), pad, constant_values=np.inf)
+        self._flat_thresh = thresh.reshape(self.levels, -1)
+        self._flat_leaves = self.leaves.reshape(self.levels, -1, self.initial.size).astype(np.float32)
+        self._leaf_base = (np.arange(self.trees) * (self.splits + 1)).astype(np.intp)
+        codes = np.arange(2**16)
+        node = np.zeros_like(codes)
+        for _ in range(self.depth):
+            node = 2 * node + 2 - ((codes >> node) & 1)
+        self._leaf_of_code = (node - self.splits).astype(np.intp)
+        self._ones = np.ones(self.trees, np.float32)
 
     def predict(self, grey: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
         """Landmarks (P, 2) in image pixels (float) for a face in ``box``.
@@ -84,27 +107,33 @@ class ShapePredictor:
         # Pixels are read through one flat index; the channels (1 for grey, 3
         # or more for RGB) are averaged only where the cascade reads them.
         flat = np.ascontiguousarray(grey).reshape(h * w, -1)[:, :3]
-        limits = np.array([w, h], np.uint64)
-        shape = self.initial.copy()
+        channels = flat.shape[1]
+        if channels == 2:
+            raise InputError(f"expected an HxW grey or HxWx3 RGB image, got shape {grey.shape}")
+        scale = np.repeat(extent, len(self.anchor_idx[0]))  # x extent for the F xs, then y
+        offset = np.repeat(origin, len(self.anchor_idx[0]))
+        limit = np.repeat(np.array([w, h], np.uint64), len(self.anchor_idx[0]))
+        features = len(self.anchor_idx[0])
+        shape = self.initial.reshape(-1).copy()
         for level in range(self.levels):
-            # Place the feature pixels: the similarity from the mean shape to the
-            # current one (rotation and scale only) moves each pixel's offset.
-            m = self._rotation_scale(shape)
-            points = self.deltas[level] @ m.T + shape[self.anchor_idx[level]]
-            pixels = np.rint(points * extent + origin).astype(np.int64)
-            # Negative coordinates wrap to huge unsigned ones: one test per axis.
-            inside = (pixels.astype(np.uint64) < limits).all(axis=1)
+            pixels = np.rint(self._placement[level] @ shape * scale + offset).astype(np.int64)
+            # Negative coordinates wrap to huge unsigned ones: one test for both axes.
+            outside = pixels.astype(np.uint64) >= limit
+            outside = outside[:features] | outside[features:]
             # intp: take() refuses int64 indices where numpy's index type is 32-bit (armhf)
-            at = np.where(inside, pixels[:, 0] + pixels[:, 1] * w, 0).astype(np.intp)
-            sampled = flat.take(at, axis=0).sum(axis=1, dtype=np.uint16) // flat.shape[1]
-            values = np.where(inside, sampled, 0).astype(np.float32)  # dlib reads 0 outside
-            # Every split of the level at once, then walk all trees together on
-            # the bits: node i -> 2i+1 (left) or 2i+2.
-            diff = values.take(self._pair_a[level]) - values.take(self._pair_b[level])
-            bits = diff > self._flat_thresh[level]
-            node = np.zeros(self.trees, np.int64)
-            for _ in range(self.depth):
-                node = 2 * node + 2 - bits.take(self._split_base + node)
-            delta = self._flat_leaves[level].take(self._leaf_base + node, axis=0).sum(axis=0)
-            shape = shape + delta.reshape(shape.shape)
-        return np.asarray(shape * extent + origin, np.float64)
+            at = (pixels[:features] + pixels[features:] * w).astype(np.intp)
+            at[outside] = 0
+            sampled = flat.take(at, axis=0)
+            if channels == 1:
+                values = sampled[:, 0].astype(np.float32)
+            else:
+                total = sampled[:, 0].astype(np.uint16) + sampled[:, 1] + sampled[:, 2]
+                values = (total // 3).astype(np.float32)
+            values[outside] = 0  # dlib reads 0 outside the image
+            bits = (
+                values.take(self._pair_a[level]) - values.take(self._pair_b[level]) > self._flat_thresh[level]
+            )
+            codes = np.packbits(bits, bitorder="little").view("<u2").astype(np.intp)
+            leaves = self._leaf_of_code.take(codes) + self._leaf_base
+            shape = shape + self._ones @ self._flat_leaves[level].take(leaves, axis=0)
+        return np.asarray(shape.reshape(-1, 2) * extent + origin, np.float64)
