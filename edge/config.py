@@ -102,6 +102,7 @@ class ModelsConfig:
     encoder: str = key(str(MODELS_DIR / "dlib_resnet_v1_int8.tflite"), str)
     detector: str = key("short", str, _detector_check, _detector_wants)
     refine: bool = key(True, bool)
+    refine_below: float = key(48.0, (int, float), lambda v: v >= 0, ">= 0")
     threads: int = key(2, int, _positive, "> 0")
 
 
@@ -118,6 +119,8 @@ class DecisionConfig:
     min_iou: float = key(0.3, (int, float), lambda v: 0 < v <= 1, "in (0, 1]")
     max_missing: int = key(10, int, lambda v: v >= 0, ">= 0")
     verify_timeout_s: float = key(10.0, (int, float), _positive, "> 0")
+    recheck_s: float = key(2.0, (int, float), lambda v: v >= 0, ">= 0")
+    decide_at_camera_rate: bool = key(True, bool)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,9 +1,12 @@
 """``facegate run``: camera frames in, decisions out over MQTT.
 
-The loop, in one thread: frame -> (motion gate) -> detect/align -> encode ->
-identify -> track -> decide -> publish. MQTT runs in paho's own thread and
-never blocks the loop (``facegate.mqtt``); commands arrive on a queue and are
-handled between frames, so the gallery is only touched from this thread.
+The loop, in one thread: frame -> (motion gate) -> detect -> (a decided face,
+steady: followed by the detector alone, ``facegate.follow``) -> refine/landmarks/
+align -> encode -> identify -> track -> decide -> publish. Frames are taken at
+``camera.max_fps`` at most, except while a new face is being decided. MQTT runs
+in paho's own thread and never blocks the loop (``facegate.mqtt``); commands
+arrive on a queue and are handled between frames, so the gallery is only
+touched from this thread.
 
 Signals: SIGTERM/SIGINT stop cleanly after publishing ``offline``; SIGHUP
 reloads the config file's decision and gate settings (camera, MQTT and
@@ -30,11 +33,12 @@ from facegate.enroll import Enroller, fingerprint
 from facegate.errors import FacegateError
 from facegate.events import Event, Health, Origin, State
 from facegate.fleet import member_for
+from facegate.follow import Follower
 from facegate.gallery import Gallery
 from facegate.livegallery import LiveGallery
 from facegate.mqtt import Link
 from facegate.notify import Notifier
-from facegate.perception import Face, Gates, Perception
+from facegate.perception import Face, Gates, Perception, to_rgb
 from facegate.requests import Desk, PendingVerify
 from facegate.sources import Frame, FrameSource, open_source
 from facegate.track import Decision, Observation, Tracker, TrackerConfig
@@ -64,6 +68,7 @@ class Daemon:
         self.op = OperatingPoint.from_card(self.encoder.card, config.decision.far)
         self.live = LiveGallery(config.gallery.path, fingerprint(self.encoder))
         self.tracker = Tracker(_tracker_config(config))
+        self.follower = Follower(config.decision.recheck_s)
         self.desk = Desk(self)
         model = {"name": self.encoder.card.name, "sha256": self.encoder.card.sha256}
         self.fleet = member_for(config, fingerprint(self.encoder)) if config.fleet.enabled else None
@@ -81,7 +86,14 @@ class Daemon:
         self._state_at = 0.0
         self._last_event: Event | None = None
         self._health_seen: Health | None = None
-        self.counts = {"frames": 0, "detected_frames": 0, "skipped_idle": 0, "events": 0, "faces": 0}
+        self.counts = {
+            "frames": 0,
+            "detected_frames": 0,
+            "skipped_idle": 0,
+            "events": 0,
+            "faces": 0,
+            "followed": 0,
+        }
 
     # --- main loop ---------------------------------------------------------------
 
@@ -121,10 +133,10 @@ class Daemon:
                     break
                 next_at += period
                 delay = next_at - time.monotonic()
-                if delay > 0:
+                if delay > 0 and not self._deciding():
                     self.stopping.wait(delay)
                 else:
-                    next_at = time.monotonic()  # behind: do not try to catch up
+                    next_at = time.monotonic()  # behind, or hurrying: do not try to catch up
             self.desk.handle()
         finally:
             self.notifier.stopping()
@@ -185,20 +197,35 @@ class Daemon:
             self.counts["skipped_idle"] += 1
             return []
         self.counts["detected_frames"] += 1
-        faces = self.perception.faces(frame.image, frame.layout)
+        rgb = to_rgb(frame.image, frame.layout)
+        detections = self.perception.detect(rgb)
+        # A decided face costs only its detection unless it is due a check (facegate.follow);
+        # a waiting verify or camera enrollment wants fresh evidence from every face.
+        tracks = self.tracker.match([d.box for d in detections])
+        ran = (
+            [True] * len(detections)
+            if self.desk.waiting
+            else self.follower.needs_pipeline(detections, tracks, now)
+        )
+        faces = [self.perception.face(rgb, d) for d, full in zip(detections, ran) if full]
         usable = [f for f in faces if f.rejected is None]
-        self.counts["faces"] += len(faces)
+        self.counts["faces"] += len(detections)
+        self.counts["followed"] += ran.count(False)
         vectors = self.encoder.embed(np.stack([f.chip for f in usable])) if usable else np.zeros((0, 128))
         templates = self.live.templates()
-        observations, k = [], 0
-        for face in faces:
-            if face.rejected is not None:
-                observations.append(Observation(face.detection.box, None, usable=False))
+        observations, k, looked = [], 0, iter(faces)
+        for det, full in zip(detections, ran):
+            face = next(looked) if full else None
+            if face is None or face.rejected is not None:
+                # followed, or refused by a gate: the track goes on, without a vote
+                observations.append(Observation(det.box, None, usable=False))
                 continue
             found = identify(templates, vectors[k], self.op)
-            observations.append(Observation(face.detection.box, found.name, True, found.distance))
+            observations.append(Observation(det.box, found.name, True, found.distance))
             k += 1
-        events = [self._identity_event(d, frame) for d in self.tracker.update(observations)]
+        decisions = self.tracker.update(observations)
+        self.follower.record(detections, observations, ran, self.tracker.assigned, now, self.tracker.tracks)
+        events = [self._identity_event(d, frame) for d in decisions]
         largest = int(np.argmax([f.detection.width for f in usable])) if usable else None
         events += self.desk.on_frame(
             faces,
@@ -217,6 +244,18 @@ class Daemon:
         self.counts["events"] += len(events)
         self._publish_state(now)
         return published
+
+    def _deciding(self) -> bool:
+        """A new face is being decided (its first frames) or a request waits on faces: take the
+        camera's frames as they come rather than at ``camera.max_fps``, so that the votes that
+        decide it are frames apart, not periods apart. A face that stays undecided (refused by
+        a gate, say) is paced again after ``2 * decision.window`` frames."""
+        if not self.config.decision.decide_at_camera_rate:
+            return False
+        if self.desk.waiting:
+            return True
+        limit = 2 * self.config.decision.window
+        return any(t.decided is None and t.frames < limit for t in self.tracker.tracks.values())
 
     def _idle(self, frame: Frame) -> bool:
         """Skip detection when nothing moves, no face is tracked and nothing waits on a frame."""
@@ -352,6 +391,7 @@ class Daemon:
             self.origin, threshold=self.op.threshold, target_far=self.op.target_far
         )
         self.tracker.config = _tracker_config(new)
+        self.follower.recheck_s = new.decision.recheck_s
         g = new.gates
         self.perception.gates = Gates(g.min_eye_distance, g.max_yaw, g.min_sharpness)
         self.config = dataclasses.replace(self.config, decision=new.decision, gates=new.gates, idle=new.idle)

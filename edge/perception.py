@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from facegate.align import chip_transform, extract_chip
 from facegate.detect import Detection, FaceDetector
@@ -26,6 +27,11 @@ from facegate.modelcard import MODELS_DIR, ModelCard, load_card
 TOO_SMALL = "too_small"
 TOO_BLURRED = "too_blurred"
 NOT_FRONTAL = "not_frontal"
+
+# Refinement pays for faces narrower than this in the detector's input (px): on CelebA
+# the landmark failures it fixed were under 32 px; on lfw-dev, where faces are over
+# 48 px, it changed nothing (BENCHMARKS.md, "Speed at the door").
+REFINE_BELOW = 48.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +54,12 @@ class Face:
     rejected: str | None = None  # None if the face passed every gate
 
 
+def _add(stages: dict[str, float] | None, **seconds: float) -> None:
+    if stages is not None:
+        for stage, spent in seconds.items():
+            stages[stage] = stages.get(stage, 0.0) + spent
+
+
 def to_rgb(frame: np.ndarray, layout: str = "RGBX") -> np.ndarray:
     """Any camera frame -> HxWx3 uint8 RGB.
 
@@ -66,9 +78,17 @@ def to_rgb(frame: np.ndarray, layout: str = "RGBX") -> np.ndarray:
         return np.repeat(frame, 3, axis=2)
     if layout not in _LAYOUTS:
         raise InputError(f"unknown frame layout {layout!r}; use one of {', '.join(_LAYOUTS)}")
+    if layout == "RGB" or (layout == "RGBX" and frame.shape[2] == 3):
+        return frame
+    if frame.flags.c_contiguous:
+        # Pillow's unpackers reorder or drop channels ~7x faster than a strided numpy copy
+        # (0.2 against 1.3 ms for a 640x480 XBGR8888 frame, picamera2's default).
+        raw = layout if frame.shape[2] == 4 else layout[:3]
+        h, w = frame.shape[:2]
+        return np.asarray(Image.frombytes("RGB", (w, h), frame, "raw", raw))
     if layout.startswith("BGR"):
         return np.ascontiguousarray(frame[:, :, 2::-1])
-    return frame if frame.shape[2] == 3 else np.ascontiguousarray(frame[:, :, :3])
+    return np.ascontiguousarray(frame[:, :, :3])
 
 
 _LAYOUTS = ("RGB", "BGR", "RGBX", "BGRX")
@@ -95,10 +115,12 @@ def yaw_ratio(landmarks: np.ndarray) -> float:
 class Perception:
     """Detector + landmarks + aligner, loaded once from ``models/``.
 
-    ``refine``: each detection is redone on a crop around it (``FaceDetector.refine``)
-    before its landmarks, and the landmark box comes from the map fitted on refined
-    detections. One more detector run per face; it keeps the cascade off the wrong
-    features when a face is small in the detector's input (BENCHMARKS.md, CelebA).
+    ``refine``: a detection narrower than ``refine_below`` pixels in the detector's
+    input is redone on a crop around it (``FaceDetector.refine``) before its landmarks,
+    and its landmark box comes from the map fitted on refined detections. One more
+    detector run per small face; it keeps the cascade off the wrong features when a
+    face is small in the detector's input (BENCHMARKS.md, CelebA). Larger faces gained
+    nothing from it and keep the whole-frame detection and its own box map.
     """
 
     def __init__(
@@ -112,6 +134,7 @@ class Perception:
         min_size: float = 20.0,
         num_threads: int = 1,
         refine: bool = True,
+        refine_below: float = REFINE_BELOW,
     ) -> None:
         self.detector = FaceDetector(
             detector, min_score=min_score, min_size=min_size, num_threads=num_threads
@@ -120,12 +143,17 @@ class Perception:
         maps = load_card(pathlib.Path(landmarks).with_suffix(".json")).data["alignment"]
         # The box map is fitted on the detections it is applied to (refined or not); a card
         # from before refinement has only the whole-frame one.
-        refined_map = refine and "box_from_blazeface_refined" in maps
-        box_map = maps["box_from_blazeface_refined" if refined_map else "box_from_blazeface"]
-        self._kx, self._ky, self._k = float(box_map["kx"]), float(box_map["ky"]), float(box_map["k"])
+        whole = maps["box_from_blazeface"]
+        # A card from before refinement has only the whole-frame map.
+        refined = maps.get("box_from_blazeface_refined", whole)
+        self._box_maps = {
+            refine_: (float(m["kx"]), float(m["ky"]), float(m["k"]))
+            for refine_, m in ((False, whole), (True, refined))
+        }
         self.chip_size, self.padding = chip_size, padding
         self.gates = gates or Gates()
         self.refine = refine
+        self.refine_below = refine_below
         self.rejected: collections.Counter[str] = collections.Counter()
 
     @classmethod
@@ -135,6 +163,7 @@ class Perception:
         detector: str = "short",
         threads: int = 1,
         refine: bool = True,
+        refine_below: float = REFINE_BELOW,
         gates: Gates | None = None,
         min_score: float = 0.5,
         min_size: float = 20.0,
@@ -150,6 +179,7 @@ class Perception:
             min_size=min_size,
             num_threads=threads,
             refine=refine,
+            refine_below=refine_below,
         )
 
     @classmethod
@@ -161,16 +191,19 @@ class Perception:
             detector=m.detector,
             threads=m.threads,
             refine=m.refine,
+            refine_below=m.refine_below,
             gates=Gates(g.min_eye_distance, g.max_yaw, g.min_sharpness),
             min_score=g.min_score,
             min_size=g.min_face,
         )
 
-    def landmark_box(self, det: Detection) -> tuple[float, float, float, float]:
-        """The box dlib's landmark cascade expects, from a BlazeFace detection."""
+    def landmark_box(self, det: Detection, refined: bool | None = None) -> tuple[float, float, float, float]:
+        """The box dlib's landmark cascade expects, from a BlazeFace detection (``refined``:
+        whether it came from ``FaceDetector.refine``; by default, as ``faces`` would do it)."""
+        kx, ky, k = self._box_maps[self.refine if refined is None else refined]
         mid = (det.keypoints[0] + det.keypoints[1]) / 4 + det.keypoints[3] / 2
-        cx, cy = mid[0] + self._kx * det.width, mid[1] + self._ky * det.width
-        half = self._k * det.width / 2
+        cx, cy = mid[0] + kx * det.width, mid[1] + ky * det.width
+        half = k * det.width / 2
         return (cx - half, cy - half, cx + half, cy + half)
 
     def faces(
@@ -179,37 +212,41 @@ class Perception:
         """All faces in the frame, gated; rejected ones carry their reason. ``stages``, when
         given, gets each stage's seconds added to it: detect, refine, landmarks, align (warp + gates)."""
         rgb = to_rgb(frame, layout)
+        return [self.face(rgb, det, stages) for det in self.detect(rgb, stages)]
+
+    def detect(self, rgb: np.ndarray, stages: dict[str, float] | None = None) -> list[Detection]:
+        """The detection stage alone, the cheap part: faces in an HxWx3 RGB frame, from the
+        whole frame. ``face`` takes each on (refinement, landmarks, chip, gates)."""
         if min(rgb.shape[:2]) < 2:
             return []
+        t0 = time.perf_counter()
+        found = self.detector.detect(rgb)
+        _add(stages, detect=time.perf_counter() - t0)
+        return found
+
+    def face(self, rgb: np.ndarray, det: Detection, stages: dict[str, float] | None = None) -> Face:
+        """One detection on to a gated face: refined when it is small in the detector's input,
+        then landmarks, the aligned chip and its quality."""
         clock = time.perf_counter
         t0 = clock()
-        detections = self.detector.detect(rgb)
+        refined = self.refine and det.width * self.detector.size / max(rgb.shape[:2]) < self.refine_below
+        if refined:
+            det = self.detector.refine(rgb, det)
         t1 = clock()
-        if self.refine:
-            detections = [self.detector.refine(rgb, det) for det in detections]
-        spent = {"detect": t1 - t0, "refine": clock() - t1, "landmarks": 0.0, "align": 0.0}
-        out = []
-        for det in detections:
-            t0 = clock()
-            points = self.predictor.predict(rgb, self.landmark_box(det))
-            t1 = clock()
-            chip = extract_chip(rgb, chip_transform(points, self.chip_size, self.padding), self.chip_size)
-            quality = {
-                "eye_distance": float(np.hypot(*(points[0] - points[2]))),
-                "yaw": yaw_ratio(points),
-                "sharpness": sharpness(to_grey(chip)),
-                "score": det.score,
-            }
-            reason = self._gate(quality)
-            if reason:
-                self.rejected[reason] += 1
-            out.append(Face(det, points, chip, quality, reason))
-            spent["landmarks"] += t1 - t0
-            spent["align"] += clock() - t1
-        if stages is not None:
-            for stage, seconds in spent.items():
-                stages[stage] = stages.get(stage, 0.0) + seconds
-        return out
+        points = self.predictor.predict(rgb, self.landmark_box(det, refined))
+        t2 = clock()
+        chip = extract_chip(rgb, chip_transform(points, self.chip_size, self.padding), self.chip_size)
+        quality = {
+            "eye_distance": float(np.hypot(*(points[0] - points[2]))),
+            "yaw": yaw_ratio(points),
+            "sharpness": sharpness(to_grey(chip)),
+            "score": det.score,
+        }
+        reason = self._gate(quality)
+        if reason:
+            self.rejected[reason] += 1
+        _add(stages, refine=t1 - t0, landmarks=t2 - t1, align=clock() - t2)
+        return Face(det, points, chip, quality, reason)
 
     def _gate(self, quality: dict[str, float]) -> str | None:
         if quality["eye_distance"] < self.gates.min_eye_distance:

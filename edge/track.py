@@ -2,8 +2,9 @@
 
 A face in a new frame joins the track whose last box overlaps it most
 (intersection over union >= ``min_iou``); otherwise it starts a new track.
-Each frame adds one vote to its track: the name ``identify`` gave, or
-``None`` for unknown. A track is decided when ``votes_to_decide`` of its last
+Each frame that went through the whole pipeline adds one vote to its track:
+the name ``identify`` gave, or ``None`` for unknown (a decided face followed by
+the detector alone, ``facegate.follow``, adds none). A track is decided when ``votes_to_decide`` of its last
 ``window`` votes agree; the decision is reported once, so one bad frame
 neither admits nor rejects anyone, and a person standing at the door is
 announced once, not thirty times a second. A track not seen for
@@ -80,17 +81,20 @@ class Tracker:
     def __init__(self, config: TrackerConfig | None = None) -> None:
         self.config = config or TrackerConfig()
         self.tracks: dict[int, Track] = {}
+        self.assigned: list[Track] = []  # the track of each observation of the last update
         self._ids = itertools.count(1)
 
     def update(self, observations: Sequence[Observation]) -> list[Decision]:
         """Feed one frame's faces; returns the decisions made on this frame."""
-        matched = self._match(observations)
+        matched = self.match([o.box for o in observations])
         decisions = []
         seen = set()
+        self.assigned = []
         for obs, track in zip(observations, matched):
             if track is None:
                 track = Track(next(self._ids), obs.box, collections.deque(maxlen=self.config.window))
                 self.tracks[track.id] = track
+            self.assigned.append(track)
             seen.add(track.id)
             track.box, track.missing = obs.box, 0
             track.frames += 1
@@ -109,13 +113,14 @@ class Tracker:
                     del self.tracks[track_id]
         return decisions
 
-    def _match(self, observations: Sequence[Observation]) -> list[Track | None]:
-        """Greedy by overlap: the best (track, face) pairs first, each used once."""
+    def match(self, boxes: Sequence[Box]) -> list[Track | None]:
+        """The track each box continues (None: a new face). Greedy by overlap: the best
+        (track, face) pairs first, each used once. ``update`` matches the same way."""
         candidates = sorted(
-            ((iou(t.box, o.box), i, t.id) for i, o in enumerate(observations) for t in self.tracks.values()),
+            ((iou(t.box, b), i, t.id) for i, b in enumerate(boxes) for t in self.tracks.values()),
             reverse=True,
         )
-        out: list[Track | None] = [None] * len(observations)
+        out: list[Track | None] = [None] * len(boxes)
         used = set()
         for overlap, i, track_id in candidates:
             if overlap < self.config.min_iou:

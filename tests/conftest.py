@@ -38,6 +38,17 @@ def dat_path() -> pathlib.Path:
 
 
 @pytest.fixture(scope="session")
+def obama_sample() -> Any:
+    """The bundled obama.jpg as an enrollment sample (int8 encoder): the daemon tests' known person."""
+    from facegate.demo import PHOTOS
+    from facegate.encoder import Encoder
+    from facegate.enroll import Enroller
+    from facegate.perception import Perception
+
+    return Enroller(Perception(), Encoder(INT8_MODEL)).sample(PHOTOS / "obama.jpg")
+
+
+@pytest.fixture(scope="session")
 def reference_subset(lfw_root: pathlib.Path) -> dict[str, np.ndarray]:
     """Held-out dlib reference rows (fixture) with their chips cut from lfw-dev."""
     from facegate.align import align_face

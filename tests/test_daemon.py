@@ -29,7 +29,7 @@ from facegate.config import validate
 from facegate.daemon import Daemon
 from facegate.demo import PHOTOS, scene
 from facegate.encoder import Encoder
-from facegate.enroll import Enroller, fingerprint
+from facegate.enroll import fingerprint
 from facegate.errors import FacegateError
 from facegate.gallery import Gallery
 from facegate.perception import Perception
@@ -49,12 +49,6 @@ def frames() -> dict[str, np.ndarray]:
         "biden": scene(PHOTOS / "biden.jpg", perception=p),
         "blank": np.full((480, 640, 3), 96, np.uint8),
     }
-
-
-@pytest.fixture(scope="module")
-def obama_sample() -> Any:
-    enroller = Enroller(Perception(), Encoder(INT8_MODEL))
-    return enroller.sample(PHOTOS / "obama.jpg")
 
 
 def _config(tmp: pathlib.Path, port: int, obama_sample: Any, **sections: dict[str, Any]) -> Any:

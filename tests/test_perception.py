@@ -192,3 +192,52 @@ def test_models_dir_is_shipped() -> None:
     ):
         assert (MODELS_DIR / name).is_file()
         assert pathlib.Path(MODELS_DIR / name).with_suffix(".json").is_file()
+
+
+@pytest.mark.pi
+@pytest.mark.parametrize("layout", ["RGB", "BGR", "RGBX", "BGRX"])
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_every_layout_gives_the_same_rgb(obama: np.ndarray, layout: str, contiguous: bool) -> None:
+    """Pillow's unpackers on whole frames, numpy's strided copy on views of larger buffers
+    (picamera2 can hand over rows with padding): the same pixels."""
+    order = [2, 1, 0] if layout.startswith("BGR") else [0, 1, 2]
+    frame = obama[:, :, order]
+    if layout.endswith("X"):
+        frame = np.concatenate([frame, np.full((*obama.shape[:2], 1), 7, np.uint8)], axis=2)
+    frame = np.ascontiguousarray(frame)
+    if not contiguous:
+        padded = np.zeros((frame.shape[0], frame.shape[1] + 16, frame.shape[2]), np.uint8)
+        padded[:, : frame.shape[1]] = frame
+        frame = padded[:, : frame.shape[1]]
+        assert not frame.flags.c_contiguous
+    assert np.array_equal(to_rgb(frame, layout), obama)
+
+
+def test_only_faces_small_in_the_detector_input_are_refined(perception: Perception) -> None:
+    """A face 300 px wide in a 640x480 frame is 60 px in the 128 px input: kept as detected, with
+    the whole-frame box map. 110 px wide (22 px in the input) it is refined."""
+    rgb = scene(PHOTOS / "obama2.jpg", face_width=300.0, centre=(320.0, 240.0), perception=perception)
+    (det,) = perception.detect(rgb)
+    assert det.width * perception.detector.size / max(rgb.shape[:2]) >= perception.refine_below
+    assert perception.face(rgb, det).detection is det
+    small = scene(PHOTOS / "obama2.jpg", perception=perception)
+    (det,) = perception.detect(small)
+    assert det.width * perception.detector.size / max(small.shape[:2]) < perception.refine_below
+    refined = perception.face(small, det).detection
+    assert refined is not det and refined.score == det.score
+    assert perception.landmark_box(det, True) != perception.landmark_box(det, False)
+    everything = Perception(refine_below=1e9)
+    assert everything.face(rgb, everything.detect(rgb)[0]).detection != perception.detect(rgb)[0]
+
+
+@pytest.mark.pi
+def test_the_tree_walk_table_matches_walking_the_trees(perception: Perception) -> None:
+    """The landmark cascade names a tree's leaf from its split bits packed into one integer
+    (one table for all trees); walking each tree node by node gives the same leaf."""
+    predictor = perception.predictor
+    rng = np.random.default_rng(0)
+    for code in rng.integers(0, 2**16, 2000):
+        node = 0
+        for _ in range(predictor.depth):
+            node = 2 * node + 1 if (code >> node) & 1 else 2 * node + 2
+        assert predictor._leaf_of_code[code] == node - predictor.splits
