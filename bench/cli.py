@@ -106,6 +106,22 @@ def _cmd_bench_daemon(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_standing(args: argparse.Namespace) -> int:
+    from facegate.bench.door import bench_standing, standing_line
+
+    report = bench_standing(args.seconds, args.fps, args.threads, args.rounds)
+    print(dumps(report, indent=2) if args.json else standing_line(report))
+    return 0
+
+
+def _cmd_bench_latency(args: argparse.Namespace) -> int:
+    from facegate.bench.door import bench_latency, latency_line
+
+    report = bench_latency(args.threads, args.appearances, args.fps, args.camera_fps, args.rounds)
+    print(dumps(report, indent=2) if args.json else latency_line(report))
+    return 0
+
+
 def _cmd_bench_summary(args: argparse.Namespace) -> int:
     from facegate.bench.device import summary_line
 
@@ -188,6 +204,26 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--fps", type=float, default=10.0, help="frame rate for the RSS and idle runs")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_bench_daemon)
+    p = be.add_parser(
+        "standing",
+        help="a known person standing in view: the daemon's CPU time, every frame vs followed; one line",
+    )
+    p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--fps", type=float, default=10.0, help="frames per second of standing (fed unpaced)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_bench_standing)
+    p = be.add_parser(
+        "latency", help="a person appears -> their event at a subscriber, median and p95; one line"
+    )
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--appearances", type=int, default=10)
+    p.add_argument("--fps", type=float, default=10.0, help="the daemon's camera.max_fps")
+    p.add_argument("--camera-fps", type=float, default=30.0, help="the simulated camera's frame rate")
+    p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_bench_latency)
     p = be.add_parser("summary", help="one line to paste back: this board's time per frame and per face")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--runs", type=int, default=20)
