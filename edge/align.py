@@ -9,8 +9,9 @@ trained on (``get_face_chip_details`` + ``extract_image_chip``):
   rotated by the transform's angle (not simply the affine matrix applied to
   pixel indices, which shifts descriptors by ~0.09);
 - when the face is more than about twice the chip size, dlib first blurs and
-  halves the image (a pyramid level); we do the same with a 5-tap binomial
-  blur before sampling.
+  halves the image (``pyramid_down<2>``, on a crop around the face); the same
+  integer filter, crop and coordinate mapping are reproduced here, so chips of
+  large faces match dlib's too.
 """
 
 from __future__ import annotations
@@ -87,15 +88,40 @@ def chip_transform(landmarks: np.ndarray, size: int = 150, padding: float = 0.25
     return similarity_transform(template_points(size, padding), landmarks)
 
 
-_BINOMIAL = np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
+def _pyramid_down(image: np.ndarray) -> np.ndarray:
+    """dlib's ``pyramid_down<2>`` on an RGB uint8 image: the separable 5-tap binomial filter
+    (1 4 6 4 1) without padding, kept at every other pixel, summed in 16-bit integers and
+    divided by 256 with truncation; (rows - 3) // 2 x (cols - 3) // 2 pixels, pixel (i, j)
+    centred on (2i + 2, 2j + 2). Computed only where it is kept."""
+    rows, cols = (image.shape[0] - 3) // 2, (image.shape[1] - 3) // 2
+    wide = image.astype(np.uint16)
+
+    def taps(at: list[np.ndarray]) -> np.ndarray:  # the five samples of each kept pixel
+        out = at[0] + at[4]
+        out += at[2] * np.uint16(6)
+        side = at[1] + at[3]
+        side <<= np.uint16(2)
+        out += side
+        return out
+
+    across = taps([wide[:, k : k + 2 * cols : 2] for k in range(5)])
+    down = taps([across[k : k + 2 * rows : 2] for k in range(5)])
+    return (down >> np.uint16(8)).astype(np.uint8)
 
 
-def _blur_halve(image: np.ndarray) -> np.ndarray:
-    """One pyramid level: separable 5-tap binomial blur, then every other pixel."""
-    padded = np.pad(image, ((2, 2), (2, 2), (0, 0)), mode="edge")
-    rows = sum(w * padded[i : i + padded.shape[0] - 4] for i, w in enumerate(_BINOMIAL))
-    cols = sum(w * rows[:, i : i + rows.shape[1] - 4] for i, w in enumerate(_BINOMIAL))
-    return np.asarray(cols[::2, ::2])
+def _pyramid_point(point: np.ndarray) -> np.ndarray:
+    """Where dlib's ``pyramid_down<2>::point_down`` puts an image point on the level below
+    (its offset is not the filter's centre; reproduced as it is, since the chips must be)."""
+    return point / 2.0 - np.array([1.25, 0.75])
+
+
+def _chip_levels(span: float, size: int) -> int:
+    """How many times dlib halves the image for a chip whose rectangle spans ``span`` pixels
+    (corner to corner): while the halved rectangle still holds more pixels than the chip."""
+    levels = 0
+    while (span / 2.0 ** (levels + 1) + 1.0) ** 2 > size * size:
+        levels += 1
+    return levels
 
 
 def extract_chip(image: np.ndarray, transform: Similarity, size: int = 150) -> np.ndarray:
@@ -107,31 +133,35 @@ def extract_chip(image: np.ndarray, transform: Similarity, size: int = 150) -> n
         raise InputError(f"expected an HxWx3 RGB image, got shape {image.shape}")
     centre = transform.apply(np.array([[size / 2.0, size / 2.0]]))[0]
     span = size * transform.scale - 1.0  # image pixels covered by chip pixels 0..size-1
-    # Work on the part of the image the chip can sample (plus the blur's reach),
-    # not the whole frame. The crop origin is a multiple of the pyramid step,
-    # so halving the crop equals halving the frame there.
-    levels = 0
-    while (span / 2.0 ** (levels + 1)) ** 2 > size * size:
-        levels += 1
-    step = 2**levels
-    reach = span * 0.7072 + 4 * step + 2
-    x0 = max(0, int(np.floor((centre[0] - reach) / step)) * step)
-    y0 = max(0, int(np.floor((centre[1] - reach) / step)) * step)
-    x1 = min(image.shape[1], int(np.ceil(centre[0] + reach)) + 1)
-    y1 = min(image.shape[0], int(np.ceil(centre[1] + reach)) + 1)
+    levels = _chip_levels(span, size)
+    if levels == 0:
+        # Sample the part of the image the chip can reach, not the whole frame.
+        reach = span * 0.7072 + 2
+        x0, y0 = (max(0, int(np.floor(c - reach))) for c in centre)
+        x1 = min(image.shape[1], int(np.ceil(centre[0] + reach)) + 1)
+        y1 = min(image.shape[0], int(np.ceil(centre[1] + reach)) + 1)
+    else:
+        # dlib (extract_image_chips) crops the rotated rectangle grown by a border that
+        # doubles with each level, builds the pyramid on that crop, and samples the level.
+        grow = 2.0
+        for _ in range(levels):
+            grow = grow * 2 + 2
+        half = span / 2 * (abs(np.cos(transform.angle)) + abs(np.sin(transform.angle))) + grow
+        h, w = image.shape[:2]
+        # drectangle -> rectangle rounds each side
+        x0, y0 = (int(np.floor(max(0.0, c - half) + 0.5)) for c in centre)
+        x1 = int(np.floor(min(w - 1.0, centre[0] + half) + 0.5)) + 1
+        y1 = int(np.floor(min(h - 1.0, centre[1] + half) + 0.5)) + 1
     if x1 <= x0 or y1 <= y0:
         return np.zeros((size, size, 3), np.uint8)
     crop = image[y0:y1, x0:x1]
     centre = centre - np.array([x0, y0], np.float64)
-    # dlib moves down the pyramid while the halved rectangle still holds more
-    # pixels than the chip; its pyramid levels are 8-bit images like the input.
-    if (span / 2.0) ** 2 > size * size:
-        src = crop.astype(np.float32)
-        while (span / 2.0) ** 2 > size * size:
-            src = _blur_halve(src)
-            span /= 2.0
-            centre = (centre - 0.5) / 2.0  # pixel centres of the halved image
-        crop = np.clip(np.rint(src), 0, 255).astype(np.uint8)
+    for _ in range(levels):
+        if min(crop.shape[:2]) <= 8:  # dlib's pyramid gives an empty level: a black chip
+            return np.zeros((size, size, 3), np.uint8)
+        crop = _pyramid_down(crop)
+        centre = _pyramid_point(centre)
+        span /= 2.0
     return _sample(crop, centre, span, transform.angle, size)
 
 

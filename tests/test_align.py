@@ -5,11 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facegate.align import Similarity, align_face, extract_chip, similarity_transform, template_points
+from facegate.align import (
+    Similarity,
+    _chip_levels,
+    align_face,
+    chip_transform,
+    extract_chip,
+    similarity_transform,
+    template_points,
+)
 from facegate.convert.reference import load_reference
 from facegate.errors import InputError
 from facegate.images import load_rgb
-from tests.conftest import shared_path
+from tests.conftest import FIXTURES, shared_path
 
 
 def test_similarity_recovers_a_known_transform() -> None:
@@ -44,6 +52,30 @@ def test_chips_match_dlib_bit_for_bit() -> None:
         i = ref.paths.index(path)
         chip = align_face(load_rgb(lfw / path), ref.landmarks[i])
         assert np.array_equal(chip, ref.dlib_chips[k]), path
+
+
+def pattern(h: int, w: int) -> np.ndarray:
+    """A smooth, busy synthetic image: a shift of one pixel changes most of its chip."""
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    rgb = [
+        127 + 60 * np.sin(x / 5.3 + k) * np.cos(y / 7.1 - k) + 60 * np.sin((x + 2 * y) / 11.7 + 2 * k)
+        for k in range(3)
+    ]
+    return np.clip(np.rint(np.stack(rgb, axis=2)), 0, 255).astype(np.uint8)
+
+
+def test_large_face_chips_match_dlib_bit_for_bit() -> None:
+    """Faces over about twice the chip size come from dlib's image pyramid: its integer
+    filter, its crop around the face and its (offset) mapping of points to the level."""
+    image = pattern(960, 1280)
+    with np.load(FIXTURES / "dlib_large_face_chips.npz") as data:
+        marks, chips = data["landmarks"], data["chips"]
+    levels = []
+    for points, expected in zip(marks, chips):
+        transform = chip_transform(points)
+        levels.append(_chip_levels(150 * transform.scale - 1, 150))
+        assert np.array_equal(extract_chip(image, transform), expected), points[0]
+    assert sorted(set(levels)) == [1, 2]
 
 
 def test_large_faces_go_down_the_pyramid() -> None:
