@@ -146,7 +146,7 @@ class DetectAlign:
         self.failures: collections.Counter[str] = collections.Counter()
         self.description = (
             f"detected and aligned: BlazeFace {perception.detector.size}x{perception.detector.size}, "
-            f"{'refined on a crop, ' if perception.refine else ''}"
+            f"{f'refined on a crop under {perception.refine_below:g} px, ' if perception.refine else ''}"
             f"dlib 5-point landmarks (numpy), dlib chip {perception.chip_size} padding {perception.padding}; "
             f"{pick} face; gates {perception.gates}"
         )
