@@ -153,11 +153,15 @@ def test_a_decided_person_costs_only_detection_and_the_events_are_the_same(
     every, every_counts = _run_standing(
         broker, tmp_path / "every", standing, obama_sample, stranger, recheck_s=0
     )
-    followed, counts = _run_standing(broker, tmp_path / "followed", standing, obama_sample, stranger)
+    # A check every 60 s: how many frames are followed then depends on the doubt rules alone,
+    # not on how fast this machine is (under emulation a frame can take a second).
+    followed, counts = _run_standing(
+        broker, tmp_path / "followed", standing, obama_sample, stranger, recheck_s=60
+    )
     print(f"standing: {counts['followed']} of {counts['faces']} faces followed by the detector alone")
     assert every == followed == [("identify", "obama", 3), ("identify", "unknown", 3)]
     assert every_counts["followed"] == 0
-    assert counts["faces"] == every_counts["faces"] and counts["followed"] >= 45
+    assert counts["faces"] == every_counts["faces"] and counts["followed"] >= 50
 
 
 @pytest.mark.pi
