@@ -14,7 +14,7 @@ import pytest
 
 from facegate.notify import Notifier
 from tests.mqtt_support import Broker, FeedSource
-from tests.test_daemon import _config, frames, obama_sample, running  # noqa: F401 (fixtures)
+from tests.test_daemon import _config, frames, running  # noqa: F401 (fixture)
 
 
 class Listener:
@@ -74,7 +74,7 @@ def test_daemon_is_ready_pings_and_stops_pinging_when_the_loop_hangs(
     broker: Broker,
     tmp_path: pathlib.Path,
     frames: dict[str, np.ndarray],  # noqa: F811
-    obama_sample: Any,  # noqa: F811
+    obama_sample: Any,
 ) -> None:
     from facegate.daemon import Daemon
 
