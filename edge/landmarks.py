@@ -38,7 +38,7 @@ class ShapePredictor:
                 arrays = {key: data[key] for key in _KEYS}
         except (OSError, ValueError, KeyError) as exc:
             raise ModelFileError(path, f"not a facegate landmark model: {exc}") from None
-        self.initial = arrays["initial_shape"].astype(np.float32)  # (P, 2), normalised to the box
+        self.initial = arrays["initial_shape"].astype(np.float64)  # (P, 2), normalised to the box
         self.split_idx = arrays["split_idx"]  # (L, T, S, 2)
         self.split_thresh = arrays["split_thresh"]  # (L, T, S)
         self.leaves = arrays["leaves"]  # (L, T, S + 1, P, 2)
@@ -70,7 +70,10 @@ class ShapePredictor:
             anchor = np.roll(anchor, 1, axis=1)  # the anchor's y
             ys = dx * rot[1] + dy * rot[0] + anchor
             placement.append(np.concatenate([xs, ys]))
-        self._placement = np.asarray(placement, np.float32)  # (L, 2F, 2P)
+        # float64 throughout the shape's arithmetic: products and sums in another order (another
+        # BLAS, another CPU) then move a pixel coordinate by ~1e-16, not ~1e-7, so rounding it to
+        # a pixel comes out the same on x86 and Arm (docs/results/pi-check.md, parity).
+        self._placement = np.asarray(placement, np.float64)  # (L, 2F, 2P)
         # Every split of a level is evaluated in one vector op (T*16 pixel pairs: each
         # tree's splits padded to 16 with one that never fires). A tree's 16 bits,
         # packed little-endian into one integer, name its leaf through one table
@@ -80,14 +83,14 @@ class ShapePredictor:
         self._pair_b = np.pad(self.split_idx[..., 1], pad).reshape(self.levels, -1).astype(np.intp)
         thresh = np.pad(self.split_thresh.astype(np.float32), pad, constant_values=np.inf)
         self._flat_thresh = thresh.reshape(self.levels, -1)
-        self._flat_leaves = self.leaves.reshape(self.levels, -1, self.initial.size).astype(np.float32)
+        self._flat_leaves = self.leaves.reshape(self.levels, -1, self.initial.size).astype(np.float64)
         self._leaf_base = (np.arange(self.trees) * (self.splits + 1)).astype(np.intp)
         codes = np.arange(2**16)
         node = np.zeros_like(codes)
         for _ in range(self.depth):
             node = 2 * node + 2 - ((codes >> node) & 1)
         self._leaf_of_code = (node - self.splits).astype(np.intp)
-        self._ones = np.ones(self.trees, np.float32)
+        self._ones = np.ones(self.trees, np.float64)
 
     def predict(self, grey: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
         """Landmarks (P, 2) in image pixels (float) for a face in ``box``.
@@ -99,8 +102,8 @@ class ShapePredictor:
         if grey.ndim not in (2, 3) or grey.size == 0:
             raise InputError(f"expected an HxW grey or HxWx3 RGB image, got shape {grey.shape}")
         left, top, right, bottom = (float(v) for v in box)
-        origin = np.array([left, top], np.float32)
-        extent = np.array([right - left, bottom - top], np.float32)
+        origin = np.array([left, top], np.float64)
+        extent = np.array([right - left, bottom - top], np.float64)
         if np.any(extent <= 0):
             raise InputError(f"empty face box {box}")
         h, w = grey.shape[:2]

@@ -113,6 +113,9 @@ def test_recheck_zero_means_every_frame_and_ended_tracks_are_forgotten() -> None
 
 # --- the daemon -------------------------------------------------------------------------
 
+# Under emulation (scripts/pi-check) a frame through the whole pipeline takes about a second.
+PATIENCE = 300.0
+
 
 @pytest.fixture(scope="module")
 def standing() -> list[np.ndarray]:
@@ -137,8 +140,8 @@ def _run_standing(
         feed.put(np.full((480, 640, 3), 96, np.uint8), 6)
         feed.put(stranger, 8)
         feed.put(np.full((480, 640, 3), 96, np.uint8), 6)
-        events = _events(sub, 2)
-        feed.drained()
+        events = _events(sub, 2, PATIENCE)
+        feed.drained(PATIENCE)
         time.sleep(0.3)
         counts = dict(daemon.counts)
     sub.close()
@@ -178,8 +181,8 @@ def test_a_verify_gets_fresh_evidence_from_a_followed_face(
     with running(Daemon(config, feed)) as daemon:
         sub.wait(lambda t, p: t.endswith("/availability") and p["state"] == "online")
         feed.put(frames[0], 20)
-        assert _events(sub, 1)[0]["identity"] == "obama"
-        feed.drained()
+        assert _events(sub, 1, PATIENCE)[0]["identity"] == "obama"
+        feed.drained(PATIENCE)
         assert daemon.counts["followed"] > 0
         looked = daemon.counts["faces"] - daemon.counts["followed"]
         props = Properties(PacketTypes.PUBLISH)
@@ -189,7 +192,7 @@ def test_a_verify_gets_fresh_evidence_from_a_followed_face(
         )
         time.sleep(0.3)
         feed.put(frames[1], 10)
-        reply = sub.wait(lambda t, p: t == "facegate/door1/reply/test")[0][1]
+        reply = sub.wait(lambda t, p: t == "facegate/door1/reply/test", timeout=PATIENCE)[0][1]
         assert reply["ok"] is True and reply["result"]["accepted"] is True
         # the verify's votes came from frames that went through the whole pipeline
         assert daemon.counts["faces"] - daemon.counts["followed"] - looked >= reply["result"]["frames"]
@@ -209,10 +212,10 @@ def test_someone_else_in_a_followed_place_is_seen_at_the_next_check(
     with running(Daemon(config, feed)) as daemon:
         sub.wait(lambda t, p: t.endswith("/availability") and p["state"] == "online")
         feed.put(standing[0][:, :, :3].copy(), 8)
-        feed.drained()
+        feed.drained(PATIENCE)
         time.sleep(0.3)
         feed.put(biden, 20)
-        feed.drained()
+        feed.drained(PATIENCE)
         time.sleep(0.3)
         (track_id,) = daemon.tracker.tracks
         assert daemon.tracker.tracks[track_id].decided.name == "obama"
@@ -220,7 +223,7 @@ def test_someone_else_in_a_followed_place_is_seen_at_the_next_check(
         assert check.agreed is False
         before = daemon.counts["followed"]
         feed.put(biden, 5)
-        feed.drained()
+        feed.drained(PATIENCE)
         time.sleep(0.3)
         assert daemon.counts["followed"] == before  # in doubt: no frame followed
     sub.close()
@@ -264,7 +267,7 @@ def test_a_new_face_is_decided_at_the_camera_rate(
     sub = Subscriber(broker.port, ["facegate/door1/#"])
     daemon = Daemon(config, camera)
     with running(daemon):
-        event = _events(sub, 1)[0]
+        event = _events(sub, 1, PATIENCE)[0]
     took = event["frame_time"] - camera.walls[camera.first_face]
     print(f"new face decided {took * 1000:.0f} ms after its first frame (at camera rate: {at_camera_rate})")
     assert event["identity"] == "obama" and event["frames"] == 3
