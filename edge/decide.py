@@ -11,6 +11,12 @@ accept rate (``OperatingPoint.from_card(card, 1e-3)``), never typed in as a
 raw distance. ``score`` is the calibrated probability that the two faces are
 the same person (a logistic fit on distance, stored in the card), for display
 and logging; the decision itself is the threshold.
+
+Corrections: a face recorded as *not* alice ("that event was not alice",
+``Gallery.add_negative``) vetoes naming alice for any face nearer to it than to
+alice's template; such a face is unknown instead (``Identification.corrected``),
+and a verify of alice by it is rejected. ``check_correction`` refuses a negative
+so near alice's template that it would veto alice herself (``CORRECTION_GUARD``).
 """
 
 from __future__ import annotations
@@ -24,6 +30,10 @@ import numpy as np
 from facegate.errors import FacegateError
 from facegate.gallery import Templates
 from facegate.modelcard import ModelCard
+
+# A correction nearer to the person's template than this share of the threshold is refused:
+# there it would veto most of the person's own faces (measured: BENCHMARKS.md, "Corrections").
+CORRECTION_GUARD = 0.9
 
 
 def far_key(far: float) -> str:
@@ -86,6 +96,7 @@ class Identification:
     score: float
     threshold: float
     target_far: float
+    corrected: bool = False  # within the threshold, but nearer a correction: not named
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -113,15 +124,43 @@ def verify(templates: Templates, embedding: np.ndarray, claimed: str, op: Operat
         row = templates.names.index(claimed)
     except ValueError:
         raise FacegateError(f"{claimed!r} is not enrolled") from None
+    e = _unit(embedding, templates.matrix.shape[1])
+    d = _distance(float(templates.matrix[row] @ e))
+    accepted = d < op.threshold and not _vetoed(templates, row, e, d)
+    return Verification(claimed, accepted, d, op.score(d), op.threshold, op.target_far)
+
+
+def _vetoed(templates: Templates, row: int, unit: np.ndarray, distance: float) -> bool:
+    """A correction recorded against ``row`` is nearer to the face than the person's template."""
+    negatives = templates.negatives_of(row)
+    return bool(len(negatives)) and _distance(float(np.max(negatives @ unit))) < distance
+
+
+def check_correction(templates: Templates, name: str, embedding: np.ndarray, op: OperatingPoint) -> float:
+    """Whether ``embedding`` may be recorded as *not* ``name``: its distance to ``name``'s
+    template, or a ``FacegateError`` saying why not (not enrolled; so near the template that
+    it would veto ``name``'s own faces: ``CORRECTION_GUARD`` of the threshold)."""
+    try:
+        row = templates.names.index(name)
+    except ValueError:
+        raise FacegateError(f"{name!r} is not enrolled") from None
     d = _distance(float(templates.matrix[row] @ _unit(embedding, templates.matrix.shape[1])))
-    return Verification(claimed, d < op.threshold, d, op.score(d), op.threshold, op.target_far)
+    if d < CORRECTION_GUARD * op.threshold:
+        raise FacegateError(
+            f"correction refused: this face is {d:.3f} from {name}'s template, nearer than "
+            f"{CORRECTION_GUARD:g} of the threshold ({op.threshold:.3f}), where most of {name}'s own "
+            f"faces are; recorded as not {name}, it would turn {name} away. If it really is someone "
+            f"else, enroll more photos of {name} (or enroll that person)"
+        )
+    return d
 
 
 def identify(templates: Templates, embedding: np.ndarray, op: OperatingPoint) -> Identification:
     if not templates.names:
         return Identification(None, math.inf, None, None, math.inf, 0.0, op.threshold, op.target_far)
     # Rank by dot product (one pass over the matrix); distances only for the top two.
-    dots = templates.matrix @ _unit(embedding, templates.matrix.shape[1])
+    unit = _unit(embedding, templates.matrix.shape[1])
+    dots = templates.matrix @ unit
     if len(dots) >= 2:
         top = np.argpartition(dots, len(dots) - 2)[-2:]
         best, second = (
@@ -134,8 +173,17 @@ def identify(templates: Templates, embedding: np.ndarray, op: OperatingPoint) ->
     second_name = templates.names[second] if second >= 0 else None
     margin = _distance(float(dots[second])) - distance if second >= 0 else math.inf
     name = nearest if distance < op.threshold else None
+    corrected = name is not None and _vetoed(templates, best, unit, distance)
     return Identification(
-        name, distance, nearest, second_name, margin, op.score(distance), op.threshold, op.target_far
+        None if corrected else name,
+        distance,
+        nearest,
+        second_name,
+        margin,
+        op.score(distance),
+        op.threshold,
+        op.target_far,
+        corrected,
     )
 
 

@@ -60,7 +60,17 @@ CREATE TABLE embeddings (
     image BLOB
 );
 CREATE INDEX embeddings_person ON embeddings(person_id);
+CREATE TABLE IF NOT EXISTS negatives (
+    id INTEGER PRIMARY KEY,
+    person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+    vector BLOB NOT NULL,
+    source TEXT NOT NULL,
+    created TEXT NOT NULL
+);
 """
+# Added after schema 1 shipped: created on open where missing (older facegate ignores it).
+_NEGATIVES = _SCHEMA[_SCHEMA.index("CREATE TABLE IF NOT EXISTS negatives") :]
+MAX_NEGATIVES = 32  # per person; a new correction beyond it replaces the oldest
 
 
 class GalleryError(FacegateError):
@@ -106,10 +116,20 @@ class Person:
 
 @dataclasses.dataclass(frozen=True)
 class Templates:
-    """One L2-normalised template per person, row i belongs to ``names[i]``."""
+    """One L2-normalised template per person, row i belongs to ``names[i]``; and the
+    corrections (``facegate.decide``): faces recorded as *not* a person, each a unit
+    vector in ``negatives`` with its person's row in ``negative_of``."""
 
     names: tuple[str, ...]
     matrix: np.ndarray  # (people, size) float32
+    negatives: np.ndarray | None = None  # (M, size) float32
+    negative_of: np.ndarray | None = None  # (M,) int: row in ``names``
+
+    def negatives_of(self, row: int) -> np.ndarray:
+        """The negatives recorded for the person in ``row``, (k, size)."""
+        if self.negatives is None or self.negative_of is None:
+            return self.matrix[:0]
+        return self.negatives[self.negative_of == row]
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -225,6 +245,9 @@ class Gallery:
         db.execute("PRAGMA busy_timeout = 5000")
         if app_id != APPLICATION_ID:
             cls._create(db, model)
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'negatives'").fetchone() is None:
+            with _transaction(db):
+                db.execute(_NEGATIVES)
         meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
         if int(meta.get("schema_version", -1)) != SCHEMA_VERSION:
             raise GalleryError(path, f"gallery schema {meta.get('schema_version')} is not supported")
@@ -377,7 +400,25 @@ class Gallery:
         sums = np.add.reduceat(vectors.astype(np.float64), np.sort(start), axis=0)
         order = [names[i] for i in np.sort(start)]
         norms = np.linalg.norm(sums, axis=1, keepdims=True)
-        return Templates(tuple(order), (sums / np.maximum(norms, 1e-12)).astype(np.float32))
+        negatives = self._db.execute(
+            "SELECT p.name, n.vector FROM negatives n JOIN people p ON p.id = n.person_id ORDER BY n.id"
+        ).fetchall()
+        row = {name: i for i, name in enumerate(order)}
+        return Templates(
+            tuple(order),
+            (sums / np.maximum(norms, 1e-12)).astype(np.float32),
+            np.frombuffer(b"".join(r[1] for r in negatives), "<f4").reshape(-1, size).copy(),
+            np.array([row[r[0]] for r in negatives], np.intp),
+        )
+
+    @guarded
+    def negatives(self, name: str) -> list[tuple[int, str, str]]:
+        """(id, source, created) of each correction recorded against ``name``, oldest first."""
+        return self._db.execute(
+            "SELECT n.id, n.source, n.created FROM negatives n JOIN people p ON p.id = n.person_id "
+            "WHERE p.name = ? ORDER BY n.id",
+            (name,),
+        ).fetchall()
 
     @guarded
     def samples(self) -> list[tuple[str, int, str, bytes | None]]:
@@ -450,6 +491,42 @@ class Gallery:
             )
 
     @guarded
+    def add_negative(self, name: str, vector: np.ndarray, source: str) -> int:
+        """Record ``vector`` (a unit embedding) as a face that is not ``name``; returns how many
+        ``name`` has now. At most ``MAX_NEGATIVES`` are kept: the oldest beyond it is deleted.
+        Whether a correction is sensible is the caller's (``facegate.decide.check_correction``)."""
+        self._check_vector(vector)
+        with self._write():
+            row = self._db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise FacegateError(f"{name!r} is not enrolled in {self.path}")
+            self._db.execute(
+                "INSERT INTO negatives (person_id, vector, source, created) VALUES (?, ?, ?, ?)",
+                (row[0], np.asarray(vector, "<f4").tobytes(), source, _now()),
+            )
+            dropped = self._db.execute(
+                "DELETE FROM negatives WHERE person_id = ? AND id NOT IN "
+                "(SELECT id FROM negatives WHERE person_id = ? ORDER BY id DESC LIMIT ?)",
+                (row[0], row[0], MAX_NEGATIVES),
+            ).rowcount
+            count = self._db.execute("SELECT count(*) FROM negatives WHERE person_id = ?", (row[0],))
+            total = int(count.fetchone()[0])
+        if dropped:
+            self._purge()
+        return total
+
+    @guarded
+    def clear_negatives(self, name: str) -> int:
+        """Forget every correction recorded against ``name``; returns how many."""
+        with self._write():
+            removed = self._db.execute(
+                "DELETE FROM negatives WHERE person_id = (SELECT id FROM people WHERE name = ?)", (name,)
+            ).rowcount
+        if removed:
+            self._purge()
+        return int(removed)
+
+    @guarded
     def remove(self, name: str) -> None:
         """Delete ``name`` with every embedding and kept image, gone from the file itself. (Who
         may remove whom is the callers' policy: see ``facegate.fleet.store.owned_by_fleet``.)"""
@@ -481,6 +558,12 @@ class Gallery:
                 "UPDATE embeddings SET vector = ? WHERE id = ?",
                 [(np.asarray(v, "<f4").tobytes(), k) for k, v in vectors.items()],
             )
+            # Corrections are embeddings of the old model with no image to rebuild them from.
+            dropped = self._db.execute("DELETE FROM negatives").rowcount
+            if dropped:
+                log.warning(
+                    "%s: rebuild dropped %d correction(s) made with the old model", self.path, dropped
+                )
             self._db.executemany(
                 "UPDATE meta SET value = ? WHERE key = ?",
                 [

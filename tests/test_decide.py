@@ -202,3 +202,43 @@ def test_compare_scores_every_method_on_held_out_folds() -> None:
     assert report["distance"]["accuracy"] > 0.95
     score = fit_score(np.linalg.norm(a - b, axis=1), same)
     assert score["b"] < 0  # probability of "same" falls with distance
+
+
+def _with_negatives(t: Templates, negatives: list[tuple[int, np.ndarray]]) -> Templates:
+    return Templates(
+        t.names,
+        t.matrix,
+        np.array([v for _, v in negatives], np.float32).reshape(-1, 128),
+        np.array([row for row, _ in negatives], np.intp),
+    )
+
+
+def test_a_correction_vetoes_faces_nearer_to_it_than_to_the_person() -> None:
+    t = _templates()
+    alice = t.matrix[2]
+    stranger = _near(alice, 0.36, seed=3)  # within the threshold (0.4): named p2 before
+    assert identify(t, stranger, OP).name == "p2"
+    corrected = _with_negatives(t, [(2, stranger)])
+    again = _near(stranger, 0.1, seed=4)  # the same stranger, another frame
+    result = identify(corrected, again, OP)
+    assert result.name is None and result.corrected and result.nearest == "p2"
+    assert not verify(corrected, again, "p2", OP).accepted
+    # alice herself stays alice: nearer her template than the correction
+    for seed in range(5, 15):
+        own = _near(alice, 0.2, seed=seed)
+        assert identify(corrected, own, OP).name == "p2"
+        assert verify(corrected, own, "p2", OP).accepted
+    # a correction of p2 changes nothing for p3
+    assert identify(corrected, _near(t.matrix[3], 0.2), OP).name == "p3"
+
+
+def test_check_correction_refuses_faces_too_near_the_person() -> None:
+    from facegate.decide import CORRECTION_GUARD, check_correction
+
+    t = _templates()
+    assert check_correction(t, "p1", _near(t.matrix[1], 0.39), OP) == pytest.approx(0.39, abs=1e-5)
+    near = _near(t.matrix[1], CORRECTION_GUARD * OP.threshold - 0.01)
+    with pytest.raises(FacegateError, match="correction refused"):
+        check_correction(t, "p1", near, OP)
+    with pytest.raises(FacegateError, match="not enrolled"):
+        check_correction(t, "nobody", near, OP)

@@ -358,3 +358,45 @@ def test_face_recognition_examples_one_shot(
     print(f"face_recognition_examples: {sum(t == n for t, n in known)} of {len(known)} probes named")
     assert len(known) >= 8 and all(t == n for t, n in known), answers
     assert all(n is None for t, n, _ in answers if t == "biden")  # not enrolled: unknown
+
+
+def test_corrections_are_kept_bounded_and_go_with_the_person(
+    tmp_path: pathlib.Path, enroller: Enroller
+) -> None:
+    from facegate.gallery import MAX_NEGATIVES
+
+    path = tmp_path / "g.db"
+    with _open(path, enroller) as gallery:
+        gallery.add("alice", [Sample(_vector(0), "synthetic")])
+        gallery.add("bob", [Sample(_vector(1), "synthetic")])
+        with pytest.raises(FacegateError, match="not enrolled"):
+            gallery.add_negative("carol", _vector(2), "event e1")
+        for i in range(MAX_NEGATIVES + 3):
+            count = gallery.add_negative("alice", _vector(10 + i), f"event e{i}")
+        assert count == MAX_NEGATIVES
+        kept = gallery.negatives("alice")
+        assert [k[1] for k in kept][0] == "event e3"  # the oldest beyond the bound went
+        t = gallery.templates()
+        assert t.negatives is not None and t.negatives.shape == (MAX_NEGATIVES, 128)
+        assert len(t.negatives_of(t.names.index("alice"))) == MAX_NEGATIVES
+        assert len(t.negatives_of(t.names.index("bob"))) == 0
+    with _open(path, enroller) as gallery:  # persisted, and removed with the person
+        assert len(gallery.negatives("alice")) == MAX_NEGATIVES
+        gallery.remove("alice")
+        assert gallery.templates().negatives is not None
+        assert len(gallery.templates().negatives) == 0  # type: ignore[arg-type]
+        gallery.add_negative("bob", _vector(5), "event e9")
+        assert gallery.clear_negatives("bob") == 1 and gallery.negatives("bob") == []
+
+
+def test_gallery_without_the_corrections_table_gets_it(tmp_path: pathlib.Path, enroller: Enroller) -> None:
+    path = tmp_path / "g.db"
+    with _open(path, enroller) as gallery:
+        gallery.add("alice", [Sample(_vector(0), "synthetic")])
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE negatives")  # as a gallery made before corrections
+    db.commit()
+    db.close()
+    with _open(path, enroller) as gallery:
+        assert gallery.negatives("alice") == [] and "alice" in gallery
+        gallery.add_negative("alice", _vector(3), "event e1")
