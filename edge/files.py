@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import pathlib
+import stat
 from typing import Any
 
 from facegate.wire import dumps
+
+log = logging.getLogger(__name__)
 
 
 def write_private(path: pathlib.Path, data: bytes, durable: bool = False) -> None:
@@ -30,3 +35,13 @@ def write_private(path: pathlib.Path, data: bytes, durable: bool = False) -> Non
 def write_private_json(path: pathlib.Path, doc: Any, durable: bool = False, **dump: Any) -> None:
     """``doc`` as strict JSON (``facegate.wire.dumps``), written as ``write_private`` does."""
     write_private(path, dumps(doc, **dump).encode(), durable)
+
+
+def make_private(path: pathlib.Path) -> None:
+    """Make an existing SQLite file (and its WAL/SHM) readable by its owner only, saying so."""
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            mode = stat.S_IMODE(p.stat().st_mode)
+            if mode & 0o077:
+                log.warning("%s was readable by others (mode %o); making it private (0600)", p, mode)
+                os.chmod(p, 0o600)

@@ -26,13 +26,13 @@ import os
 import pathlib
 import re
 import sqlite3
-import stat
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
 
 from facegate.errors import FacegateError
+from facegate.files import make_private
 
 log = logging.getLogger(__name__)
 
@@ -167,16 +167,6 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def _private(path: pathlib.Path) -> None:
-    """Make an existing gallery file (and its WAL/SHM) readable by its owner only."""
-    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        with contextlib.suppress(FileNotFoundError):
-            mode = stat.S_IMODE(p.stat().st_mode)
-            if mode & 0o077:
-                log.warning("%s was readable by others (mode %o); making it private (0600)", p, mode)
-                os.chmod(p, 0o600)
-
-
 class Gallery:
     """An open gallery. Use ``Gallery.open``; close it, or use it as a context manager."""
 
@@ -210,7 +200,7 @@ class Gallery:
             with open(path, "rb") as handle:
                 if handle.read(16) != _SQLITE_MAGIC:
                     raise GalleryError(path, "not a facegate gallery (not an SQLite file); left untouched")
-            _private(path)
+            make_private(path)
         else:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
@@ -260,7 +250,7 @@ class Gallery:
                 "images were kept, or enroll the people again into a new gallery",
             )
         gallery = cls(path, db, stored)
-        _private(path)
+        make_private(path)
         return gallery
 
     @staticmethod

@@ -375,7 +375,7 @@ def test_corrections_are_kept_bounded_and_go_with_the_person(
             count = gallery.add_negative("alice", _vector(10 + i), f"event e{i}")
         assert count == MAX_NEGATIVES
         kept = gallery.negatives("alice")
-        assert [k[1] for k in kept][0] == "event e3"  # the oldest beyond the bound went
+        assert kept[0][1] == "event e3"  # the oldest beyond the bound went
         t = gallery.templates()
         assert t.negatives is not None and t.negatives.shape == (MAX_NEGATIVES, 128)
         assert len(t.negatives_of(t.names.index("alice"))) == MAX_NEGATIVES
