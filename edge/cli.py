@@ -1,9 +1,10 @@
 """The ``facegate`` command: the device's commands, and the groups that load on demand.
 
 The device's commands (enroll, gallery, verify, identify, run, watch, fleet,
-doctor, check-config) live here. The workstation's (convert, train, evaluate,
-calibrate), the benchmarks and the demo are groups in their own packages,
-imported only when their command is asked for (``GROUPS``).
+doctor, check-config) live here. Review (``facegate.review_cli``), the
+workstation's (convert, train, evaluate, calibrate), the benchmarks and the
+demo are groups in their own modules, imported only when their command is
+asked for (``GROUPS``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     "train": ("facegate.convert.cli", "workstation: train an encoder (triplet loss, optional distillation)"),
     "evaluate": ("facegate.convert.cli", "workstation: accuracy of a model"),
     "calibrate": ("facegate.convert.cli", "workstation: threshold for a target FAR, into the model card"),
+    "review": ("facegate.review_cli", "the unknown faces kept by the daemon, and corrections"),
     "bench": ("facegate.bench.cli", "print speed and memory figures"),
     "demo": ("facegate.demo.cli", "enroll from a bundled photo, verify the others, then a live run"),
 }

@@ -7,7 +7,9 @@ A command is a JSON object published to ``{prefix}/{device}/command/{name}``::
 Only ``verify`` may be sent unsigned (it decides nothing by itself: only a real
 face in front of the camera can make it accept, and its answer for a name that
 is not enrolled is the same as for one that does not match). ``list`` tells who
-is enrolled, and ``enroll``, ``remove`` and ``reload`` change state: each of
+is enrolled, and ``enroll``, ``remove`` and ``reload`` change state, as do the
+review commands (``review`` lists the unknown faces; ``review_assign``,
+``review_ignore``, ``review_delete`` and ``correct`` act on them): each of
 them must be enabled in ``commands.enabled`` and signed. A signed request
 carries ``ts`` (unix seconds), a fresh ``nonce`` and an ``hmac``: hex
 HMAC-SHA256, keyed with the device's command secret, over::
@@ -57,6 +59,7 @@ ID_PATTERN = re.compile(r"[\x20-\x7e]{1,128}")  # printable ASCII
 NONCE_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,128}")
 HMAC_PATTERN = re.compile(r"[0-9a-f]{64}")
 DISPLAY_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
+EVENT_ID = re.compile(r"[0-9a-f]{32}")  # facegate.events.Event.event_id
 MAX_SKEW_S = 3600.0
 
 
@@ -300,5 +303,20 @@ def _check_args(name: str, args: Fields, max_jpeg: int) -> dict[str, Any]:
         elif args.boolean("from_camera", required=False) is not True:
             raise CommandError("enroll needs args.jpeg (base64) or args.from_camera: true", "bad field")
         return out
+    if name in ("review_assign", "review_ignore", "review_delete"):
+        args.only(("group", "name", "display_name") if name == "review_assign" else ("group",))
+        out = {"group": args.integer("group", 1, 2**53)}
+        if name == "review_assign":
+            out["name"] = args.string("name", 64, NAME_PATTERN, person)
+            out["display_name"] = args.string(
+                "display_name", 128, DISPLAY_NAME, "1-128 printable characters", False
+            )
+        return out
+    if name == "correct":
+        args.only(("event_id", "name"))
+        return {
+            "event_id": args.string("event_id", 64, EVENT_ID, "an event_id: 32 lowercase hex digits"),
+            "name": args.string("name", 64, NAME_PATTERN, person, False),
+        }
     args.only(())
     return {}

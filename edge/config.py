@@ -61,7 +61,19 @@ _source_check, _source_wants = _choice(*SOURCES)
 _format_check, _format_wants = _choice("XBGR8888", "XRGB8888", "RGB888", "BGR888")
 _protocol_check, _protocol_wants = _choice("auto", "5", "3.1.1")
 _detector_check, _detector_wants = _choice("short", "full")
-COMMANDS = ("verify", "list", "enroll", "remove", "reload")
+COMMANDS = (
+    "verify",
+    "list",
+    "enroll",
+    "remove",
+    "reload",
+    "review",
+    "review_assign",
+    "review_ignore",
+    "review_delete",
+    "correct",
+)
+REVIEW_COMMANDS = ("review", "review_assign", "review_ignore", "review_delete", "correct")
 UNSIGNED_COMMANDS = ("verify",)  # the only command that may come without a signature
 _signature_check, _signature_wants = _choice("ed25519", "hmac")
 
@@ -139,6 +151,19 @@ class IdleConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ReviewConfig:
+    """Opt-in: the unknown-face queue and the recent decisions that corrections need
+    (``facegate.review``)."""
+
+    enabled: bool = key(False, bool)
+    path: str | None = key(None, (str, type(None)))
+    crops: bool = key(True, bool)
+    max_faces: int = key(500, int, lambda v: 1 <= v <= 100_000, "1 to 100000")
+    max_age_days: float = key(7.0, (int, float), _positive, "> 0")
+    events_keep_hours: float = key(24.0, (int, float), _positive, "> 0")
+
+
+@dataclasses.dataclass(frozen=True)
 class MqttConfig:
     host: str = key("localhost", str)
     port: int = key(1883, int, lambda v: 0 < v < 65536, "a TCP port")
@@ -200,6 +225,7 @@ SECTIONS: dict[str, type] = {
     "decision": DecisionConfig,
     "gates": GatesConfig,
     "idle": IdleConfig,
+    "review": ReviewConfig,
     "mqtt": MqttConfig,
     "commands": CommandsConfig,
     "homeassistant": HomeAssistantConfig,
@@ -228,6 +254,7 @@ class Config:
     decision: DecisionConfig = dataclasses.field(default_factory=DecisionConfig)
     gates: GatesConfig = dataclasses.field(default_factory=GatesConfig)
     idle: IdleConfig = dataclasses.field(default_factory=IdleConfig)
+    review: ReviewConfig = dataclasses.field(default_factory=ReviewConfig)
     mqtt: MqttConfig = dataclasses.field(default_factory=MqttConfig)
     commands: CommandsConfig = dataclasses.field(default_factory=CommandsConfig)
     homeassistant: HomeAssistantConfig = dataclasses.field(default_factory=HomeAssistantConfig)
@@ -266,6 +293,16 @@ class Config:
         given = self.commands.nonce_file
         gallery = pathlib.Path(self.gallery.path)
         return pathlib.Path(given) if given else gallery.with_name(gallery.name + ".commands.json")
+
+    @property
+    def review_path(self) -> pathlib.Path:
+        """The review file: ``review.path``, else beside the gallery (``gallery.db.review``)."""
+        gallery = pathlib.Path(self.gallery.path)
+        return (
+            pathlib.Path(self.review.path)
+            if self.review.path
+            else gallery.with_name(gallery.name + ".review")
+        )
 
     @property
     def command_secret(self) -> bytes | None:
@@ -348,6 +385,12 @@ def _cross_checks(config: Config) -> None:
             f"{_where(path, 'commands.enabled')}: {', '.join(wanted)} must be signed (they change state, "
             "or tell who is enrolled) and need commands.secret, commands.secret_file or "
             "$FACEGATE_COMMAND_SECRET"
+        )
+    review = [x for x in c.commands.enabled if x in REVIEW_COMMANDS]
+    if review and not c.review.enabled:
+        raise ConfigError(
+            f"{_where(path, 'commands.enabled')}: {', '.join(review)} need review.enabled: true "
+            "(the unknown faces and recent decisions they act on are kept only then)"
         )
     if config.command_secret is not None and len(config.command_secret) < 16:
         raise ConfigError(f"{_where(path, 'commands.secret')}: use at least 16 characters")

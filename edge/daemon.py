@@ -40,12 +40,13 @@ from facegate.mqtt import Link
 from facegate.notify import Notifier
 from facegate.perception import Face, Gates, Perception, to_rgb
 from facegate.requests import Desk, PendingVerify
+from facegate.review import Limits, Recorder, ReviewStore
 from facegate.sources import Frame, FrameSource, open_source
 from facegate.track import Decision, Observation, Tracker, TrackerConfig
 
 log = logging.getLogger(__name__)
 
-RESTART_SECTIONS = ("camera", "models", "mqtt", "gallery", "device", "homeassistant", "commands")
+RESTART_SECTIONS = ("camera", "models", "mqtt", "gallery", "device", "homeassistant", "commands", "review")
 
 
 def _tracker_config(config: Config) -> TrackerConfig:
@@ -68,6 +69,19 @@ class Daemon:
         self.op = OperatingPoint.from_card(self.encoder.card, config.decision.far)
         self.live = LiveGallery(config.gallery.path, fingerprint(self.encoder))
         self.tracker = Tracker(_tracker_config(config))
+        r = config.review
+        self.review = (
+            ReviewStore.open(
+                config.review_path,
+                fingerprint(self.encoder),
+                self.op.threshold,
+                Limits(r.max_faces, r.max_age_days, r.events_keep_hours),
+            )
+            if r.enabled
+            else None
+        )
+        self.recorder = Recorder(self.review, r.crops) if self.review is not None else None
+        self._purge_at = 0.0
         self.follower = Follower(config.decision.recheck_s)
         self.desk = Desk(self)
         model = {"name": self.encoder.card.name, "sha256": self.encoder.card.sha256}
@@ -93,6 +107,7 @@ class Daemon:
             "events": 0,
             "faces": 0,
             "followed": 0,
+            "ignored_strangers": 0,
         }
 
     # --- main loop ---------------------------------------------------------------
@@ -144,6 +159,8 @@ class Daemon:
             self.link.stop()
             self.source.close()
             self.live.close()
+            if self.review is not None:
+                self.review.close()
             if self.fleet is not None:
                 self.fleet.cancel()
                 self.fleet.sync.close()
@@ -214,6 +231,7 @@ class Daemon:
         vectors = self.encoder.embed(np.stack([f.chip for f in usable])) if usable else np.zeros((0, 128))
         templates = self.live.templates()
         observations, k, looked = [], 0, iter(faces)
+        voted: list[tuple[int, Face, np.ndarray]] = []  # (observation, face, embedding)
         for det, full in zip(detections, ran):
             face = next(looked) if full else None
             if face is None or face.rejected is not None:
@@ -221,19 +239,29 @@ class Daemon:
                 observations.append(Observation(det.box, None, usable=False))
                 continue
             found = identify(templates, vectors[k], self.op)
+            voted.append((len(observations), face, vectors[k]))
             observations.append(Observation(det.box, found.name, True, found.distance))
             k += 1
         decisions = self.tracker.update(observations)
         self.follower.record(detections, observations, ran, self.tracker.assigned, now, self.tracker.tracks)
-        events = [self._identity_event(d, frame) for d in decisions]
+        if self.recorder is not None:
+            for i, face, vector in voted:
+                self.recorder.see(self.tracker.assigned[i].id, vector, face.chip, face.quality)
+            self.recorder.keep_only(set(self.tracker.tracks))
+        events = [e for e in (self._identity_event(d, frame) for d in decisions) if self._reported(e)]
         largest = int(np.argmax([f.detection.width for f in usable])) if usable else None
-        events += self.desk.on_frame(
+        verifies = self.desk.on_frame(
             faces,
             None if largest is None else usable[largest],
             None if largest is None else vectors[largest],
             templates,
             self._verify_event(frame),
         )
+        if self.recorder is not None and largest is not None:
+            for v in verifies:
+                if v.accepted and v.claimed:
+                    self.recorder.accepted(v.event_id, v.claimed, vectors[largest])
+        events += verifies
         published = []
         for event in events:
             log.debug("frame %d: %s %s (%s)", frame.index, event.type, event.identity, event.event_id)
@@ -242,8 +270,24 @@ class Daemon:
             published.append(payload)
             self._last_event = event
         self.counts["events"] += len(events)
+        if self.recorder is not None and now >= self._purge_at:
+            self.recorder.purge()  # the bounds hold even while nothing new arrives
+            self._purge_at = now + 3600
         self._publish_state(now)
         return published
+
+    def _reported(self, event: Event) -> bool:
+        """Keep what review needs of a track's decision (``facegate.review``); False for an
+        unknown face of a stranger the user chose to ignore, which is not reported."""
+        if self.recorder is None or event.track is None:
+            return True
+        if not event.accepted:
+            if self.recorder.unknown(event.track, event.event_id):
+                return True
+            self.counts["ignored_strangers"] += 1
+            return False
+        self.recorder.accepted(event.event_id, event.identity, self.recorder.vector(event.track))
+        return True
 
     def _deciding(self) -> bool:
         """A new face is being decided (its first frames) or a request waits on faces: take the

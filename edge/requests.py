@@ -35,6 +35,7 @@ from facegate.livegallery import LiveGallery
 from facegate.mqtt import Link, Request
 from facegate.perception import Face
 from facegate.ratelimit import Bucket, LogLimiter
+from facegate.review import ReviewStore, correct
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class Host(Protocol):
     enroller: Enroller
     encoder: Encoder
     op: OperatingPoint
+    review: ReviewStore | None
 
     @property
     def gallery(self) -> Gallery: ...
@@ -181,6 +183,8 @@ class Desk:
         elif command.name == "reload":
             d.reload()
             self.answer(request, command, ok=True, result={"people_enrolled": d.live.count()})
+        elif command.name.startswith("review") or command.name == "correct":
+            self.answer(request, command, ok=True, result=self._review(command))
         elif command.name == "enroll":
             if "jpeg" in command.args:
                 try:
@@ -192,6 +196,27 @@ class Desk:
             else:
                 deadline = time.monotonic() + decision.verify_timeout_s
                 self.enrolls.append(PendingEnroll(command, request, deadline))
+
+    def _review(self, command: Command) -> dict[str, Any]:
+        """The review commands (``facegate.review``); what each did, for the reply."""
+        d, args = self.daemon, command.args
+        if d.review is None:
+            raise FacegateError("review is off on this device (review.enabled)")
+        if command.name == "review":
+            return {"groups": [g.as_dict() for g in d.review.groups()]}
+        if command.name == "correct":
+            d.live.writable()
+            return correct(d.review, d.gallery, args["event_id"], d.op, args.get("name"))
+        group = args["group"]
+        if command.name == "review_assign":
+            d.live.writable()
+            person = d.review.assign(group, args["name"], d.gallery, args.get("display_name"))
+            return {"group": group, "name": person.name, "embeddings": person.embeddings}
+        if command.name == "review_ignore":
+            d.review.ignore(group)
+            return {"group": group, "ignored": True}
+        d.review.delete(group)
+        return {"group": group, "deleted": True}
 
     def _enroll(self, command: Command, request: Request, sample: Sample) -> None:
         d = self.daemon

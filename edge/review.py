@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from facegate.decide import OperatingPoint, check_correction
 from facegate.errors import FacegateError
 from facegate.files import make_private
 from facegate.gallery import Gallery, ModelFingerprint, Person, Sample
@@ -373,3 +374,78 @@ class ReviewStore:
         if deleted:
             self._truncate()
         return int(deleted)
+
+
+def face_quality(quality: dict[str, float]) -> float:
+    """Which of a track's faces is its best: larger and more frontal first."""
+    return float(quality["eye_distance"]) * max(0.0, 1.0 - abs(float(quality["yaw"])))
+
+
+class Recorder:
+    """The daemon's side of the store: each track's best face while it is in view; at the
+    track's decision, an unknown face into the queue (and whether it is an ignored stranger,
+    not to be reported), an accepted face's embedding for corrections. A failing store (a full
+    disk, a damaged file) is logged and counted, never raised into the frame loop."""
+
+    def __init__(self, store: ReviewStore, crops: bool = True) -> None:
+        self.store, self.crops = store, crops
+        self.best: dict[int, tuple[float, np.ndarray, np.ndarray]] = {}  # track -> (quality, vector, chip)
+        self.errors = 0
+        self.ignored = 0
+
+    def see(self, track: int, vector: np.ndarray, chip: np.ndarray, quality: dict[str, float]) -> None:
+        q = face_quality(quality)
+        if track not in self.best or q > self.best[track][0]:
+            self.best[track] = (q, vector, chip)
+
+    def keep_only(self, tracks: set[int]) -> None:
+        for track in [t for t in self.best if t not in tracks]:
+            del self.best[track]
+
+    def unknown(self, track: int, event_id: str) -> bool:
+        """Queue the track's best face; False if it is an ignored stranger (do not report it)."""
+        if track not in self.best:
+            return True
+        q, vector, chip = self.best[track]
+        try:
+            added = self.store.add_unknown(vector, q, jpeg(chip) if self.crops else None, event_id)
+        except (FacegateError, sqlite3.Error, OSError) as exc:
+            self._failed(exc)
+            return True
+        self.ignored += added.ignored
+        return not added.ignored
+
+    def accepted(self, event_id: str, name: str, vector: np.ndarray | None) -> None:
+        if vector is None:
+            return
+        try:
+            self.store.remember(event_id, name, vector)
+        except (FacegateError, sqlite3.Error, OSError) as exc:
+            self._failed(exc)
+
+    def vector(self, track: int) -> np.ndarray | None:
+        return self.best[track][1] if track in self.best else None
+
+    def purge(self) -> None:
+        try:
+            self.store.purge()
+        except (FacegateError, sqlite3.Error, OSError) as exc:
+            self._failed(exc)
+
+    def _failed(self, exc: Exception) -> None:
+        self.errors += 1
+        log.error("review store %s: %s (%s)", self.store.path, type(exc).__name__, exc)
+
+
+def correct(
+    store: ReviewStore, gallery: Gallery, event_id: str, op: OperatingPoint, name: str | None = None
+) -> dict[str, Any]:
+    """ "Event ``event_id`` was not who it said": its face recorded as a negative of that person
+    (``facegate.decide``), unless the guard refuses it. ``name``, if given, must be the name the
+    event gave (a check against correcting the wrong event)."""
+    identity, vector = store.decision(event_id)
+    if name is not None and name != identity:
+        raise ReviewError(f"event {event_id} named {identity!r}, not {name!r}; nothing recorded")
+    distance = check_correction(gallery.templates(), identity, vector, op)
+    count = gallery.add_negative(identity, vector, f"correction of event {event_id}")
+    return {"event_id": event_id, "not": identity, "distance": round(distance, 4), "corrections": count}

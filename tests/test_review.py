@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
 import pathlib
 import sqlite3
 import stat
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,7 +15,7 @@ import pytest
 from facegate.demo import PHOTOS
 from facegate.encoder import Encoder
 from facegate.enroll import fingerprint
-from facegate.gallery import Gallery, ModelFingerprint
+from facegate.gallery import Gallery, ModelFingerprint, Sample
 from facegate.images import load_rgb
 from facegate.perception import Perception
 from facegate.review import ASSIGN_BEST, Limits, ReviewError, ReviewStore, jpeg, path_beside
@@ -143,3 +145,197 @@ def test_another_model_empties_the_store(tmp_path: pathlib.Path) -> None:
             store.decision("e1")
     with pytest.raises(ReviewError, match="128 finite"):
         _store(tmp_path / "r").add_unknown(np.zeros(128), 1.0)
+
+
+# --- the daemon, over a real mosquitto -----------------------------------------------------
+
+SECRET = "a-long-enough-test-secret"
+REVIEW_COMMANDS = ["verify", "review", "review_assign", "review_ignore", "review_delete", "correct"]
+
+
+@pytest.fixture(scope="module")
+def frames() -> dict[str, np.ndarray]:
+    from facegate.demo import scene
+
+    p = Perception()
+    return {
+        "obama": scene(PHOTOS / "obama2.jpg", perception=p),
+        "biden": scene(PHOTOS / "biden.jpg", perception=p),
+        "blank": np.full((480, 640, 3), 96, np.uint8),
+    }
+
+
+def _review_daemon(tmp: pathlib.Path, port: int, obama_sample: Any, feed: Any) -> Any:
+    from facegate.config import validate
+    from facegate.daemon import Daemon
+
+    config = validate(
+        {
+            "device": {"id": "door1"},
+            "camera": {"source": "folder", "path": str(tmp), "max_fps": 50},
+            "gallery": {"path": str(tmp / "gallery.db")},
+            "mqtt": {"port": port, "outbox": str(tmp / "outbox")},
+            "decision": {"votes_to_decide": 3, "window": 5, "max_missing": 2},
+            "review": {"enabled": True},
+            "commands": {"enabled": REVIEW_COMMANDS, "secret": SECRET},
+        }
+    )
+    with Gallery.open(tmp / "gallery.db", fingerprint(Encoder(INT8_MODEL))) as gallery:
+        gallery.add("obama", [obama_sample])
+    return Daemon(config, feed)
+
+
+class Client:
+    """Sends (signed or not) commands to door1 and waits for each reply, feeding blank frames
+    meanwhile: the daemon handles commands between frames, and a test camera only gives the
+    frames it is handed."""
+
+    def __init__(self, sub: Any, feed: Any, blank: np.ndarray) -> None:
+        self.sub, self.feed, self.blank, self.n = sub, feed, blank, 0
+
+    def __call__(self, name: str, args: dict[str, Any] | None = None, signed: bool = True) -> dict[str, Any]:
+        from facegate.commands import sign
+
+        self.n += 1
+        rid = f"r{self.n}"
+        topic = f"facegate/door1/command/{name}"
+        request = {"id": rid, "args": args or {}, "reply_to": "facegate/door1/reply/t"}
+        self.sub.publish(topic, sign(SECRET, "door1", topic, request) if signed else request)
+        for _ in range(100):
+            self.feed.put(self.blank)
+            try:
+                found = self.sub.wait(lambda t, p: t.endswith("/reply/t") and p.get("id") == rid, 1, 0.2)
+            except AssertionError:
+                continue
+            return dict(found[0][1])
+        raise AssertionError(f"no reply to {name}")
+
+
+def _next_event(sub: Any, seen: int, timeout: float = 30.0) -> dict[str, Any]:
+    found = sub.wait(lambda t, p: t.endswith("/event"), seen + 1, timeout)
+    return dict(found[seen][1])
+
+
+@pytest.mark.pi
+def test_a_stranger_assigned_over_mqtt_is_known_next_time(
+    broker: Any, tmp_path: pathlib.Path, frames: dict[str, np.ndarray], obama_sample: Any
+) -> None:
+    from tests.mqtt_support import FeedSource, Subscriber
+    from tests.test_daemon import running
+
+    sub = Subscriber(broker.port, ["facegate/door1/#"])
+    feed = FeedSource()
+    command = Client(sub, feed, frames["blank"])
+    with running(_review_daemon(tmp_path, broker.port, obama_sample, feed)) as daemon:
+        sub.wait(lambda t, p: t.endswith("/availability") and p["state"] == "online")
+        feed.put(frames["biden"], 8)
+        feed.put(frames["blank"], 6)
+        assert _next_event(sub, 0)["identity"] == "unknown"
+        feed.drained()
+        # unsigned: refused, and nothing changes
+        refused = command("review_assign", {"group": 1, "name": "mallory"}, signed=False)
+        assert refused["ok"] is False and "must be signed" in refused["error"]
+        assert command("review", signed=False)["ok"] is False
+        listed = command("review")
+        assert listed["ok"] is True
+        (group,) = listed["result"]["groups"]
+        assert group["status"] == "open" and group["faces"] == 1 and group["has_crop"]
+        assigned = command("review_assign", {"group": group["id"], "name": "biden", "display_name": "Joe"})
+        assert assigned["ok"] is True and assigned["result"]["name"] == "biden"
+        assert command("review")["result"]["groups"] == []
+        feed.put(frames["biden"], 8)
+        feed.put(frames["blank"], 6)
+        again = _next_event(sub, 1)
+        assert again["identity"] == "biden" and again["accepted"] is True
+        # "that was not biden" on biden's own face: the guard refuses it
+        refused_correction = command("correct", {"event_id": again["event_id"], "name": "biden"})
+        assert refused_correction["ok"] is False and "correction refused" in refused_correction["error"]
+        wrong_name = command("correct", {"event_id": again["event_id"], "name": "obama"})
+        assert wrong_name["ok"] is False and "not 'obama'" in wrong_name["error"]
+        assert command("correct", {"event_id": "0" * 32})["ok"] is False  # no such decision
+        bad = command("review_delete", {"group": "1; DROP TABLE groups"})
+        assert bad["ok"] is False and "whole number" in bad["error"]
+        feed.drained()
+        assert daemon.counts["events"] == 2
+    with Gallery.open(tmp_path / "gallery.db", fingerprint(Encoder(INT8_MODEL))) as gallery:
+        assert [p.name for p in gallery.people()] == ["biden", "obama"]
+        assert gallery.negatives("biden") == []
+    for p in tmp_path.glob("gallery.db.review*"):
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
+    sub.close()
+
+
+@pytest.mark.pi
+def test_an_ignored_stranger_is_not_reported_again(
+    broker: Any, tmp_path: pathlib.Path, frames: dict[str, np.ndarray], obama_sample: Any
+) -> None:
+    from tests.mqtt_support import FeedSource, Subscriber
+    from tests.test_daemon import running
+
+    sub = Subscriber(broker.port, ["facegate/door1/#"])
+    feed = FeedSource()
+    command = Client(sub, feed, frames["blank"])
+    with running(_review_daemon(tmp_path, broker.port, obama_sample, feed)) as daemon:
+        sub.wait(lambda t, p: t.endswith("/availability") and p["state"] == "online")
+        feed.put(frames["biden"], 8)
+        feed.put(frames["blank"], 6)
+        assert _next_event(sub, 0)["identity"] == "unknown"
+        (group,) = command("review")["result"]["groups"]
+        assert command("review_ignore", {"group": group["id"]})["ok"] is True
+        feed.put(frames["biden"], 8)  # the same stranger again: not reported
+        feed.put(frames["blank"], 6)
+        feed.put(frames["obama"], 8)  # the door still works
+        feed.put(frames["blank"], 6)
+        assert _next_event(sub, 1)["identity"] == "obama"
+        feed.drained()
+        assert daemon.counts["ignored_strangers"] == 1 and daemon.counts["events"] == 2
+        (ignored,) = command("review")["result"]["groups"]
+        assert ignored["status"] == "ignored" and ignored["faces"] == 0 and ignored["seen"] == 2
+        assert command("review_delete", {"group": group["id"]})["ok"] is True
+        assert command("review")["result"]["groups"] == []
+    sub.close()
+
+
+def test_review_commands_need_review_enabled() -> None:
+    from facegate.config import ConfigError, validate
+
+    with pytest.raises(ConfigError, match=r"need review\.enabled"):
+        validate({"commands": {"enabled": ["verify", "review"], "secret": SECRET}})
+
+
+def test_review_from_the_shell(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from facegate.cli import main
+    from facegate.decide import OperatingPoint
+
+    encoder = Encoder(INT8_MODEL)
+    model = fingerprint(encoder)
+    threshold = OperatingPoint.from_card(encoder.card, 1e-3).threshold
+    g = tmp_path / "gallery.db"
+    alice = _unit(1)
+    lookalike = _near(alice, 0.95 * threshold, 2)  # accepted as alice, and not too near to correct
+    with Gallery.open(g, model) as gallery, ReviewStore.open(path_beside(g), model, threshold) as store:
+        gallery.add("alice", [Sample(alice, "synthetic")])
+        store.remember("a" * 32, "alice", lookalike)
+        store.add_unknown(_unit(3), 10.0, jpeg(np.full((150, 150, 3), 128, np.uint8)))
+    base = ["--gallery", str(g)]
+    assert main(["review", "list", "--json", *base]) == 0
+    (group,) = json.loads(capsys.readouterr().out)
+    out = tmp_path / "face.jpg"
+    assert main(["review", "show", str(group["id"]), str(out), *base]) == 0
+    assert out.read_bytes()[:2] == b"\xff\xd8" and stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert "best face" in capsys.readouterr().out
+    assert main(["review", "correct", "a" * 32, "--name", "alice", "--json", *base]) == 0
+    assert json.loads(capsys.readouterr().out)["not"] == "alice"
+    with Gallery.open(g, model) as gallery:
+        from facegate.decide import identify
+
+        op = OperatingPoint.from_card(encoder.card, 1e-3)
+        assert identify(gallery.templates(), _near(lookalike, 0.05, 4), op).corrected
+        assert identify(gallery.templates(), _near(alice, 0.1, 5), op).name == "alice"
+    assert main(["review", "corrections", "alice", "--json", *base]) == 0
+    assert "correction of event" in capsys.readouterr().out
+    assert main(["review", "corrections", "alice", "--clear", *base]) == 0
+    assert main(["review", "assign", str(group["id"]), "carol", *base]) == 0
+    assert main(["review", "ignore", "99", *base]) == 2  # no such group: a clear error
+    assert "no unknown-face group 99" in capsys.readouterr().err
+    assert main(["review", "list", "--gallery", str(tmp_path / "none.db")]) == 2
