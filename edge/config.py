@@ -203,6 +203,8 @@ class CommandsConfig:
 class HomeAssistantConfig:
     discovery: bool = key(True, bool)
     prefix: str = key("homeassistant", str, _matches(TOPIC_PATTERN), TOPIC_WANTS)
+    person_entities: bool = key(False, bool)
+    unknown_face_image: bool = key(False, bool)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -385,6 +387,11 @@ def _cross_checks(config: Config) -> None:
             f"{_where(path, 'commands.enabled')}: {', '.join(wanted)} must be signed (they change state, "
             "or tell who is enrolled) and need commands.secret, commands.secret_file or "
             "$FACEGATE_COMMAND_SECRET"
+        )
+    if c.homeassistant.unknown_face_image and not c.review.enabled:
+        raise ConfigError(
+            f"{_where(path, 'homeassistant.unknown_face_image')}: needs review.enabled: true "
+            "(the image is the best face of the unknown track, which only review keeps)"
         )
     review = [x for x in c.commands.enabled if x in REVIEW_COMMANDS]
     if review and not c.review.enabled:

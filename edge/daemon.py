@@ -117,6 +117,7 @@ class Daemon:
             signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
             signal.signal(signal.SIGINT, lambda *_: self.stopping.set())
             signal.signal(signal.SIGHUP, lambda *_: self.reload_wanted.set())
+        self.link.set_people(self.live.templates().names)
         self.link.start()
         # Ready once camera, models and gallery are open (done in __init__) and
         # the broker answered, or after 10 s without it: the daemon keeps
@@ -230,6 +231,7 @@ class Daemon:
         self.counts["followed"] += ran.count(False)
         vectors = self.encoder.embed(np.stack([f.chip for f in usable])) if usable else np.zeros((0, 128))
         templates = self.live.templates()
+        self.link.set_people(templates.names)
         observations, k, looked = [], 0, iter(faces)
         voted: list[tuple[int, Face, np.ndarray]] = []  # (observation, face, embedding)
         for det, full in zip(detections, ran):
@@ -283,6 +285,8 @@ class Daemon:
             return True
         if not event.accepted:
             if self.recorder.unknown(event.track, event.event_id):
+                if self.recorder.last_face is not None:
+                    self.link.publish_unknown_face(self.recorder.last_face)
                 return True
             self.counts["ignored_strangers"] += 1
             return False

@@ -30,10 +30,26 @@ class DeviceTopics(Protocol):
     @property
     def event(self) -> str: ...
 
+    @property
+    def unknown_face(self) -> str: ...
 
-def discovery(t: DeviceTopics, device_name: str, model: dict[str, str]) -> dict[str, dict[str, Any]]:
-    """One device and three entities (last person, known person present, recognition
-    events), each following the device's availability."""
+
+def person_topic(t: DeviceTopics, name: str) -> str:
+    """The discovery topic of ``name``'s presence entity (a gallery name may hold '.', which
+    a discovery object id may not)."""
+    return f"{t.ha_prefix}/binary_sensor/{t.device}/person_{name.replace('.', '_')}/config"
+
+
+def discovery(
+    t: DeviceTopics,
+    device_name: str,
+    model: dict[str, str],
+    people: tuple[str, ...] = (),
+    unknown_face_image: bool = False,
+) -> dict[str, dict[str, Any]]:
+    """One device and its entities, each following the device's availability: last person,
+    known person present, recognition events; a presence entity for each of ``people`` (opt-in:
+    it tells the broker who is enrolled); the last unknown face as an image (opt-in)."""
     device = {
         "identifiers": [f"facegate_{t.device}"],
         "name": device_name,
@@ -66,4 +82,20 @@ def discovery(t: DeviceTopics, device_name: str, model: dict[str, str]) -> dict[
             "event_types": ["known", "unknown", "verify_accepted", "verify_rejected"],
         },
     }
+    for name in people:  # gallery names: letters, digits, '_', '.', '-' (safe in a template)
+        object_id = name.replace(".", "_")
+        entities[person_topic(t, name)] = {
+            "name": f"{name} present",
+            "unique_id": f"facegate_{t.device}_person_{object_id}",
+            "state_topic": t.state,
+            "value_template": f"{{{{ 'ON' if '{name}' in value_json.present else 'OFF' }}}}",
+            "device_class": "presence",
+        }
+    if unknown_face_image:
+        entities[f"{t.ha_prefix}/image/{t.device}/unknown_face/config"] = {
+            "name": "Last unknown face",
+            "unique_id": f"facegate_{t.device}_unknown_face",
+            "image_topic": t.unknown_face,
+            "content_type": "image/jpeg",
+        }
     return {topic: {**body, **common} for topic, body in entities.items()}

@@ -47,7 +47,7 @@ from paho.mqtt.properties import Properties
 
 from facegate.config import Config
 from facegate.events import SCHEMA
-from facegate.homeassistant import discovery
+from facegate.homeassistant import discovery, person_topic
 from facegate.outbox import Outbox
 from facegate.wire import PayloadError, check_correlation, check_reply_topic, dumps, guarded
 
@@ -101,6 +101,10 @@ class Topics:
     @property
     def state(self) -> str:
         return f"{self.base}/state"
+
+    @property
+    def unknown_face(self) -> str:
+        return f"{self.base}/unknown_face"
 
     @property
     def commands(self) -> str:
@@ -172,6 +176,8 @@ class Link:
         self._lock = threading.Lock()
         self._inflight: dict[int, pathlib.Path] = {}
         self._state: str | None = None
+        self._people: tuple[str, ...] = ()  # whose presence entities are announced
+        self._gone: set[str] = set()  # whose entities are still to be withdrawn
         self._stopping = False
         m = config.mqtt
         self.protocol = mqtt.MQTTv5 if m.protocol in ("auto", "5") else mqtt.MQTTv311
@@ -395,5 +401,30 @@ class Link:
                 self.errors["home assistant status ignored (too often)"] += 1
                 return
             self._discovery_at = now
-        for topic, payload in discovery(self.topics, self.config.device.name, self.model).items():
+        h = self.config.homeassistant
+        for name in sorted(self._gone):
+            self.client.publish(person_topic(self.topics, name), b"", qos=1, retain=True)
+        self._gone.clear()
+        entities = discovery(
+            self.topics, self.config.device.name, self.model, self._people, h.unknown_face_image
+        )
+        for topic, payload in entities.items():
             self.client.publish(topic, dumps(payload), qos=1, retain=True)
+
+    def set_people(self, people: tuple[str, ...]) -> None:
+        """The enrolled people, for their presence entities (``homeassistant.person_entities``):
+        a new person's entity is announced, a removed person's is withdrawn (an empty retained
+        config, which Home Assistant takes as a deletion)."""
+        h = self.config.homeassistant
+        if not (h.discovery and h.person_entities) or people == self._people:
+            return
+        self._gone = (self._gone | set(self._people)) - set(people)
+        self._people = people
+        if self.connected.is_set():  # else at the next connect
+            self.publish_discovery(force=True)
+
+    def publish_unknown_face(self, image: bytes) -> None:
+        """The last unknown face, for Home Assistant's image entity (opt-in; not retained)."""
+        h = self.config.homeassistant
+        if h.discovery and h.unknown_face_image and self.connected.is_set():
+            self.client.publish(self.topics.unknown_face, image, qos=1, retain=False)

@@ -392,6 +392,7 @@ class Recorder:
         self.best: dict[int, tuple[float, np.ndarray, np.ndarray]] = {}  # track -> (quality, vector, chip)
         self.errors = 0
         self.ignored = 0
+        self.last_face: bytes | None = None  # JPEG of the last unknown face reported
 
     def see(self, track: int, vector: np.ndarray, chip: np.ndarray, quality: dict[str, float]) -> None:
         q = face_quality(quality)
@@ -407,12 +408,14 @@ class Recorder:
         if track not in self.best:
             return True
         q, vector, chip = self.best[track]
+        face = jpeg(chip)
         try:
-            added = self.store.add_unknown(vector, q, jpeg(chip) if self.crops else None, event_id)
+            added = self.store.add_unknown(vector, q, face if self.crops else None, event_id)
         except (FacegateError, sqlite3.Error, OSError) as exc:
             self._failed(exc)
-            return True
+            added = Added(0, False)
         self.ignored += added.ignored
+        self.last_face = None if added.ignored else face
         return not added.ignored
 
     def accepted(self, event_id: str, name: str, vector: np.ndarray | None) -> None:

@@ -339,3 +339,61 @@ def test_review_from_the_shell(tmp_path: pathlib.Path, capsys: pytest.CaptureFix
     assert main(["review", "ignore", "99", *base]) == 2  # no such group: a clear error
     assert "no unknown-face group 99" in capsys.readouterr().err
     assert main(["review", "list", "--gallery", str(tmp_path / "none.db")]) == 2
+
+
+@pytest.mark.pi
+def test_home_assistant_person_entities_and_the_last_unknown_face(
+    broker: Any, tmp_path: pathlib.Path, frames: dict[str, np.ndarray], obama_sample: Any
+) -> None:
+    from facegate.config import validate
+    from facegate.daemon import Daemon
+    from tests.mqtt_support import FeedSource, Subscriber
+    from tests.test_daemon import running
+
+    config = validate(
+        {
+            "device": {"id": "door_ha"},
+            "camera": {"source": "folder", "path": str(tmp_path), "max_fps": 50},
+            "gallery": {"path": str(tmp_path / "gallery.db")},
+            "mqtt": {"port": broker.port, "outbox": str(tmp_path / "outbox")},
+            "decision": {"votes_to_decide": 3, "window": 5, "max_missing": 2},
+            "review": {"enabled": True},
+            "homeassistant": {"person_entities": True, "unknown_face_image": True},
+        }
+    )
+    model = fingerprint(Encoder(INT8_MODEL))
+    with Gallery.open(tmp_path / "gallery.db", model) as gallery:
+        gallery.add("obama", [obama_sample])
+    sub = Subscriber(broker.port, ["homeassistant/+/door_ha/#", "facegate/door_ha/#"])
+    feed = FeedSource()
+    person = "homeassistant/binary_sensor/door_ha/person_{}/config"
+    try:
+        with running(Daemon(config, feed)):
+            entity = sub.wait(lambda t, p: t == person.format("obama"))[0][1]
+            assert entity["state_topic"] == "facegate/door_ha/state" and "'obama'" in entity["value_template"]
+            image = sub.wait(lambda t, p: t.endswith("/image/door_ha/unknown_face/config"))[0][1]
+            assert image["image_topic"] == "facegate/door_ha/unknown_face"
+            feed.put(frames["biden"], 8)
+            feed.put(frames["blank"], 6)
+            face = sub.wait(lambda t, p: t == "facegate/door_ha/unknown_face")[0]
+            assert isinstance(face[1], bytes) and face[1][:2] == b"\xff\xd8"  # a JPEG, not retained
+            with Gallery.open(tmp_path / "gallery.db", model) as gallery:  # as `facegate enroll` would
+                gallery.add("joe.b", [obama_sample])
+                gallery.remove("obama")
+            feed.put(frames["blank"], 3)
+            sub.wait(lambda t, p: t == person.format("joe_b"))
+            gone = sub.wait(lambda t, p: t == person.format("obama") and p == b"")  # withdrawn
+            assert gone
+    finally:
+        for name in ("obama", "joe_b"):  # no retained entity left on the broker for other tests
+            sub.client.publish(person.format(name), b"", qos=1, retain=True).wait_for_publish(5)
+        sub.client.publish(
+            "homeassistant/image/door_ha/unknown_face/config", b"", qos=1, retain=True
+        ).wait_for_publish(5)
+        for kind, name in (
+            ("sensor", "last_person"),
+            ("binary_sensor", "known_person"),
+            ("event", "recognition"),
+        ):
+            sub.client.publish(f"homeassistant/{kind}/door_ha/{name}/config", b"", qos=1, retain=True)
+        sub.close()
