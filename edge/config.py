@@ -164,6 +164,20 @@ class ReviewConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class WebConfig:
+    """Opt-in: the local review page (``facegate.web``)."""
+
+    enabled: bool = key(False, bool)
+    host: str = key("127.0.0.1", str)
+    port: int = key(8080, int, lambda v: 0 <= v < 65536, "a TCP port (0: any free one, as the log says)")
+    token: str | None = key(None, (str, type(None)))
+    token_file: str | None = key(None, (str, type(None)))
+    tls_cert: str | None = key(None, (str, type(None)))
+    tls_key: str | None = key(None, (str, type(None)))
+    session_hours: float = key(12.0, (int, float), lambda v: 0 < v <= 720, "hours in (0, 720]")
+
+
+@dataclasses.dataclass(frozen=True)
 class MqttConfig:
     host: str = key("localhost", str)
     port: int = key(1883, int, lambda v: 0 < v < 65536, "a TCP port")
@@ -228,6 +242,7 @@ SECTIONS: dict[str, type] = {
     "gates": GatesConfig,
     "idle": IdleConfig,
     "review": ReviewConfig,
+    "web": WebConfig,
     "mqtt": MqttConfig,
     "commands": CommandsConfig,
     "homeassistant": HomeAssistantConfig,
@@ -257,6 +272,7 @@ class Config:
     gates: GatesConfig = dataclasses.field(default_factory=GatesConfig)
     idle: IdleConfig = dataclasses.field(default_factory=IdleConfig)
     review: ReviewConfig = dataclasses.field(default_factory=ReviewConfig)
+    web: WebConfig = dataclasses.field(default_factory=WebConfig)
     mqtt: MqttConfig = dataclasses.field(default_factory=MqttConfig)
     commands: CommandsConfig = dataclasses.field(default_factory=CommandsConfig)
     homeassistant: HomeAssistantConfig = dataclasses.field(default_factory=HomeAssistantConfig)
@@ -286,7 +302,17 @@ class Config:
                 "so any server holding a certificate from that CA can pose as the broker, read every "
                 "event and send commands"
             )
+        if self.web.enabled and not self.web.tls_cert and self.web.host not in LOOPBACK:
+            out.append(
+                f"web.host {self.web.host} without web.tls_cert: the page's token and the faces it "
+                "shows cross the network in plain text; give it a certificate, or keep it on 127.0.0.1 "
+                "and reach it through an SSH tunnel"
+            )
         return out
+
+    @property
+    def web_token(self) -> str | None:
+        return self._secret("web", "token", "FACEGATE_WEB_TOKEN")
 
     @property
     def nonce_file(self) -> pathlib.Path:
@@ -388,6 +414,15 @@ def _cross_checks(config: Config) -> None:
             "or tell who is enrolled) and need commands.secret, commands.secret_file or "
             "$FACEGATE_COMMAND_SECRET"
         )
+    if c.web.enabled:
+        token = config.web_token
+        if token is None or len(token) < 16:
+            raise ConfigError(
+                f"{_where(path, 'web.token')}: the page needs a token of at least 16 characters "
+                "(web.token, web.token_file or $FACEGATE_WEB_TOKEN)"
+            )
+        if bool(c.web.tls_cert) != bool(c.web.tls_key):
+            raise ConfigError(f"{_where(path, 'web.tls_cert')}: TLS needs both web.tls_cert and web.tls_key")
     if c.homeassistant.unknown_face_image and not c.review.enabled:
         raise ConfigError(
             f"{_where(path, 'homeassistant.unknown_face_image')}: needs review.enabled: true "

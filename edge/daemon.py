@@ -15,6 +15,7 @@ model changes need a restart, and say so) and the gallery.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import logging
@@ -43,6 +44,7 @@ from facegate.requests import Desk, PendingVerify
 from facegate.review import Limits, Recorder, ReviewStore
 from facegate.sources import Frame, FrameSource, open_source
 from facegate.track import Decision, Observation, Tracker, TrackerConfig
+from facegate.web import Console
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +84,11 @@ class Daemon:
         )
         self.recorder = Recorder(self.review, r.crops) if self.review is not None else None
         self._purge_at = 0.0
+        self._recent: collections.deque[dict[str, Any]] = collections.deque(maxlen=30)
+        self._last_rgb: tuple[float, np.ndarray] | None = None
         self.follower = Follower(config.decision.recheck_s)
         self.desk = Desk(self)
+        self.console = Console(self) if config.web.enabled else None
         model = {"name": self.encoder.card.name, "sha256": self.encoder.card.sha256}
         self.fleet = member_for(config, fingerprint(self.encoder)) if config.fleet.enabled else None
         self._fleet_seen: dict[str, Any] | None = None
@@ -119,6 +124,8 @@ class Daemon:
             signal.signal(signal.SIGHUP, lambda *_: self.reload_wanted.set())
         self.link.set_people(self.live.templates().names)
         self.link.start()
+        if self.console is not None:
+            self.console.start()
         # Ready once camera, models and gallery are open (done in __init__) and
         # the broker answered, or after 10 s without it: the daemon keeps
         # deciding and queueing while the broker is down, and says so.
@@ -140,6 +147,8 @@ class Daemon:
                     status_at = time.monotonic()
                     self.notifier.status(self._status())
                 self.desk.handle()
+                if self.console is not None:
+                    self.console.run_jobs()
                 if self.reload_wanted.is_set():
                     self.reload_wanted.clear()
                     with contextlib.suppress(FacegateError):  # logged; the running config stays
@@ -155,6 +164,8 @@ class Daemon:
                     next_at = time.monotonic()  # behind, or hurrying: do not try to catch up
             self.desk.handle()
         finally:
+            if self.console is not None:
+                self.console.stop()
             self.notifier.stopping()
             self.desk.stopping()
             self.link.stop()
@@ -191,6 +202,8 @@ class Daemon:
             while time.monotonic() < deadline and not self.stopping.is_set():
                 self.notifier.watchdog()
                 self.desk.handle()
+                if self.console is not None:
+                    self.console.run_jobs()
                 self.stopping.wait(0.2)
             delay = min(delay * 2, 30.0)
             with contextlib.suppress(Exception):
@@ -216,6 +229,7 @@ class Daemon:
             return []
         self.counts["detected_frames"] += 1
         rgb = to_rgb(frame.image, frame.layout)
+        self._last_rgb = (now, rgb)
         detections = self.perception.detect(rgb)
         # A decided face costs only its detection unless it is due a check (facegate.follow);
         # a waiting verify or camera enrollment wants fresh evidence from every face.
@@ -270,6 +284,7 @@ class Daemon:
             payload = event.as_dict()
             self.link.publish_event(payload)
             published.append(payload)
+            self._recent.append(payload)
             self._last_event = event
         self.counts["events"] += len(events)
         if self.recorder is not None and now >= self._purge_at:
@@ -277,6 +292,17 @@ class Daemon:
             self._purge_at = now + 3600
         self._publish_state(now)
         return published
+
+    def recent_events(self) -> list[dict[str, Any]]:
+        """The last events published, newest first (the review page)."""
+        return list(reversed(self._recent))
+
+    def camera_faces(self) -> list[Face]:
+        """The faces of the last frame the camera gave (within 2 s), through the whole pipeline:
+        enrollment from the camera on the review page."""
+        if self._last_rgb is None or time.monotonic() - self._last_rgb[0] > 2.0:
+            return []
+        return self.perception.faces(self._last_rgb[1], "RGB")
 
     def _reported(self, event: Event) -> bool:
         """Keep what review needs of a track's decision (``facegate.review``); False for an

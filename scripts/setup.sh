@@ -2,7 +2,8 @@
 # Set up a checkout on a fresh machine. Idempotent.
 #   scripts/setup.sh demo   the device install: the package and the `demo` extra (no TensorFlow)
 #   scripts/setup.sh test   also the `dev` and `convert` extras, and (as root, with apt) the
-#                           system packages the tests use: mosquitto, systemd-analyze, openssl
+#                           system packages the tests use: mosquitto, systemd-analyze, openssl,
+#                           chromium and chromium-driver (the review page's browser tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -19,6 +20,8 @@ if [ "$WHAT" = test ]; then
   command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
   command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)  # the unit's verify/security tests
   command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)  # TLS test certificates
+  command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)  # the review page, in a real browser
+  command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
   if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
       echo "setup: installing ${need_apt[*]} with apt-get" >&2

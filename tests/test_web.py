@@ -1,0 +1,266 @@
+"""The review page, served by a real `facegate run` loop on a real mosquitto, driven in headless
+Chromium (Debian's chromium and chromium-driver, through Selenium): enroll by upload and from
+the camera, the unknown-face queue, a correction; and what an unauthenticated or cross-site
+request gets. Screenshots go to $FACEGATE_SCREENSHOTS when it is set (docs/screenshots/)."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import pathlib
+import shutil
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from facegate.config import validate
+from facegate.daemon import Daemon
+from facegate.demo import PHOTOS, scene
+from facegate.encoder import Encoder
+from facegate.enroll import fingerprint
+from facegate.gallery import Gallery
+from facegate.perception import Perception
+from facegate.sources import Frame
+from tests.conftest import INT8_MODEL
+from tests.test_daemon import running
+
+TOKEN = "a-long-enough-page-token"
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+
+
+class Stage:
+    """A camera that shows whatever scene the test puts in front of it, ~30 frames a second."""
+
+    def __init__(self, image: np.ndarray) -> None:
+        self.image = image
+        self.stopped = threading.Event()
+
+    def frames(self) -> Iterator[Frame]:
+        index = 0
+        while not self.stopped.is_set():
+            yield Frame(self.image, "RGB", index, time.time())
+            index += 1
+            time.sleep(0.03)
+
+    def close(self) -> None:
+        self.stopped.set()
+
+
+@pytest.fixture(scope="module")
+def frames() -> dict[str, np.ndarray]:
+    p = Perception()
+    return {
+        "obama": scene(PHOTOS / "obama2.jpg", perception=p),
+        "obama3": scene(PHOTOS / "obama3.jpg", perception=p),
+        "biden": scene(PHOTOS / "biden.jpg", perception=p),
+        "blank": np.full((480, 640, 3), 96, np.uint8),
+    }
+
+
+def _daemon(tmp: pathlib.Path, port: int, stage: Stage, review: bool = True) -> Daemon:
+    config = validate(
+        {
+            "device": {"id": "door_web"},
+            "camera": {"source": "folder", "path": str(tmp), "max_fps": 30},
+            "gallery": {"path": str(tmp / "gallery.db")},
+            "mqtt": {"port": port, "outbox": str(tmp / "outbox")},
+            "decision": {"votes_to_decide": 3, "window": 5, "max_missing": 2},
+            "review": {"enabled": review},
+            "web": {"enabled": True, "port": 0, "token": TOKEN},
+        }
+    )
+    return Daemon(config, stage)
+
+
+def _post(port: int, path: str, body: str, **headers: str) -> tuple[int, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("POST", path, body, {"Content-Type": "application/x-www-form-urlencoded", **headers})
+    response = conn.getresponse()
+    status, cookie = response.status, response.getheader("Set-Cookie") or ""  # the session, at login
+    response.read()
+    conn.close()
+    return status, cookie
+
+
+def _get(port: int, path: str, **headers: str) -> tuple[int, bytes, Any]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", path, headers=headers)
+    response = conn.getresponse()
+    out = response.status, response.read(), response.headers
+    conn.close()
+    return out
+
+
+@pytest.mark.pi
+def test_nothing_without_the_token_nor_from_another_site(
+    broker: Any, tmp_path: pathlib.Path, frames: dict[str, np.ndarray], obama_sample: Any
+) -> None:
+    model = fingerprint(Encoder(INT8_MODEL))
+    with Gallery.open(tmp_path / "gallery.db", model) as gallery:
+        gallery.add("obama", [obama_sample])
+    stage = Stage(frames["blank"])
+    with running(_daemon(tmp_path, broker.port, stage)) as daemon:
+        assert daemon.console is not None
+        deadline = time.monotonic() + 10
+        while daemon.console.server is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        port = daemon.console.port
+        status, _, _ = _get(port, "/")
+        assert status == 303  # to the login page
+        assert _get(port, "/face/1.jpg")[0] == 303
+        assert _post(port, "/remove", "name=obama")[0] == 403  # no session
+        assert _post(port, "/login", "token=wrong-token-wrong-token")[0] == 403
+        status, cookie = _post(port, "/login", f"token={TOKEN}")
+        assert status == 303 and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        sid = cookie.split(";")[0]
+        page = _get(port, "/", Cookie=sid)
+        assert page[0] == 200 and b"obama" in page[1]
+        assert "frame-ancestors 'none'" in page[2]["Content-Security-Policy"]
+        assert page[2]["Cache-Control"] == "no-store"
+        csrf = page[1].split(b"name=csrf value='")[1].split(b"'")[0].decode()
+        # a valid session but no (or another) CSRF token, or another site's Origin: refused
+        assert _post(port, "/remove", "name=obama", Cookie=sid)[0] == 403
+        assert _post(port, "/remove", "name=obama&csrf=x" + csrf[1:], Cookie=sid)[0] == 403
+        body = f"name=obama&csrf={urllib.parse.quote(csrf)}"
+        assert _post(port, "/remove", body, Cookie=sid, Origin="http://evil.example")[0] == 403
+        assert _post(port, "/remove", body, Cookie=sid, Origin="null")[0] == 403
+        too_big = _post(port, "/enroll", "x", Cookie=sid, **{"Content-Length": str(9 << 20)})
+        assert too_big[0] == 413
+        for _ in range(5):  # the login is rate-limited: guessing stops
+            _post(port, "/login", "token=guess-guess-guess-guess")
+        assert _post(port, "/login", f"token={TOKEN}")[0] == 403
+    with Gallery.open(tmp_path / "gallery.db", model) as gallery:
+        assert [p.name for p in gallery.people()] == ["obama"]  # nothing was removed
+
+
+@pytest.fixture
+def browser(tmp_path: pathlib.Path) -> Iterator[Any]:
+    if CHROMIUM is None or CHROMEDRIVER is None:
+        pytest.skip("chromium and chromedriver are not installed (apt install chromium chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1000,800",
+        f"--user-data-dir={tmp_path / 'chromium'}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _shot(driver: Any, name: str) -> None:
+    folder = os.environ.get("FACEGATE_SCREENSHOTS")
+    if folder:
+        pathlib.Path(folder).mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(pathlib.Path(folder) / f"{name}.png"))
+
+
+def _context(predicate: Any) -> str:
+    """The page the browser shows, for the failure message."""
+    for cell in getattr(predicate, "__closure__", None) or ():
+        driver = cell.cell_contents
+        if hasattr(driver, "page_source"):
+            return f"; at {driver.current_url}: {driver.page_source[:600]}"
+    return ""
+
+
+def _wait(predicate: Any, timeout: float = 30.0, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_enroll_review_and_correct_in_a_real_browser(
+    broker: Any, tmp_path: pathlib.Path, frames: dict[str, np.ndarray], browser: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    stage = Stage(frames["blank"])
+    with running(_daemon(tmp_path, broker.port, stage)) as daemon:
+        assert daemon.console is not None
+        _wait(lambda: daemon.console.server, what="the page")  # type: ignore[union-attr]
+        base = f"http://127.0.0.1:{daemon.console.port}"
+        browser.get(base + "/")
+        assert browser.current_url.endswith("/login")
+        browser.find_element(By.ID, "token").send_keys(TOKEN)
+        _shot(browser, "login")
+        browser.find_element(By.ID, "login").click()
+        _wait(lambda: browser.find_elements(By.ID, "people"), what="the main page")
+
+        def flash() -> str:
+            return str(browser.find_element(By.ID, "flash").text)
+
+        # enroll by upload
+        browser.find_element(By.ID, "enroll-name").send_keys("obama")
+        browser.find_element(By.ID, "enroll-photo").send_keys(str(PHOTOS / "obama.jpg"))
+        browser.find_element(By.ID, "enroll-upload").click()
+        assert "obama enrolled" in _wait(flash, what="the enrollment")
+        assert "obama" in browser.find_element(By.ID, "people").text
+
+        # a stranger at the door: queued; enrolled from the queue
+        stage.image = frames["biden"]
+        _wait(lambda: daemon.counts["events"] >= 1, what="the stranger's event")
+        stage.image = frames["blank"]
+        browser.get(base + "/")
+        group = _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "div.group"), what="the queue")[0]
+        thumb = group.find_element(By.TAG_NAME, "img")
+        assert browser.execute_script("return arguments[0].naturalWidth", thumb) == 150
+        _shot(browser, "unknown-queue")
+        gid = group.get_attribute("id").split("-")[1]
+        browser.find_element(By.ID, f"assign-{gid}").send_keys("biden")
+        browser.find_element(By.ID, f"assign-button-{gid}").click()
+        assert f"group {gid} enrolled as biden" in _wait(flash, what="the assignment")
+        assert "biden" in browser.find_element(By.ID, "people").text
+        assert browser.find_elements(By.ID, "no-unknowns")
+
+        # a known face: its event can be corrected; on obama's own face the guard refuses
+        stage.image = frames["obama"]
+        _wait(lambda: daemon.counts["events"] >= 2, what="obama's event")
+        stage.image = frames["blank"]
+        browser.get(base + "/")
+        fix = _wait(
+            lambda: browser.find_elements(By.CSS_SELECTOR, "button[id^=correct-]"), what="a correction"
+        )
+        assert fix[0].text == "Not obama"
+        _shot(browser, "events")
+        fix[0].click()
+        assert "correction refused" in _wait(flash, what="the correction's answer")
+
+        # enroll from the camera: the face in front of it now
+        stage.image = frames["obama3"]
+        time.sleep(0.3)
+        browser.find_element(By.ID, "enroll-name").send_keys("barack")
+        browser.find_element(By.ID, "enroll-camera").click()
+        assert "barack enrolled" in _wait(flash, what="the camera enrollment")
+        stage.image = frames["blank"]
+        _shot(browser, "gallery")
+        browser.find_element(By.ID, "logout").click()
+        _wait(lambda: browser.current_url.endswith("/login"), what="the logout")
+        browser.get(base + "/")
+        assert browser.current_url.endswith("/login")
+    with Gallery.open(tmp_path / "gallery.db", fingerprint(Encoder(INT8_MODEL))) as gallery:
+        assert sorted(p.name for p in gallery.people()) == ["barack", "biden", "obama"]
+        assert gallery.negatives("obama") == []
