@@ -8,10 +8,10 @@ library's HTTP server (no dependency, a few MB; HTTPS with ``web.tls_cert``/``we
   SameSite=Strict session cookie (Secure over HTTPS) that lasts ``web.session_hours``.
 - **CSRF.** Every form carries the session's own random token, checked on each POST, and a
   POST whose ``Origin`` is not this page is refused. No GET changes anything.
-- **Threads.** Requests are served in their own threads (at most 8 at once, 10 s socket
-  timeout, bodies up to 8 MB), but everything that reads or changes the gallery, the review
-  file or the encoder runs in the frame loop, between frames (``run_jobs``), as MQTT
-  commands do: the page waits for it (up to 15 s).
+- **Threads.** Requests are served in their own threads (at most 32 connections and 8
+  requests at once, 10 s socket timeout, bodies up to 8 MB), but everything that reads or
+  changes the gallery, the review file or the encoder runs in the frame loop, between
+  frames (``run_jobs``), as MQTT commands do: the page waits for it (up to 15 s).
 - **Faces.** Thumbnails are served only to a session, with ``Cache-Control: no-store``.
 """
 
@@ -49,7 +49,8 @@ from facegate.review import ReviewStore, correct
 log = logging.getLogger(__name__)
 
 MAX_BODY = 8 << 20
-MAX_CLIENTS = 8
+MAX_CLIENTS = 8  # requests served at once
+MAX_CONNECTIONS = 32  # connections open at once (each a thread)
 MAX_SESSIONS = 16
 JOB_TIMEOUT_S = 15.0
 COOKIE = "facegate_session"
@@ -98,7 +99,7 @@ class Console:
         self.sessions: dict[str, Session] = {}
         self.logins = Bucket(5 / 60, 5)
         self.slots = threading.BoundedSemaphore(MAX_CLIENTS)
-        self.server: http.server.ThreadingHTTPServer | None = None
+        self.server: _Server | None = None
         self.thread: threading.Thread | None = None
 
     @property
@@ -106,8 +107,7 @@ class Console:
         return bool(self.config.tls_cert)
 
     def start(self) -> None:
-        server = http.server.ThreadingHTTPServer((self.config.host, self.config.port), _Handler)
-        server.daemon_threads = True
+        server = _Server((self.config.host, self.config.port), _Handler)
         if self.tls:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(str(self.config.tls_cert), str(self.config.tls_key))
@@ -255,6 +255,33 @@ class Console:
         if self.daemon.review is None:
             raise FacegateError("review is off")
         return self.daemon.review.crop(group)
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    """A thread per connection, at most ``MAX_CONNECTIONS`` at once: more are closed at once
+    (idle ones end after the handler's timeout), so a flood of connections costs bounded threads."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[http.server.BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self.connections = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.connections.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.connections.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.connections.release()
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

@@ -264,3 +264,26 @@ def test_enroll_review_and_correct_in_a_real_browser(
     with Gallery.open(tmp_path / "gallery.db", fingerprint(Encoder(INT8_MODEL))) as gallery:
         assert sorted(p.name for p in gallery.people()) == ["barack", "biden", "obama"]
         assert gallery.negatives("obama") == []
+
+
+@pytest.mark.pi
+def test_a_flood_of_idle_connections_does_not_stop_the_page(
+    broker: Any, tmp_path: pathlib.Path, frames: dict[str, np.ndarray]
+) -> None:
+    import socket
+
+    stage = Stage(frames["blank"])
+    with running(_daemon(tmp_path, broker.port, stage, review=False)) as daemon:
+        assert daemon.console is not None
+        _wait(lambda: daemon.console.server, what="the page")  # type: ignore[union-attr]
+        port = daemon.console.port
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(100)]  # never speak
+        try:
+            assert daemon.counts["frames"] > 0
+            frames_before = daemon.counts["frames"]
+            time.sleep(11)  # the handler's timeout: idle connections are dropped
+            assert _get(port, "/login")[0] == 200
+            assert daemon.counts["frames"] > frames_before  # the door kept working meanwhile
+        finally:
+            for s in idle:
+                s.close()
