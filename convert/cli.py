@@ -78,23 +78,15 @@ def _cmd_evaluate_pairs(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate_identify(args: argparse.Namespace) -> int:
+    """``evaluate identify`` and ``evaluate corrections``: the same folders, two protocols."""
+    from facegate.convert.corrections import evaluate_corrections
     from facegate.convert.identify import evaluate_identify
     from facegate.encoder import Encoder
 
     encoder = Encoder(args.model, num_threads=args.threads)
     source = _chip_source(args, "largest")
-    result = evaluate_identify(encoder, args.root, source, seed=args.seed, far=args.far)
-    print_result(result, args.json)
-    return 0
-
-
-def _cmd_evaluate_corrections(args: argparse.Namespace) -> int:
-    from facegate.convert.corrections import evaluate_corrections
-    from facegate.encoder import Encoder
-
-    encoder = Encoder(args.model, num_threads=args.threads)
-    source = _chip_source(args, "largest")
-    result = evaluate_corrections(encoder, args.root, source, seed=args.seed, far=args.far)
+    evaluate = evaluate_corrections if args.what == "corrections" else evaluate_identify
+    result = evaluate(encoder, args.root, source, seed=args.seed, far=args.far)
     print_result(result, args.json)
     return 0
 
@@ -270,7 +262,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="which half of the identities is left out")
     p.add_argument("--far", type=float, default=1e-3, help="operating point (default 1e-3)")
     _add_pipeline_args(p)
-    p.set_defaults(func=_cmd_evaluate_corrections)
+    p.set_defaults(func=_cmd_evaluate_identify)
     p = ev.add_parser("report", help="Markdown report with ROC/DET curves and histograms for several models")
     p.add_argument("--root", type=pathlib.Path, required=True)
     p.add_argument("--pairs", type=pathlib.Path, required=True)

@@ -21,13 +21,12 @@ mistakes lower true accepts.
 from __future__ import annotations
 
 import pathlib
-import time
 from typing import Any
 
 import numpy as np
 
-from facegate.convert.evaluate import ChipSource, embed_images
-from facegate.convert.identify import identity_folders
+from facegate.convert.evaluate import ChipSource
+from facegate.convert.identify import evaluate_folders
 from facegate.decide import CORRECTION_GUARD, OperatingPoint, check_correction, identify
 from facegate.encoder import Encoder
 from facegate.errors import FacegateError
@@ -135,15 +134,4 @@ def replay(
 def evaluate_corrections(
     encoder: Encoder, root: pathlib.Path, source: ChipSource, seed: int = 0, far: float = 1e-3
 ) -> dict[str, Any]:
-    started = time.perf_counter()
-    folders = identity_folders(root)
-    embeddings, failed = embed_images(encoder, root, [p for v in folders.values() for p in v], source)
-    op = OperatingPoint.from_card(encoder.card, far)
-    return {
-        **replay(folders, embeddings, op, seed),
-        "images": len(embeddings) + len(failed),
-        "failed": len(failed),
-        "alignment": source.description,
-        "model": encoder.card.sha256,
-        "seconds": round(time.perf_counter() - started, 1),
-    }
+    return evaluate_folders(encoder, root, source, far, lambda f, e, op: replay(f, e, op, seed))

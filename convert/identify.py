@@ -15,6 +15,7 @@ from __future__ import annotations
 import pathlib
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -51,21 +52,20 @@ def dir_at_fpir(
     return float(hits.mean()), threshold
 
 
-def evaluate_identify(
+def evaluate_folders(
     encoder: Encoder,
     root: pathlib.Path,
     source: ChipSource,
-    seed: int = 0,
-    fpir: float = 1e-2,
-    far: float = 1e-3,
-) -> dict[str, object]:
+    far: float,
+    protocol: Callable[[dict[str, list[str]], dict[str, np.ndarray], OperatingPoint], dict[str, Any]],
+) -> dict[str, Any]:
+    """Embed every image of the identity folders once, run ``protocol`` on them at the shipped
+    operating point (through the device's own decision function), and say what was used."""
     started = time.perf_counter()
     folders = identity_folders(root)
     embeddings, failed = embed_images(encoder, root, [p for v in folders.values() for p in v], source)
-    # The shipped operating point, through the device's own decision function.
-    op = OperatingPoint.from_card(encoder.card, far)
     return {
-        **identification_metrics(folders, embeddings, op, seed, fpir),
+        **protocol(folders, embeddings, OperatingPoint.from_card(encoder.card, far)),
         "images": len(embeddings) + len(failed),
         "failed": len(failed),
         "failed_images": failed[:40],
@@ -74,6 +74,19 @@ def evaluate_identify(
         "model": encoder.card.sha256,
         "seconds": round(time.perf_counter() - started, 1),
     }
+
+
+def evaluate_identify(
+    encoder: Encoder,
+    root: pathlib.Path,
+    source: ChipSource,
+    seed: int = 0,
+    fpir: float = 1e-2,
+    far: float = 1e-3,
+) -> dict[str, object]:
+    return evaluate_folders(
+        encoder, root, source, far, lambda f, e, op: identification_metrics(f, e, op, seed, fpir)
+    )
 
 
 def identification_metrics(

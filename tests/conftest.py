@@ -100,3 +100,19 @@ def fake_picamera2(monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.syspath_prepend(str(ROOT / "tests" / "fakes"))
     monkeypatch.delitem(sys.modules, "picamera2", raising=False)
     return importlib.import_module("picamera2")
+
+
+@pytest.fixture(scope="module")
+def frames() -> dict[str, np.ndarray]:
+    """640x480 camera frames of the bundled photos (``facegate.demo.scene``) and an empty one."""
+    from facegate.demo import PHOTOS, scene
+    from facegate.perception import Perception
+
+    p = Perception()
+    return {
+        "obama": scene(PHOTOS / "obama2.jpg", perception=p),
+        "obama3": scene(PHOTOS / "obama3.jpg", perception=p),
+        "obama_left": scene(PHOTOS / "obama3.jpg", centre=(200.0, 220.0), perception=p),
+        "biden": scene(PHOTOS / "biden.jpg", perception=p),
+        "blank": np.full((480, 640, 3), 96, np.uint8),
+    }

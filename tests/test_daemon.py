@@ -27,28 +27,16 @@ from PIL import Image
 from facegate.commands import sign
 from facegate.config import validate
 from facegate.daemon import Daemon
-from facegate.demo import PHOTOS, scene
+from facegate.demo import PHOTOS
 from facegate.encoder import Encoder
 from facegate.enroll import fingerprint
 from facegate.errors import FacegateError
 from facegate.gallery import Gallery
-from facegate.perception import Perception
 from facegate.sources import ArraySource
 from tests.conftest import INT8_MODEL, ROBUSTNESS, ROOT
 from tests.mqtt_support import Broker, FeedSource, Proxy, Subscriber
 
 SECRET = "a-long-enough-test-secret"
-
-
-@pytest.fixture(scope="module")
-def frames() -> dict[str, np.ndarray]:
-    p = Perception()
-    return {
-        "obama": scene(PHOTOS / "obama2.jpg", perception=p),
-        "obama_left": scene(PHOTOS / "obama3.jpg", centre=(200.0, 220.0), perception=p),
-        "biden": scene(PHOTOS / "biden.jpg", perception=p),
-        "blank": np.full((480, 640, 3), 96, np.uint8),
-    }
 
 
 def _config(tmp: pathlib.Path, port: int, obama_sample: Any, **sections: dict[str, Any]) -> Any:

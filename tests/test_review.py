@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import pathlib
 import sqlite3
 import stat
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -153,18 +155,6 @@ SECRET = "a-long-enough-test-secret"
 REVIEW_COMMANDS = ["verify", "review", "review_assign", "review_ignore", "review_delete", "correct"]
 
 
-@pytest.fixture(scope="module")
-def frames() -> dict[str, np.ndarray]:
-    from facegate.demo import scene
-
-    p = Perception()
-    return {
-        "obama": scene(PHOTOS / "obama2.jpg", perception=p),
-        "biden": scene(PHOTOS / "biden.jpg", perception=p),
-        "blank": np.full((480, 640, 3), 96, np.uint8),
-    }
-
-
 def _review_daemon(tmp: pathlib.Path, port: int, obama_sample: Any, feed: Any) -> Any:
     from facegate.config import validate
     from facegate.daemon import Daemon
@@ -216,21 +206,33 @@ def _next_event(sub: Any, seen: int, timeout: float = 30.0) -> dict[str, Any]:
     return dict(found[seen][1])
 
 
-@pytest.mark.pi
-def test_a_stranger_assigned_over_mqtt_is_known_next_time(
-    broker: Any, tmp_path: pathlib.Path, frames: dict[str, np.ndarray], obama_sample: Any
-) -> None:
+@contextlib.contextmanager
+def _stranger_at_the_door(
+    broker: Any, tmp: pathlib.Path, frames: dict[str, np.ndarray], obama_sample: Any
+) -> Iterator[tuple[Any, Any, Any, Client]]:
+    """A review-enabled daemon (obama enrolled) that has just decided a stranger (biden):
+    (daemon, subscriber, camera feed, command client)."""
     from tests.mqtt_support import FeedSource, Subscriber
     from tests.test_daemon import running
 
     sub = Subscriber(broker.port, ["facegate/door1/#"])
     feed = FeedSource()
-    command = Client(sub, feed, frames["blank"])
-    with running(_review_daemon(tmp_path, broker.port, obama_sample, feed)) as daemon:
-        sub.wait(lambda t, p: t.endswith("/availability") and p["state"] == "online")
-        feed.put(frames["biden"], 8)
-        feed.put(frames["blank"], 6)
-        assert _next_event(sub, 0)["identity"] == "unknown"
+    try:
+        with running(_review_daemon(tmp, broker.port, obama_sample, feed)) as daemon:
+            sub.wait(lambda t, p: t.endswith("/availability") and p["state"] == "online")
+            feed.put(frames["biden"], 8)
+            feed.put(frames["blank"], 6)
+            assert _next_event(sub, 0)["identity"] == "unknown"
+            yield daemon, sub, feed, Client(sub, feed, frames["blank"])
+    finally:
+        sub.close()
+
+
+@pytest.mark.pi
+def test_a_stranger_assigned_over_mqtt_is_known_next_time(
+    broker: Any, tmp_path: pathlib.Path, frames: dict[str, np.ndarray], obama_sample: Any
+) -> None:
+    with _stranger_at_the_door(broker, tmp_path, frames, obama_sample) as (daemon, sub, feed, command):
         feed.drained()
         # unsigned: refused, and nothing changes
         refused = command("review_assign", {"group": 1, "name": "mallory"}, signed=False)
@@ -262,24 +264,13 @@ def test_a_stranger_assigned_over_mqtt_is_known_next_time(
         assert gallery.negatives("biden") == []
     for p in tmp_path.glob("gallery.db.review*"):
         assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
-    sub.close()
 
 
 @pytest.mark.pi
 def test_an_ignored_stranger_is_not_reported_again(
     broker: Any, tmp_path: pathlib.Path, frames: dict[str, np.ndarray], obama_sample: Any
 ) -> None:
-    from tests.mqtt_support import FeedSource, Subscriber
-    from tests.test_daemon import running
-
-    sub = Subscriber(broker.port, ["facegate/door1/#"])
-    feed = FeedSource()
-    command = Client(sub, feed, frames["blank"])
-    with running(_review_daemon(tmp_path, broker.port, obama_sample, feed)) as daemon:
-        sub.wait(lambda t, p: t.endswith("/availability") and p["state"] == "online")
-        feed.put(frames["biden"], 8)
-        feed.put(frames["blank"], 6)
-        assert _next_event(sub, 0)["identity"] == "unknown"
+    with _stranger_at_the_door(broker, tmp_path, frames, obama_sample) as (daemon, sub, feed, command):
         (group,) = command("review")["result"]["groups"]
         assert command("review_ignore", {"group": group["id"]})["ok"] is True
         feed.put(frames["biden"], 8)  # the same stranger again: not reported
@@ -293,7 +284,6 @@ def test_an_ignored_stranger_is_not_reported_again(
         assert ignored["status"] == "ignored" and ignored["faces"] == 0 and ignored["seen"] == 2
         assert command("review_delete", {"group": group["id"]})["ok"] is True
         assert command("review")["result"]["groups"] == []
-    sub.close()
 
 
 def test_review_commands_need_review_enabled() -> None:
@@ -397,3 +387,32 @@ def test_home_assistant_person_entities_and_the_last_unknown_face(
         ):
             sub.client.publish(f"homeassistant/{kind}/door_ha/{name}/config", b"", qos=1, retain=True)
         sub.close()
+
+
+def test_corrections_replay_lowers_false_accepts_on_lookalikes() -> None:
+    """``facegate evaluate corrections`` on synthetic faces: each stranger has a lookalike among
+    the enrolled (0.37 apart, inside the 0.4 threshold) and photos that vary by ~0.1."""
+    from facegate.convert.corrections import replay
+    from facegate.decide import OperatingPoint
+
+    op = OperatingPoint(1e-3, 0.4)
+    folders: dict[str, list[str]] = {}
+    embeddings: dict[str, np.ndarray] = {}
+    for i in range(20):
+        centre = _unit(100 + i)
+        twin = _near(centre, 0.37, 200 + i)  # another identity that looks alike
+        for name, c in ((f"p{i}", centre), (f"q{i}", twin)):
+            folders[name] = [f"{name}/{k}.jpg" for k in range(6)]
+            for k, path in enumerate(folders[name]):
+                embeddings[path] = _near(c, 0.08 if k else 0.0, 1000 * i + 10 * k + len(name))
+    result = replay(folders, embeddings, op, seed=1)
+    after = result["after"]
+    none, corrected = after["no corrections"], after["corrections"]
+    assert none["false_accepts"] > 0
+    assert corrected["false_accepts"] < none["false_accepts"] / 2  # the lookalikes come back
+    assert corrected["recorded"] + corrected["refused"] == result["review"]["wrong_names_corrected"]
+    assert corrected["right"] == none["right"]  # honest corrections cost nothing here
+    careless = after["corrections + 0.1 careless"]
+    slips = result["review"]["right_names_wrongly_corrected"]
+    assert slips > 0 and careless["refused"] == slips  # "not p3" on p3's own close photo: refused
+    assert careless["right"] == none["right"]

@@ -20,11 +20,10 @@ import pytest
 
 from facegate.config import validate
 from facegate.daemon import Daemon
-from facegate.demo import PHOTOS, scene
+from facegate.demo import PHOTOS
 from facegate.encoder import Encoder
 from facegate.enroll import fingerprint
 from facegate.gallery import Gallery
-from facegate.perception import Perception
 from facegate.sources import Frame
 from tests.conftest import INT8_MODEL
 from tests.test_daemon import running
@@ -49,17 +48,6 @@ class Stage:
 
     def close(self) -> None:
         self.stopped.set()
-
-
-@pytest.fixture(scope="module")
-def frames() -> dict[str, np.ndarray]:
-    p = Perception()
-    return {
-        "obama": scene(PHOTOS / "obama2.jpg", perception=p),
-        "obama3": scene(PHOTOS / "obama3.jpg", perception=p),
-        "biden": scene(PHOTOS / "biden.jpg", perception=p),
-        "blank": np.full((480, 640, 3), 96, np.uint8),
-    }
 
 
 def _daemon(tmp: pathlib.Path, port: int, stage: Stage, review: bool = True) -> Daemon:
