@@ -175,6 +175,12 @@ class WebConfig:
     tls_cert: str | None = key(None, (str, type(None)))
     tls_key: str | None = key(None, (str, type(None)))
     session_hours: float = key(12.0, (int, float), lambda v: 0 < v <= 720, "hours in (0, 720]")
+    url: str | None = key(
+        None,
+        (str, type(None)),
+        _matches(re.compile(r"https?://[A-Za-z0-9.\[\]:_-]{1,253}(/[A-Za-z0-9._~/-]*)?")),
+        "an http:// or https:// address, e.g. https://door.local:8080/",
+    )
 
 
 @dataclasses.dataclass(frozen=True)

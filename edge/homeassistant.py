@@ -46,10 +46,12 @@ def discovery(
     model: dict[str, str],
     people: tuple[str, ...] = (),
     unknown_face_image: bool = False,
+    configuration_url: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """One device and its entities, each following the device's availability: last person,
     known person present, recognition events; a presence entity for each of ``people`` (opt-in:
-    it tells the broker who is enrolled); the last unknown face as an image (opt-in)."""
+    it tells the broker who is enrolled); the last unknown face as an image (opt-in). With
+    ``configuration_url`` (``web.url``) the device links to the review page."""
     device = {
         "identifiers": [f"facegate_{t.device}"],
         "name": device_name,
@@ -57,6 +59,8 @@ def discovery(
         "model": model.get("name", "facegate"),
         "sw_version": __version__,
     }
+    if configuration_url:  # the review page: Home Assistant's "Visit" on the device's card
+        device["configuration_url"] = configuration_url
     availability = [{"topic": t.availability, "value_template": "{{ value_json.state }}"}]
     common = {"device": device, "availability": availability}
     entities: dict[str, dict[str, Any]] = {

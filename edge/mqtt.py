@@ -405,8 +405,14 @@ class Link:
         for name in sorted(self._gone):
             self.client.publish(person_topic(self.topics, name), b"", qos=1, retain=True)
         self._gone.clear()
+        web = self.config.web
         entities = discovery(
-            self.topics, self.config.device.name, self.model, self._people, h.unknown_face_image
+            self.topics,
+            self.config.device.name,
+            self.model,
+            self._people,
+            h.unknown_face_image,
+            web.url if web.enabled else None,
         )
         for topic, payload in entities.items():
             self.client.publish(topic, dumps(payload), qos=1, retain=True)

@@ -50,7 +50,7 @@ class Stage:
         self.stopped.set()
 
 
-def _daemon(tmp: pathlib.Path, port: int, stage: Stage, review: bool = True) -> Daemon:
+def _daemon(tmp: pathlib.Path, port: int, stage: Stage, review: bool = True, **web: Any) -> Daemon:
     config = validate(
         {
             "device": {"id": "door_web"},
@@ -59,7 +59,7 @@ def _daemon(tmp: pathlib.Path, port: int, stage: Stage, review: bool = True) -> 
             "mqtt": {"port": port, "outbox": str(tmp / "outbox")},
             "decision": {"votes_to_decide": 3, "window": 5, "max_missing": 2},
             "review": {"enabled": review},
-            "web": {"enabled": True, "port": 0, "token": TOKEN},
+            "web": {"enabled": True, "port": 0, "token": TOKEN, **web},
         }
     )
     return Daemon(config, stage)
@@ -275,3 +275,53 @@ def test_a_flood_of_idle_connections_does_not_stop_the_page(
         finally:
             for s in idle:
                 s.close()
+
+
+@pytest.mark.pi
+def test_the_page_over_https_and_linked_from_home_assistant(
+    broker: Any, tmp_path: pathlib.Path, frames: dict[str, np.ndarray]
+) -> None:
+    import ssl
+    import subprocess
+
+    from tests.mqtt_support import Subscriber
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed: cannot make a test certificate")
+    key, crt = tmp_path / "page.key", tmp_path / "page.crt"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=door"),
+            *("-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(crt)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    sub = Subscriber(broker.port, ["homeassistant/+/door_web/#"])
+    url = "https://door.local:8080/"
+    daemon = _daemon(
+        tmp_path, broker.port, Stage(frames["blank"]), tls_cert=str(crt), tls_key=str(key), url=url
+    )
+    try:
+        with running(daemon):
+            assert daemon.console is not None
+            _wait(lambda: daemon.console.server, what="the page")  # type: ignore[union-attr]
+            context = ssl.create_default_context(cafile=str(crt))
+            conn = http.client.HTTPSConnection("127.0.0.1", daemon.console.port, timeout=10, context=context)
+            conn.request(
+                "POST", "/login", f"token={TOKEN}", {"Content-Type": "application/x-www-form-urlencoded"}
+            )
+            response = conn.getresponse()
+            response.read()
+            assert response.status == 303 and "; Secure" in (response.getheader("Set-Cookie") or "")
+            conn.close()
+            plain = http.client.HTTPConnection("127.0.0.1", daemon.console.port, timeout=10)
+            with pytest.raises((http.client.HTTPException, OSError)):  # no plain HTTP on that port
+                plain.request("GET", "/login")
+                plain.getresponse().read()
+            entity = sub.wait(lambda t, p: t.endswith("/event/door_web/recognition/config"))[0][1]
+            assert entity["device"]["configuration_url"] == url
+    finally:
+        for topic in {m[0] for m in sub.messages}:  # leave no retained entity for other tests
+            sub.client.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)
+        sub.close()
