@@ -14,7 +14,7 @@ import pytest
 
 from facegate.notify import Notifier
 from tests.mqtt_support import Broker, FeedSource
-from tests.test_daemon import _config, frames, running  # noqa: F401 (fixture)
+from tests.test_daemon import _config, running
 
 
 class Listener:
@@ -73,7 +73,7 @@ def test_watchdog_for_another_pid_is_ignored() -> None:
 def test_daemon_is_ready_pings_and_stops_pinging_when_the_loop_hangs(
     broker: Broker,
     tmp_path: pathlib.Path,
-    frames: dict[str, np.ndarray],  # noqa: F811
+    frames: dict[str, np.ndarray],
     obama_sample: Any,
 ) -> None:
     from facegate.daemon import Daemon
