@@ -251,18 +251,16 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--far", type=float, default=1e-3, help="operating point to report (default 1e-3)")
     _add_pipeline_args(p)
     p.set_defaults(func=_cmd_evaluate_pairs)
-    p = ev.add_parser("identify", help="one-shot open-set identification on identity folders")
-    p.add_argument("--root", type=pathlib.Path, required=True, help="one folder per identity")
-    p.add_argument("--seed", type=int, default=0, help="which half of the identities is left out")
-    p.add_argument("--far", type=float, default=1e-3, help="operating point to report (default 1e-3)")
-    _add_pipeline_args(p)
-    p.set_defaults(func=_cmd_evaluate_identify)
-    p = ev.add_parser("corrections", help="replay 'that was not alice' corrections on identity folders")
-    p.add_argument("--root", type=pathlib.Path, required=True, help="one folder per identity")
-    p.add_argument("--seed", type=int, default=0, help="which half of the identities is left out")
-    p.add_argument("--far", type=float, default=1e-3, help="operating point (default 1e-3)")
-    _add_pipeline_args(p)
-    p.set_defaults(func=_cmd_evaluate_identify)
+    for protocol, what in (
+        ("identify", "one-shot open-set identification on identity folders"),
+        ("corrections", "replay 'that was not alice' corrections on identity folders"),
+    ):
+        p = ev.add_parser(protocol, help=what)
+        p.add_argument("--root", type=pathlib.Path, required=True, help="one folder per identity")
+        p.add_argument("--seed", type=int, default=0, help="which half of the identities is left out")
+        p.add_argument("--far", type=float, default=1e-3, help="operating point to report (default 1e-3)")
+        _add_pipeline_args(p)
+        p.set_defaults(func=_cmd_evaluate_identify)
     p = ev.add_parser("report", help="Markdown report with ROC/DET curves and histograms for several models")
     p.add_argument("--root", type=pathlib.Path, required=True)
     p.add_argument("--pairs", type=pathlib.Path, required=True)

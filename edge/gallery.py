@@ -236,7 +236,7 @@ class Gallery:
         if app_id != APPLICATION_ID:
             cls._create(db, model)
         if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'negatives'").fetchone() is None:
-            with _transaction(db):
+            with write_transaction(db):
                 db.execute(_NEGATIVES)
         meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
         if int(meta.get("schema_version", -1)) != SCHEMA_VERSION:
@@ -256,7 +256,7 @@ class Gallery:
     @staticmethod
     def _create(db: sqlite3.Connection, model: ModelFingerprint) -> None:
         """Tables, meta and the application id in one transaction (executescript would commit early)."""
-        with _transaction(db):
+        with write_transaction(db):
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 db.execute(statement)
             db.executemany(
@@ -322,7 +322,7 @@ class Gallery:
         """A write transaction; this connection's own commits do not move
         ``PRAGMA data_version``, so the template cache is dropped here."""
         self._templates = None
-        with _transaction(self._db):
+        with write_transaction(self._db):
             yield
         self._templates = None
 
@@ -566,7 +566,8 @@ class Gallery:
 
 
 @contextlib.contextmanager
-def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+def write_transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any error (the review store uses it too)."""
     db.execute("BEGIN IMMEDIATE")
     try:
         yield

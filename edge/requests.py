@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from facegate.commands import Authority, Command, CommandError, NonceStore
-from facegate.config import Config
+from facegate.config import REVIEW_COMMANDS, Config
 from facegate.decide import OperatingPoint, VerifyVotes
 from facegate.encoder import Encoder
 from facegate.enroll import Enroller, RefusedError, one_usable_face
@@ -183,7 +183,7 @@ class Desk:
         elif command.name == "reload":
             d.reload()
             self.answer(request, command, ok=True, result={"people_enrolled": d.live.count()})
-        elif command.name.startswith("review") or command.name == "correct":
+        elif command.name in REVIEW_COMMANDS:
             self.answer(request, command, ok=True, result=self._review(command))
         elif command.name == "enroll":
             if "jpeg" in command.args:

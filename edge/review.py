@@ -30,7 +30,6 @@ import logging
 import os
 import pathlib
 import sqlite3
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -39,7 +38,7 @@ from PIL import Image
 from facegate.decide import OperatingPoint, check_correction
 from facegate.errors import FacegateError
 from facegate.files import make_private
-from facegate.gallery import Gallery, ModelFingerprint, Person, Sample
+from facegate.gallery import Gallery, ModelFingerprint, Person, Sample, write_transaction
 
 log = logging.getLogger(__name__)
 
@@ -203,15 +202,8 @@ class ReviewStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+    def _write(self) -> contextlib.AbstractContextManager[None]:
+        return write_transaction(self._db)
 
     def _truncate(self) -> None:
         """After deleting: the WAL copied into the file and emptied (deleted pages are zeroed)."""

@@ -200,11 +200,12 @@ class Console:
     def snapshot(self) -> dict[str, Any]:
         d = self.daemon
         review = d.review
+        people = d.gallery.people()
         return {
-            "people": d.gallery.people(),
+            "people": people,
             "groups": review.groups() if review is not None else None,
             "events": d.recent_events(),
-            "corrections": {p.name: len(d.gallery.negatives(p.name)) for p in d.gallery.people()},
+            "corrections": {p.name: len(d.gallery.negatives(p.name)) for p in people},
         }
 
     def enroll(self, name: str, display: str | None, photo: bytes | None) -> str:

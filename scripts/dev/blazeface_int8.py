@@ -294,6 +294,21 @@ def compare(out: pathlib.Path) -> None:
         it.invoke()
         return it.get_tensor(r)[0].copy(), it.get_tensor(s)[0, :, 0].copy()
 
+    plain = loaded.get("int8.tflite")
+    if plain is not None:  # the range one int8 scale per tensor must cover
+        spans: dict[str, float] = {}
+        for t in plain.get_tensor_details():
+            scale = float(t["quantization"][0])
+            kind = (
+                "depthwise outputs"
+                if "depthwise" in t["name"]
+                else "residual adds"
+                if "add" in t["name"]
+                else ""
+            )
+            if kind and t["dtype"] == np.int8:
+                spans[kind] = max(spans.get(kind, 0.0), scale * 128)
+        print("int8 activation span (+-):", {k: round(v) for k, v in spans.items()})
     reference = loaded.pop("float (shipped)")
     print(f"float (shipped): invoke {np.median(times['float (shipped)']):.2f} ms (1 thread)")
     for key, it in loaded.items():
