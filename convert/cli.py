@@ -85,8 +85,12 @@ def _cmd_evaluate_identify(args: argparse.Namespace) -> int:
 
     encoder = Encoder(args.model, num_threads=args.threads)
     source = _chip_source(args, "largest")
-    evaluate = evaluate_corrections if args.what == "corrections" else evaluate_identify
-    result = evaluate(encoder, args.root, source, seed=args.seed, far=args.far)
+    if args.what == "corrections":
+        result = evaluate_corrections(encoder, args.root, source, seed=args.seed, far=args.far)
+    else:
+        result = evaluate_identify(
+            encoder, args.root, source, seed=args.seed, far=args.far, strangers=args.strangers
+        )
     print_result(result, args.json)
     return 0
 
@@ -259,6 +263,13 @@ def add_commands(sub: Any) -> None:
         p.add_argument("--root", type=pathlib.Path, required=True, help="one folder per identity")
         p.add_argument("--seed", type=int, default=0, help="which half of the identities is left out")
         p.add_argument("--far", type=float, default=1e-3, help="operating point to report (default 1e-3)")
+        if protocol == "identify":
+            p.add_argument(
+                "--strangers",
+                type=pathlib.Path,
+                help="identity folders of other people: every image a stranger probe, every --root "
+                "identity enrolled; figures with 95%% bootstrap intervals",
+            )
         _add_pipeline_args(p)
         p.set_defaults(func=_cmd_evaluate_identify)
     p = ev.add_parser("report", help="Markdown report with ROC/DET curves and histograms for several models")
