@@ -116,19 +116,36 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     from facegate.encoder import Encoder
 
     encoder = Encoder(args.model, num_threads=args.threads)
-    entry = calibrate(
-        encoder,
-        args.root,
-        args.pairs,
-        _chip_source(args, "central"),
-        args.far,
-        write=not args.dry_run,
-        folds=_folds(args),
-        all_pairs=args.all_pairs,
-    )
+    source = _chip_source(args, "central")
+    if args.track_frames:
+        from facegate.convert.calibrate import calibrate_tracks
+
+        entry = calibrate_tracks(
+            encoder,
+            args.root,
+            args.pairs,
+            source,
+            args.far,
+            args.track_frames,
+            not args.dry_run,
+            _folds(args),
+        )
+        key = "track_thresholds"
+    else:
+        entry = calibrate(
+            encoder,
+            args.root,
+            args.pairs,
+            source,
+            args.far,
+            write=not args.dry_run,
+            folds=_folds(args),
+            all_pairs=args.all_pairs,
+        )
+        key = "thresholds"
     print_result(entry, args.json)
     if not args.dry_run:
-        print(f"wrote thresholds.far_{args.far:g} to {encoder.card.path}", file=sys.stderr)
+        print(f"wrote {key}.far_{args.far:g} to {encoder.card.path}", file=sys.stderr)
     return 0
 
 
@@ -296,5 +313,11 @@ def add_commands(sub: Any) -> None:
     _add_pairs_args(p)
     p.add_argument("--far", type=float, default=1e-3, help="target false accept rate (default 1e-3)")
     p.add_argument("--dry-run", action="store_true", help="print, do not write the card")
+    p.add_argument(
+        "--track-frames",
+        type=int,
+        help="calibrate the threshold for decision.aggregate: mean over this many faces of a track "
+        "(tracks of photos of the identities only --folds name; written to track_thresholds)",
+    )
     _add_pipeline_args(p)
     p.set_defaults(func=_cmd_calibrate)

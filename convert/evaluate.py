@@ -244,6 +244,14 @@ def pair_distances(
     )
 
 
+def own_identity_images(root: pathlib.Path, pairs_file: pathlib.Path, folds: set[int]) -> list[str]:
+    """Every image of the identities that only the selected folds name (sorted)."""
+    pairs = parse_pairs(pairs_file)
+    mine = {_identity(x) for p in select_folds(pairs, folds) for x in (p.a, p.b)}
+    others = {_identity(x) for p in pairs if p.fold not in folds for x in (p.a, p.b)}
+    return [f"{i}/{f.name}" for i in sorted(mine - others) for f in sorted((root / i).glob("*.jpg"))]
+
+
 def all_pair_distances(
     encoder: Encoder, root: pathlib.Path, pairs_file: pathlib.Path, source: ChipSource, folds: set[int]
 ) -> PairDistances:
@@ -254,11 +262,7 @@ def all_pair_distances(
     impostor pairs than the listed ones: a FAR of 1e-3 is then measured on
     millions of pairs, not on a few false accepts out of 1,500.
     """
-    pairs = parse_pairs(pairs_file)
-    mine = {_identity(x) for p in select_folds(pairs, folds) for x in (p.a, p.b)}
-    others = {_identity(x) for p in pairs if p.fold not in folds for x in (p.a, p.b)}
-    identities = sorted(mine - others)
-    paths = [f"{i}/{f.name}" for i in identities for f in sorted((root / i).glob("*.jpg"))]
+    paths = own_identity_images(root, pairs_file, folds)
     embeddings, failed = embed_images(encoder, root, paths, source)
     names = sorted(embeddings)
     matrix = np.stack([embeddings[n] for n in names]).astype(np.float64)

@@ -35,7 +35,7 @@ from facegate.gallery import Templates
 from facegate.images import IMAGE_SUFFIXES
 
 
-def identity_folders(root: pathlib.Path) -> dict[str, list[str]]:
+def identity_folders(root: pathlib.Path, min_images: int = 2) -> dict[str, list[str]]:
     if not root.is_dir():
         raise FacegateError(f"{root}: not a folder of identity folders")
     out = {}
@@ -43,10 +43,10 @@ def identity_folders(root: pathlib.Path) -> dict[str, list[str]]:
         images = sorted(
             f"{folder.name}/{f.name}" for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES
         )
-        if len(images) >= 2:
+        if len(images) >= min_images:
             out[folder.name] = images
     if len(out) < 2:
-        raise FacegateError(f"{root}: need at least 2 identity folders with 2+ images each")
+        raise FacegateError(f"{root}: need at least 2 identity folders with {min_images}+ images each")
     return out
 
 
@@ -96,7 +96,7 @@ def evaluate_identify(
         return evaluate_folders(
             encoder, root, source, far, lambda f, e, op: identification_metrics(f, e, op, seed, fpir)
         )
-    pool = identity_folders(strangers)
+    pool = identity_folders(strangers, min_images=1)  # one photo is enough to be a stranger
     clash = sorted(set(pool) & set(identity_folders(root)))
     if clash:
         raise FacegateError(f"{strangers}: shares identities with {root} ({', '.join(clash[:5])})")

@@ -61,6 +61,7 @@ _source_check, _source_wants = _choice(*SOURCES)
 _format_check, _format_wants = _choice("XBGR8888", "XRGB8888", "RGB888", "BGR888")
 _protocol_check, _protocol_wants = _choice("auto", "5", "3.1.1")
 _detector_check, _detector_wants = _choice("short", "full")
+_aggregate_check, _aggregate_wants = _choice("votes", "mean")
 COMMANDS = (
     "verify",
     "list",
@@ -133,6 +134,9 @@ class DecisionConfig:
     verify_timeout_s: float = key(10.0, (int, float), _positive, "> 0")
     recheck_s: float = key(2.0, (int, float), lambda v: v >= 0, ">= 0")
     decide_at_camera_rate: bool = key(True, bool)
+    # "mean": a track is decided from the mean embedding of its first votes_to_decide usable faces,
+    # at the card's track threshold (facegate.track; BENCHMARKS.md "Deciding a track")
+    aggregate: str = key("votes", str, _aggregate_check, _aggregate_wants)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -35,15 +35,16 @@ from facegate.errors import FacegateError
 from facegate.events import Event, Health, Origin, State
 from facegate.fleet import member_for
 from facegate.follow import Follower
-from facegate.gallery import Gallery
+from facegate.gallery import Gallery, Templates
 from facegate.livegallery import LiveGallery
+from facegate.modelcard import ModelCard
 from facegate.mqtt import Link
 from facegate.notify import Notifier
 from facegate.perception import Face, Gates, Perception, to_rgb
 from facegate.requests import Desk, PendingVerify
 from facegate.review import Limits, Recorder, ReviewStore
 from facegate.sources import Frame, FrameSource, open_source
-from facegate.track import Decision, Observation, Tracker, TrackerConfig
+from facegate.track import Decision, Judge, Observation, Tracker, TrackerConfig
 from facegate.web import Console
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,13 @@ RESTART_SECTIONS = ("camera", "models", "mqtt", "gallery", "device", "homeassist
 
 def _tracker_config(config: Config) -> TrackerConfig:
     d = config.decision
-    return TrackerConfig(d.votes_to_decide, d.window, d.min_iou, d.max_missing)
+    return TrackerConfig(d.votes_to_decide, d.window, d.min_iou, d.max_missing, d.aggregate)
+
+
+def _track_op(config: Config, card: ModelCard) -> OperatingPoint | None:
+    """The threshold for a track's mean embedding (``decision.aggregate: mean``), else None."""
+    d = config.decision
+    return OperatingPoint.for_tracks(card, d.far, d.votes_to_decide) if d.aggregate == "mean" else None
 
 
 class Daemon:
@@ -71,6 +78,7 @@ class Daemon:
         self.op = OperatingPoint.from_card(self.encoder.card, config.decision.far)
         self.live = LiveGallery(config.gallery.path, fingerprint(self.encoder))
         self.tracker = Tracker(_tracker_config(config))
+        self.track_op = _track_op(config, self.encoder.card)
         r = config.review
         self.review = (
             ReviewStore.open(
@@ -256,9 +264,9 @@ class Daemon:
                 continue
             found = identify(templates, vectors[k], self.op)
             voted.append((len(observations), face, vectors[k]))
-            observations.append(Observation(det.box, found.name, True, found.distance))
+            observations.append(Observation(det.box, found.name, True, found.distance, vectors[k]))
             k += 1
-        decisions = self.tracker.update(observations)
+        decisions = self.tracker.update(observations, self._judge(templates))
         self.follower.record(detections, observations, ran, self.tracker.assigned, now, self.tracker.tracks)
         if self.recorder is not None:
             for i, face, vector in voted:
@@ -292,6 +300,18 @@ class Daemon:
             self._purge_at = now + 3600
         self._publish_state(now)
         return published
+
+    def _judge(self, templates: Templates) -> Judge | None:
+        """Names a track's mean embedding at the track threshold (aggregate "mean")."""
+        op = self.track_op
+        if op is None:
+            return None
+
+        def judge(mean: np.ndarray) -> tuple[str | None, float]:
+            found = identify(templates, mean, op)
+            return found.name, found.distance
+
+        return judge
 
     def recent_events(self) -> list[dict[str, Any]]:
         """The last events published, newest first (the review page)."""
@@ -464,7 +484,13 @@ class Daemon:
         self.origin = dataclasses.replace(
             self.origin, threshold=self.op.threshold, target_far=self.op.target_far
         )
+        try:
+            track_op = _track_op(new, self.encoder.card)  # before anything is changed
+        except FacegateError as exc:
+            log.error("reload refused, keeping the running config: %s", exc)
+            raise FacegateError(f"reload refused: {exc}") from None
         self.tracker.config = _tracker_config(new)
+        self.track_op = track_op
         self.follower.recheck_s = new.decision.recheck_s
         g = new.gates
         self.perception.gates = Gates(g.min_eye_distance, g.max_yaw, g.min_sharpness)

@@ -66,6 +66,21 @@ class OperatingPoint:
         score = card.data.get("score", {})
         return cls(far, float(entry["threshold"]), float(score.get("a", 0.0)), float(score.get("b", 0.0)))
 
+    @classmethod
+    def for_tracks(cls, card: ModelCard, far: float, frames: int) -> OperatingPoint:
+        """The threshold for the mean embedding of ``frames`` faces of one track
+        (``track_thresholds`` in the card, from ``facegate calibrate --track-frames``)."""
+        single = cls.from_card(card, far)
+        entry = card.data.get("track_thresholds", {}).get(far_key(far))
+        if entry is None or int(entry.get("frames", 0)) != frames:
+            have = entry and f"calibrated for {entry.get('frames')} frames"
+            raise FacegateError(
+                f"{card.path}: no track threshold for FAR {far:g} and {frames} frames "
+                f"({have or 'none'}); run `facegate calibrate --far {far:g} --track-frames {frames}` "
+                "or use decision.aggregate: votes"
+            )
+        return dataclasses.replace(single, threshold=float(entry["threshold"]))
+
     def score(self, distance: float) -> float:
         if self.score_b == 0.0:
             return float("nan")  # no score calibration in the card

@@ -17,10 +17,14 @@ from __future__ import annotations
 import collections
 import dataclasses
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+import numpy as np
 
 Box = tuple[float, float, float, float]  # left, top, right, bottom
 UNKNOWN = None
+AGGREGATES = ("votes", "mean")
+Judge = Callable[[np.ndarray], tuple[str | None, float]]  # unit embedding -> (name or None, distance)
 
 
 def iou(a: Box, b: Box) -> float:
@@ -39,6 +43,7 @@ class Observation:
     vote: str | None  # a name, None for unknown
     usable: bool = True  # False: the face failed a quality gate; no vote
     distance: float = float("nan")
+    embedding: np.ndarray | None = None  # the frame's embedding (aggregate "mean" needs it)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +61,7 @@ class Track:
     id: int
     box: Box
     votes: collections.deque[tuple[str | None, float]]
+    embeddings: list[np.ndarray] = dataclasses.field(default_factory=list)
     frames: int = 0
     missing: int = 0
     decided: Decision | None = None
@@ -67,8 +73,11 @@ class TrackerConfig:
     window: int = 5
     min_iou: float = 0.3
     max_missing: int = 10
+    aggregate: str = "votes"  # or "mean": decide from the mean embedding of votes_to_decide frames
 
     def __post_init__(self) -> None:
+        if self.aggregate not in AGGREGATES:
+            raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {self.aggregate!r}")
         if not 1 <= self.votes_to_decide <= self.window:
             raise ValueError(
                 f"votes_to_decide ({self.votes_to_decide}) must be between 1 and window ({self.window})"
@@ -84,8 +93,13 @@ class Tracker:
         self.assigned: list[Track] = []  # the track of each observation of the last update
         self._ids = itertools.count(1)
 
-    def update(self, observations: Sequence[Observation]) -> list[Decision]:
-        """Feed one frame's faces; returns the decisions made on this frame."""
+    def update(self, observations: Sequence[Observation], judge: Judge | None = None) -> list[Decision]:
+        """Feed one frame's faces; returns the decisions made on this frame. ``judge`` names a
+        track's mean embedding; required with ``aggregate="mean"``."""
+        if self.config.aggregate == "mean" and judge is None:
+            raise ValueError('aggregate "mean" needs a judge for the mean embedding')
+        if self.config.aggregate == "votes":
+            judge = None
         matched = self.match([o.box for o in observations])
         decisions = []
         seen = set()
@@ -100,8 +114,11 @@ class Tracker:
             track.frames += 1
             if obs.usable:
                 track.votes.append((obs.vote, obs.distance))
+                if obs.embedding is not None and len(track.embeddings) < self.config.votes_to_decide:
+                    track.embeddings.append(obs.embedding)
             if track.decided is None:
-                decision = self._decide(track)
+                decision = self._decide(track) if judge is None else self._decide_mean(track, judge)
+                # judge is None only with aggregate "votes" (checked above)
                 if decision is not None:
                     track.decided = decision
                     decisions.append(decision)
@@ -129,6 +146,13 @@ class Tracker:
                 out[i] = self.tracks[track_id]
                 used.add(track_id)
         return out
+
+    def _decide_mean(self, track: Track, judge: Judge) -> Decision | None:
+        if len(track.embeddings) < self.config.votes_to_decide:
+            return None
+        mean = np.mean(track.embeddings, axis=0)
+        name, distance = judge(mean / np.linalg.norm(mean))
+        return Decision(track.id, name, len(track.embeddings), track.frames, distance, track.box)
 
     def _decide(self, track: Track) -> Decision | None:
         counts = collections.Counter(name for name, _ in track.votes)

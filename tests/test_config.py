@@ -33,6 +33,7 @@ def test_defaults_are_valid() -> None:
         ("camera:\n  source: video\n", "camera.path: the video source needs a path"),
         ("decision:\n  far: 2.0\n", "decision.far: 2.0 is not a false accept rate"),
         ("decision:\n  votes_to_decide: 6\n", "decision.votes_to_decide: must not exceed decision.window"),
+        ("decision:\n  aggregate: median\n", "decision.aggregate: 'median' is not one of votes"),
         ("mqtt:\n  port: 70000\n", "mqtt.port: 70000 is not a TCP port"),
         ("mqtt:\n  tls: yes\n  tls_insecure: maybe\n", "mqtt.tls_insecure: expected bool"),
         ("mqtt:\n  prefix: a/+/b\n", "mqtt.prefix"),

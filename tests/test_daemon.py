@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import getpass
 import json
 import os
@@ -93,10 +94,12 @@ def _distinct_events(sub: Subscriber, count: int, timeout: float = 30.0) -> tupl
 
 
 @pytest.mark.pi
+@pytest.mark.parametrize("aggregate", ["votes", "mean"])
 def test_known_person_once_and_stranger_unknown(
-    broker: Broker, tmp_path: pathlib.Path, frames: dict[str, np.ndarray], obama_sample: Any
+    broker: Broker, tmp_path: pathlib.Path, frames: dict[str, np.ndarray], obama_sample: Any, aggregate: str
 ) -> None:
     config = _config(tmp_path, broker.port, obama_sample)
+    config = dataclasses.replace(config, decision=dataclasses.replace(config.decision, aggregate=aggregate))
     sub = Subscriber(broker.port, ["facegate/door1/#"])
     feed = FeedSource()
     with running(Daemon(config, feed)) as daemon:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -171,6 +172,56 @@ def test_lost_tracks_are_dropped_and_a_return_is_a_new_track() -> None:
 def test_bad_tracker_config() -> None:
     with pytest.raises(ValueError, match="votes_to_decide"):
         TrackerConfig(votes_to_decide=6, window=5)
+    with pytest.raises(ValueError, match="aggregate"):
+        TrackerConfig(aggregate="median")
+    with pytest.raises(ValueError, match="judge"):
+        Tracker(TrackerConfig(aggregate="mean")).update([Observation(BOX, "alice")])
+
+
+def test_mean_aggregate_decides_from_the_mean_of_the_first_usable_faces() -> None:
+    """Three faces each too far from alice's template to name her alone, scattered around it:
+    their mean is near it. Gated frames add nothing; the judge sees the normalised mean once."""
+    t = _templates()
+    alice = t.matrix[0]
+    frames = [_near(alice, 0.5, seed=s) for s in (11, 12, 13)]
+    assert all(identify(t, f, OP).name is None for f in frames)  # no single frame names her
+    seen: list[np.ndarray] = []
+
+    def judge(mean: np.ndarray) -> tuple[str | None, float]:
+        seen.append(mean)
+        found = identify(t, mean, OP)
+        return found.name, found.distance
+
+    tracker = Tracker(TrackerConfig(votes_to_decide=3, window=5, aggregate="mean"))
+    decided = []
+    observations = [
+        Observation(BOX, None, True, 0.5, frames[0]),
+        Observation(BOX, "p1", False, 0.2, _unit(t.matrix[1])),  # gated: not evidence
+        Observation(BOX, None, True, 0.5, frames[1]),
+        Observation(BOX, None, True, 0.5, frames[2]),
+        Observation(BOX, None, True, 0.5, frames[2]),
+    ]
+    for i, obs in enumerate(observations):
+        decided += tracker.update([dataclasses.replace(obs, box=_moved(BOX, i))], judge)
+    assert len(seen) == 1 and np.linalg.norm(seen[0]) == pytest.approx(1.0)
+    assert len(decided) == 1 and decided[0].name == "p0" and decided[0].frames == 4
+    assert decided[0].distance < 0.4 and decided[0].votes == 3
+    # with votes (the default) the same frames decide a stranger: each one alone is unknown
+    voter = Tracker(TrackerConfig(votes_to_decide=3, window=5))
+    out = []
+    for i, obs in enumerate(observations):
+        out += voter.update([dataclasses.replace(obs, box=_moved(BOX, i))], judge)
+    assert [d.name for d in out] == [None]
+
+
+def test_track_operating_point_needs_its_own_calibration() -> None:
+    card = load_card(INT8_MODEL.with_suffix(".json"))
+    entry = card.data.get("track_thresholds", {}).get("far_0.001")
+    assert entry is not None, "the shipped card carries the 3-frame track threshold"
+    op = OperatingPoint.for_tracks(card, 1e-3, entry["frames"])
+    assert op.threshold == entry["threshold"] < OperatingPoint.from_card(card, 1e-3).threshold
+    with pytest.raises(FacegateError, match="--track-frames 5"):
+        OperatingPoint.for_tracks(card, 1e-3, 5)
 
 
 # --- verification heads --------------------------------------------------------
