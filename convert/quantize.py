@@ -65,7 +65,7 @@ def tool_versions() -> dict[str, str]:
     return {"tensorflow": tf.__version__, "numpy": np.__version__}
 
 
-CALIBRATION_KEYS = ("thresholds", "score", "verification")
+CALIBRATION_KEYS = ("thresholds", "track_thresholds", "score", "verification")
 
 
 def write_model(path: pathlib.Path, content: bytes, card: dict[str, Any]) -> dict[str, Any]:

@@ -378,8 +378,11 @@ class Daemon:
     def _identity_event(self, d: Decision, frame: Frame) -> Event:
         known = d.name is not None
         distance = None if np.isnan(d.distance) else d.distance
+        origin = self.origin
+        if self.track_op is not None:  # decided from a mean embedding, at the track threshold
+            origin = dataclasses.replace(origin, threshold=self.track_op.threshold)
         return Event(
-            self.origin,
+            origin,
             "identify",
             "known" if known else "unknown",
             identity=d.name or "unknown",

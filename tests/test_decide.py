@@ -17,7 +17,7 @@ from facegate.errors import FacegateError
 from facegate.gallery import Templates
 from facegate.modelcard import load_card
 from facegate.track import Observation, Tracker, TrackerConfig, iou
-from tests.conftest import INT8_MODEL
+from tests.conftest import FLOAT_MODEL, INT8_MODEL
 
 OP = OperatingPoint(1e-3, 0.4, score_a=20.0, score_b=-50.0)
 
@@ -222,6 +222,8 @@ def test_track_operating_point_needs_its_own_calibration() -> None:
     assert op.threshold == entry["threshold"] < OperatingPoint.from_card(card, 1e-3).threshold
     with pytest.raises(FacegateError, match="--track-frames 5"):
         OperatingPoint.for_tracks(card, 1e-3, 5)
+    with pytest.raises(FacegateError, match="none"):  # the float32 card has no track threshold
+        OperatingPoint.for_tracks(load_card(FLOAT_MODEL.with_suffix(".json")), 1e-3, 3)
 
 
 # --- verification heads --------------------------------------------------------

@@ -66,6 +66,7 @@ def main(folder: pathlib.Path) -> None:
             "celeba_half_open": {
                 "dir_at_fpir_0.01": half["dir_at_fpir"]["0.01"],
                 "stranger_probes": half["stranger_probes"],
+                "operating_point": half["operating_point"],
             },
             "celeba_gallery_lfw_strangers": a,
             "lfw_gallery_celeba_strangers": b,
