@@ -6,7 +6,7 @@ import collections
 import dataclasses
 import pathlib
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -19,7 +19,7 @@ from facegate.encoder import Encoder
 from facegate.errors import FacegateError, InputError
 from facegate.images import load_rgb
 from facegate.modelcard import ModelCard
-from facegate.perception import Perception
+from facegate.perception import Face, Perception
 from facegate.progress import progress
 
 
@@ -130,6 +130,20 @@ class FixedCrop:
         return extract_chip(image, self.transform, self.size)
 
 
+def pick_face(faces: Sequence[Face], shape: tuple[int, ...], pick: str) -> int:
+    """Which of ``faces`` (not empty) an evaluation takes: "central", the face nearest the
+    centre of an image of ``shape``; "largest", the widest."""
+    if pick == "central":
+        centre = np.array(shape[1::-1]) / 2
+        return min(
+            range(len(faces)),
+            key=lambda i: float(
+                np.hypot(*(np.add(faces[i].detection.box[:2], faces[i].detection.box[2:]) / 2 - centre))
+            ),
+        )
+    return max(range(len(faces)), key=lambda i: faces[i].detection.width)
+
+
 class DetectAlign:
     """The device pipeline on the raw image: BlazeFace, dlib 5-point landmarks, dlib chip.
 
@@ -156,16 +170,7 @@ class DetectAlign:
         if not faces:
             self.failures["no_face"] += 1
             return None
-        if self.pick == "central":
-            centre = np.array(image.shape[1::-1]) / 2
-            face = min(
-                faces,
-                key=lambda f: float(
-                    np.hypot(*(np.add(f.detection.box[:2], f.detection.box[2:]) / 2 - centre))
-                ),
-            )
-        else:
-            face = max(faces, key=lambda f: f.detection.width)
+        face = faces[pick_face(faces, image.shape, self.pick)]
         if face.rejected:
             self.failures[face.rejected] += 1
             return None

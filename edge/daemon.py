@@ -79,7 +79,7 @@ class Daemon:
         self.live = LiveGallery(config.gallery.path, fingerprint(self.encoder))
         self.tracker = Tracker(_tracker_config(config))
         self.track_op = _track_op(config, self.encoder.card)
-        r = config.review
+        r, ha = config.review, config.homeassistant
         self.review = (
             ReviewStore.open(
                 config.review_path,
@@ -90,7 +90,11 @@ class Daemon:
             if r.enabled
             else None
         )
-        self.recorder = Recorder(self.review, r.crops) if self.review is not None else None
+        self.recorder = (
+            Recorder(self.review, r.crops, ha.discovery and ha.unknown_face_image)
+            if self.review is not None
+            else None
+        )
         self._purge_at = 0.0
         self._recent: collections.deque[dict[str, Any]] = collections.deque(maxlen=30)
         self._last_rgb: tuple[float, np.ndarray] | None = None

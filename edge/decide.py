@@ -117,19 +117,20 @@ class Identification:
         return dataclasses.asdict(self)
 
 
-def _unit(embedding: np.ndarray, size: int) -> np.ndarray:
+def unit_embedding(embedding: np.ndarray, size: int) -> np.ndarray:
+    """``embedding`` as a float32 unit vector of ``size``; FacegateError if it is not one."""
     e = np.asarray(embedding, np.float32).reshape(-1)
     if e.shape != (size,) or not np.all(np.isfinite(e)):
         raise FacegateError(f"expected an embedding of {size} finite numbers, got shape {e.shape}")
     norm = float(np.linalg.norm(e))
     if norm == 0:
-        raise FacegateError("embedding is all zeros")
+        raise FacegateError(f"expected an embedding of {size} finite numbers, not all zeros")
     return e / norm
 
 
 def distances(templates: Templates, embedding: np.ndarray) -> np.ndarray:
     """Distance from ``embedding`` to every template (one matrix-vector product)."""
-    e = _unit(embedding, templates.matrix.shape[1])
+    e = unit_embedding(embedding, templates.matrix.shape[1])
     dots = templates.matrix @ e
     return np.sqrt(np.maximum(2.0 - 2.0 * dots, 0.0))
 
@@ -139,7 +140,7 @@ def verify(templates: Templates, embedding: np.ndarray, claimed: str, op: Operat
         row = templates.names.index(claimed)
     except ValueError:
         raise FacegateError(f"{claimed!r} is not enrolled") from None
-    e = _unit(embedding, templates.matrix.shape[1])
+    e = unit_embedding(embedding, templates.matrix.shape[1])
     d = _distance(float(templates.matrix[row] @ e))
     accepted = d < op.threshold and not _vetoed(templates, row, e, d)
     return Verification(claimed, accepted, d, op.score(d), op.threshold, op.target_far)
@@ -159,7 +160,7 @@ def check_correction(templates: Templates, name: str, embedding: np.ndarray, op:
         row = templates.names.index(name)
     except ValueError:
         raise FacegateError(f"{name!r} is not enrolled") from None
-    d = _distance(float(templates.matrix[row] @ _unit(embedding, templates.matrix.shape[1])))
+    d = _distance(float(templates.matrix[row] @ unit_embedding(embedding, templates.matrix.shape[1])))
     if d < CORRECTION_GUARD * op.threshold:
         raise FacegateError(
             f"correction refused: this face is {d:.3f} from {name}'s template, nearer than "
@@ -174,7 +175,7 @@ def identify(templates: Templates, embedding: np.ndarray, op: OperatingPoint) ->
     if not templates.names:
         return Identification(None, math.inf, None, None, math.inf, 0.0, op.threshold, op.target_far)
     # Rank by dot product (one pass over the matrix); distances only for the top two.
-    unit = _unit(embedding, templates.matrix.shape[1])
+    unit = unit_embedding(embedding, templates.matrix.shape[1])
     dots = templates.matrix @ unit
     if len(dots) >= 2:
         top = np.argpartition(dots, len(dots) - 2)[-2:]

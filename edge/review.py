@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from facegate.decide import OperatingPoint, check_correction
+from facegate.decide import OperatingPoint, check_correction, unit_embedding
 from facegate.errors import FacegateError
 from facegate.files import make_private
 from facegate.gallery import Gallery, ModelFingerprint, Person, Sample, write_transaction
@@ -120,11 +120,10 @@ def _iso(t: float) -> str:
 
 
 def _unit(vector: np.ndarray, size: int) -> np.ndarray:
-    v = np.asarray(vector, np.float64).reshape(-1)
-    norm = float(np.linalg.norm(v))
-    if v.shape != (size,) or not np.all(np.isfinite(v)) or norm == 0:
-        raise ReviewError(f"an embedding must be {size} finite numbers, not all zero")
-    return v / norm
+    try:
+        return unit_embedding(vector, size).astype(np.float64)
+    except FacegateError as exc:
+        raise ReviewError(str(exc)) from None
 
 
 def jpeg(chip: np.ndarray, quality: int = 90) -> bytes:
@@ -379,8 +378,9 @@ class Recorder:
     not to be reported), an accepted face's embedding for corrections. A failing store (a full
     disk, a damaged file) is logged and counted, never raised into the frame loop."""
 
-    def __init__(self, store: ReviewStore, crops: bool = True) -> None:
-        self.store, self.crops = store, crops
+    def __init__(self, store: ReviewStore, crops: bool = True, keep_last: bool = False) -> None:
+        # keep_last: hold a JPEG of the last unknown face reported (Home Assistant's image entity)
+        self.store, self.crops, self.keep_last = store, crops, keep_last
         self.best: dict[int, tuple[float, np.ndarray, np.ndarray]] = {}  # track -> (quality, vector, chip)
         self.errors = 0
         self.ignored = 0
@@ -400,14 +400,14 @@ class Recorder:
         if track not in self.best:
             return True
         q, vector, chip = self.best[track]
-        face = jpeg(chip)
+        face = jpeg(chip) if self.crops or self.keep_last else None
         try:
             added = self.store.add_unknown(vector, q, face if self.crops else None, event_id)
         except (FacegateError, sqlite3.Error, OSError) as exc:
             self._failed(exc)
             added = Added(0, False)
         self.ignored += added.ignored
-        self.last_face = None if added.ignored else face
+        self.last_face = None if added.ignored or not self.keep_last else face
         return not added.ignored
 
     def accepted(self, event_id: str, name: str, vector: np.ndarray | None) -> None:

@@ -56,6 +56,10 @@ JOB_TIMEOUT_S = 15.0
 COOKIE = "facegate_session"
 
 
+class UnavailableError(FacegateError):
+    """The frame loop could not take or finish a page's job: 503, try again later."""
+
+
 class Host(Protocol):
     """What the page needs of the daemon (``facegate.daemon.Daemon``)."""
 
@@ -164,9 +168,9 @@ class Console:
         try:
             self.jobs.put_nowait(job)
         except queue.Full:
-            raise FacegateError("the device is busy; try again in a moment") from None
+            raise UnavailableError("the device is busy; try again in a moment") from None
         if not job.done.wait(JOB_TIMEOUT_S):
-            raise FacegateError("the device did not answer in time (is the camera running?)")
+            raise UnavailableError("the device did not answer in time (is the camera running?)")
         if job.error is not None:
             raise FacegateError(job.error)
         return job.result
@@ -403,9 +407,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             else:
                 self._send(404, b"not found")
         except FacegateError as exc:
-            self._send(
-                503 if "busy" in str(exc) or "in time" in str(exc) else 404, html.escape(str(exc)).encode()
-            )
+            self._send(503 if isinstance(exc, UnavailableError) else 404, html.escape(str(exc)).encode())
 
     def do_HEAD(self) -> None:
         self.do_GET()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import pathlib
 
 import numpy as np
 import pytest
@@ -214,7 +216,7 @@ def test_mean_aggregate_decides_from_the_mean_of_the_first_usable_faces() -> Non
     assert [d.name for d in out] == [None]
 
 
-def test_track_operating_point_needs_its_own_calibration() -> None:
+def test_track_operating_point_needs_its_own_calibration(tmp_path: pathlib.Path) -> None:
     card = load_card(INT8_MODEL.with_suffix(".json"))
     entry = card.data.get("track_thresholds", {}).get("far_0.001")
     assert entry is not None, "the shipped card carries the 3-frame track threshold"
@@ -222,8 +224,16 @@ def test_track_operating_point_needs_its_own_calibration() -> None:
     assert op.threshold == entry["threshold"] < OperatingPoint.from_card(card, 1e-3).threshold
     with pytest.raises(FacegateError, match="--track-frames 5"):
         OperatingPoint.for_tracks(card, 1e-3, 5)
-    with pytest.raises(FacegateError, match="none"):  # the float32 card has no track threshold
-        OperatingPoint.for_tracks(load_card(FLOAT_MODEL.with_suffix(".json")), 1e-3, 3)
+    float32 = load_card(FLOAT_MODEL.with_suffix(".json"))  # calibrated the same way
+    assert abs(OperatingPoint.for_tracks(float32, 1e-3, 3).threshold - op.threshold) < 0.01
+    bare = dict(card.data)
+    del bare["track_thresholds"]
+    path = tmp_path / "card.json"
+    path.write_text(json.dumps(bare))
+    with pytest.raises(
+        FacegateError, match=r"\(none\); run `facegate calibrate --far 0.001 --track-frames 3`"
+    ):
+        OperatingPoint.for_tracks(load_card(path), 1e-3, 3)
 
 
 # --- verification heads --------------------------------------------------------

@@ -198,8 +198,14 @@ def test_enroll_review_and_correct_in_a_real_browser(
         browser.find_element(By.ID, "login").click()
         _wait(lambda: browser.find_elements(By.ID, "people"), what="the main page")
 
-        def flash() -> str:
-            return str(browser.find_element(By.ID, "flash").text)
+        def flash() -> str:  # "" while the page after a POST is still loading
+            from selenium.common.exceptions import StaleElementReferenceException
+
+            found = browser.find_elements(By.ID, "flash")
+            try:
+                return str(found[0].text) if found else ""
+            except StaleElementReferenceException:  # the page changed under it
+                return ""
 
         # enroll by upload
         browser.find_element(By.ID, "enroll-name").send_keys("obama")

@@ -23,11 +23,12 @@ import json
 import pathlib
 import sys
 import time
+from collections.abc import Callable
 
 import numpy as np
 
 from facegate.align import chip_transform, extract_chip
-from facegate.convert.evaluate import parse_pairs
+from facegate.convert.evaluate import parse_pairs, pick_face
 from facegate.convert.identify import identification_metrics, identity_folders, stranger_pool_metrics
 from facegate.convert.metrics import ten_fold
 from facegate.decide import OperatingPoint
@@ -93,30 +94,40 @@ SUBSETS = {
 }
 
 
-def embed(root: pathlib.Path, out: pathlib.Path, pairs: pathlib.Path | None) -> None:
+def setup(root: pathlib.Path, pairs: pathlib.Path | None) -> tuple[Encoder, Perception, str, list[str]]:
+    """The shipped int8 encoder (one thread), perception, which face to take, and the images:
+    those the pairs file names, or every image of the identity folders."""
     encoder = Encoder(MODELS_DIR / "dlib_resnet_v1_int8.tflite", num_threads=1)
-    perception = Perception()
-    central = "lfw" in root.name
+    pick = "central" if "lfw" in root.name else "largest"  # LFW labels the centred face
     if pairs:
         paths = sorted({p for pair in parse_pairs(pairs) for p in (pair.a, pair.b)})
     else:
         paths = [p for v in identity_folders(root).values() for p in v]
+    return encoder, Perception(), pick, paths
+
+
+def load_views(
+    folder: pathlib.Path,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, list[str]]]:
+    """celeba-dev's and lfw-dev's views by image, and celeba-dev's identity folders (2+ images)."""
+    celeba, lfw = np.load(folder / "celeba.npz"), np.load(folder / "lfw.npz")
+    c_views = dict(zip(celeba["paths"].tolist(), celeba["views"]))
+    l_views = dict(zip(lfw["paths"].tolist(), lfw["views"]))
+    folders: dict[str, list[str]] = {}
+    for p in sorted(c_views):
+        folders.setdefault(p.split("/")[0], []).append(p)
+    return c_views, l_views, {k: v for k, v in folders.items() if len(v) >= 2}
+
+
+def embed(root: pathlib.Path, out: pathlib.Path, pairs: pathlib.Path | None) -> None:
+    encoder, perception, pick, paths = setup(root, pairs)
     keys, vectors, quality = [], [], []
     started = time.time()
     for n, rel in enumerate(paths):
         rgb = load_rgb(root / rel)
         faces = perception.faces(rgb)
         if faces:
-            if central:
-                mid = np.array(rgb.shape[1::-1]) / 2
-                face = min(
-                    faces,
-                    key=lambda f: float(
-                        np.hypot(*(np.add(f.detection.box[:2], f.detection.box[2:]) / 2 - mid))
-                    ),
-                )
-            else:
-                face = max(faces, key=lambda f: f.detection.width)
+            face = faces[pick_face(faces, rgb.shape, pick)]
             if face.rejected is None:
                 keys.append(rel)
                 vectors.append(encoder.embed(views(rgb, face.landmarks, ALL)))
@@ -141,27 +152,22 @@ def template(v: np.ndarray, subset: list[int]) -> np.ndarray:
 
 def score(folder: pathlib.Path) -> None:
     op = OperatingPoint.from_card(Encoder(MODELS_DIR / "dlib_resnet_v1_int8.tflite").card, 1e-3)
-    celeba = np.load(folder / "celeba.npz")
-    lfw = np.load(folder / "lfw.npz")
-    c_views = dict(zip(celeba["paths"].tolist(), celeba["views"]))
-    l_views = dict(zip(lfw["paths"].tolist(), lfw["views"]))
-    folders: dict[str, list[str]] = {}
-    for p in sorted(c_views):
-        folders.setdefault(p.split("/")[0], []).append(p)
-    folders = {k: v for k, v in folders.items() if len(v) >= 2}
+    c_views, l_views, folders = load_views(folder)
     pairs = parse_pairs(pathlib.Path("../shared/datasets/lfw-dev/pairs-dev.txt"))
-    strangers = {k: v[0] for k, v in l_views.items()}
+    runs = [(name, subset, [0]) for name, subset in SUBSETS.items()]
+    runs.append(("mirror-both-sides", [0, 1], [0, 1]))  # the probe mirrored too: test-time, at the camera
     result = {}
-    for name, subset in SUBSETS.items():
-        # enrolled images (each identity's first) get the template, every other image the plain chip
-        emb = {p: v[0] for p, v in c_views.items()}
+    for name, subset, probe in runs:
+        # enrolled images (each identity's first) get the template, every other image the probe's views
+        strangers = {k: template(v, probe) for k, v in l_views.items()}
+        emb = {p: template(v, probe) for p, v in c_views.items()}
         for f in folders.values():
             emb[f[0]] = template(c_views[f[0]], subset)
         closed = identification_metrics(folders, emb, op)
         pool = stranger_pool_metrics(folders, emb, strangers, op, rounds=300)
         d = np.array(
             [
-                float(np.linalg.norm(template(l_views[p.a], subset) - l_views[p.b][0]))
+                float(np.linalg.norm(template(l_views[p.a], subset) - template(l_views[p.b], probe)))
                 if p.a in l_views and p.b in l_views
                 else np.inf
                 for p in pairs
@@ -186,7 +192,11 @@ def score(folder: pathlib.Path) -> None:
         print(name, json.dumps(result[name]), flush=True)
 
 
-def main() -> None:
+def cli(
+    embed: Callable[[pathlib.Path, pathlib.Path, pathlib.Path | None], None],
+    score: Callable[[pathlib.Path], None],
+) -> None:
+    """``embed ROOT OUT [--pairs P]`` | ``score FOLDER`` (shared with landmark_starts.py)."""
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="cmd", required=True)
     e = sub.add_parser("embed")
@@ -203,4 +213,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli(embed, score)

@@ -17,36 +17,29 @@ strangers, lfw-dev 10-fold; each subset used on both sides, and on the enrolled 
 
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 import sys
 import time
 
 import numpy as np
+from augment_enroll import cli, load_views, setup  # scripts/dev is on sys.path when run
 
 from facegate.align import chip_transform, extract_chip
-from facegate.convert.evaluate import parse_pairs
-from facegate.convert.identify import identification_metrics, identity_folders, stranger_pool_metrics
+from facegate.convert.evaluate import parse_pairs, pick_face
+from facegate.convert.identify import identification_metrics, stranger_pool_metrics
 from facegate.convert.metrics import ten_fold
 from facegate.decide import OperatingPoint
 from facegate.encoder import Encoder
 from facegate.images import load_rgb
 from facegate.modelcard import MODELS_DIR
-from facegate.perception import Perception
 
 STARTS = [(s, dy) for s in (0.9, 1.0, 1.1) for dy in (-0.06, 0.0, 0.06)]  # index 4: the shipped box
 SUBSETS = {"shipped": [4], "scales3": [1, 4, 7], "cross5": [1, 3, 4, 5, 7], "all9": list(range(9))}
 
 
 def embed(root: pathlib.Path, out: pathlib.Path, pairs: pathlib.Path | None) -> None:
-    encoder = Encoder(MODELS_DIR / "dlib_resnet_v1_int8.tflite", num_threads=1)
-    perception = Perception()
-    central = "lfw" in root.name
-    if pairs:
-        paths = sorted({p for pair in parse_pairs(pairs) for p in (pair.a, pair.b)})
-    else:
-        paths = [p for v in identity_folders(root).values() for p in v]
+    encoder, perception, pick, paths = setup(root, pairs)
     keys, vectors = [], []
     started = time.time()
     for n, rel in enumerate(paths):
@@ -54,16 +47,7 @@ def embed(root: pathlib.Path, out: pathlib.Path, pairs: pathlib.Path | None) -> 
         detections = perception.detect(rgb)
         faces = [perception.face(rgb, d) for d in detections]
         if faces:
-            if central:
-                mid = np.array(rgb.shape[1::-1]) / 2
-                i = min(
-                    range(len(faces)),
-                    key=lambda k: float(
-                        np.hypot(*(np.add(faces[k].detection.box[:2], faces[k].detection.box[2:]) / 2 - mid))
-                    ),
-                )
-            else:
-                i = max(range(len(faces)), key=lambda k: faces[k].detection.width)
+            i = pick_face(faces, rgb.shape, pick)
             face = faces[i]
             if face.rejected is None:
                 small = detections[i].width * perception.detector.size / max(rgb.shape[:2])
@@ -91,13 +75,7 @@ def embed(root: pathlib.Path, out: pathlib.Path, pairs: pathlib.Path | None) -> 
 
 def score(folder: pathlib.Path) -> None:
     op = OperatingPoint.from_card(Encoder(MODELS_DIR / "dlib_resnet_v1_int8.tflite").card, 1e-3)
-    celeba, lfw = np.load(folder / "celeba.npz"), np.load(folder / "lfw.npz")
-    c_views = dict(zip(celeba["paths"].tolist(), celeba["views"]))
-    l_views = dict(zip(lfw["paths"].tolist(), lfw["views"]))
-    folders: dict[str, list[str]] = {}
-    for p in sorted(c_views):
-        folders.setdefault(p.split("/")[0], []).append(p)
-    folders = {k: v for k, v in folders.items() if len(v) >= 2}
+    c_views, l_views, folders = load_views(folder)
     pairs = parse_pairs(pathlib.Path("../shared/datasets/lfw-dev/pairs-dev.txt"))
     same = np.array([p.same for p in pairs])
     for j, name in enumerate(SUBSETS):
@@ -130,21 +108,5 @@ def score(folder: pathlib.Path) -> None:
             print(name, side, json.dumps(row), flush=True)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    e = sub.add_parser("embed")
-    e.add_argument("root", type=pathlib.Path)
-    e.add_argument("out", type=pathlib.Path)
-    e.add_argument("--pairs", type=pathlib.Path)
-    s = sub.add_parser("score")
-    s.add_argument("folder", type=pathlib.Path)
-    args = parser.parse_args()
-    if args.cmd == "embed":
-        embed(args.root, args.out, args.pairs)
-    else:
-        score(args.folder)
-
-
 if __name__ == "__main__":
-    main()
+    cli(embed, score)

@@ -49,6 +49,7 @@ def main() -> None:
     import face_recognition.api as api
 
     from facegate.align import chip_transform, extract_chip
+    from facegate.convert.evaluate import pick_face
     from facegate.encoder import Encoder
     from facegate.images import IMAGE_SUFFIXES, load_rgb
     from facegate.modelcard import MODELS_DIR
@@ -84,17 +85,8 @@ def main() -> None:
         detections = perception.detect(image)
         faces = [perception.face(image, d) for d in detections]
         face = None
-        if faces:  # as facegate.convert.evaluate.DetectAlign picks
-            if pick == "largest":
-                i = max(range(len(faces)), key=lambda k: faces[k].detection.width)
-            else:
-                mid = np.array(image.shape[1::-1]) / 2
-                i = min(
-                    range(len(faces)),
-                    key=lambda k: float(
-                        np.hypot(*(np.add(faces[k].detection.box[:2], faces[k].detection.box[2:]) / 2 - mid))
-                    ),
-                )
+        if faces:
+            i = pick_face(faces, image.shape, pick)
             face = faces[i]
         if face is not None and face.rejected is None:
             out["A"][rel] = int8.embed(face.chip)[0]
