@@ -20,7 +20,7 @@ from facegate.enroll import fingerprint
 from facegate.gallery import Gallery, ModelFingerprint, Sample
 from facegate.images import load_rgb
 from facegate.perception import Perception
-from facegate.review import ASSIGN_BEST, Limits, ReviewError, ReviewStore, jpeg, path_beside
+from facegate.review import ASSIGN_BEST, Limits, Recorder, ReviewError, ReviewStore, jpeg, path_beside
 from tests.conftest import INT8_MODEL
 
 MODEL = ModelFingerprint("a" * 64, "test", 128)
@@ -416,3 +416,23 @@ def test_corrections_replay_lowers_false_accepts_on_lookalikes() -> None:
     slips = result["review"]["right_names_wrongly_corrected"]
     assert slips > 0 and careless["refused"] == slips  # "not p3" on p3's own close photo: refused
     assert careless["right"] == none["right"]
+
+
+@pytest.mark.parametrize(("crops", "keep_last"), [(False, False), (False, True), (True, False)])
+def test_recorder_keeps_a_face_picture_only_where_asked(
+    tmp_path: pathlib.Path, crops: bool, keep_last: bool
+) -> None:
+    """review.crops stores the JPEG in the queue; the Home Assistant image wants the last one;
+    with neither, no picture of the face is kept anywhere."""
+    chip = np.full((150, 150, 3), 128, np.uint8)
+    with _store(tmp_path / "r.db") as store:
+        recorder = Recorder(store, crops, keep_last)
+        recorder.see(7, _unit(3), chip, {"eye_distance": 40.0, "yaw": 0.0})
+        assert recorder.unknown(7, "e" * 32) is True
+        (group,) = store.groups()
+        if crops:
+            assert store.crop(group.id).startswith(b"\xff\xd8")
+        else:
+            with pytest.raises(ReviewError, match="no face crop"):
+                store.crop(group.id)
+        assert (recorder.last_face is not None) is keep_last
