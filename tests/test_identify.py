@@ -69,3 +69,20 @@ def test_a_stranger_set_sharing_people_is_refused(tmp_path: pathlib.Path) -> Non
                 (tmp_path / root / person / f"{i}.jpg").write_bytes(b"")
     with pytest.raises(FacegateError, match="shares identities"):
         evaluate_identify(None, tmp_path / "a", None, strangers=tmp_path / "b")  # type: ignore[arg-type]
+
+
+def test_track_distances_pair_every_template_with_every_track_mean() -> None:
+    from facegate.convert.calibrate import track_distances
+
+    rng = np.random.default_rng(3)
+    people = _people(rng, "p", 4, 7, 0.3)  # 7 images: 1 enrolled + 2 tracks of 3
+    people.update(_people(rng, "q", 3, 2, 0.3))  # too few for a track: impostor templates only
+    d, same, identities, tracks = track_distances(people, 3)
+    assert (identities, tracks) == (7, 8) and d.shape == (7 * 8,)
+    assert same.sum() == 8  # each track against its own template once
+    assert d[same].max() < d[~same].min()  # separated people: every mean is nearest its own
+    first = people["p0/0.jpg"]
+    mean = np.mean([people[f"p0/{j}.jpg"] for j in (1, 2, 3)], axis=0)
+    assert d[0] == pytest.approx(np.linalg.norm(first - mean / np.linalg.norm(mean)), abs=1e-6)
+    with pytest.raises(FacegateError, match="3-frame tracks"):
+        track_distances(_people(rng, "r", 3, 3, 0.3), 3)
