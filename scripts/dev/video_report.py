@@ -4,7 +4,7 @@ Runs the daemon's own ``step`` on every frame (no broker needed) and prints
 each decided event plus, for ``unknown`` ones, the nearest enrolled person
 and distance (the published event does not name them).
 
-    python scripts/dev/video_report.py VIDEO --gallery G.db [--detector full]
+    python scripts/dev/video_report.py VIDEO --gallery G.db [--detector full] [--aggregate mean]
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ def main() -> None:
     parser.add_argument("video")
     parser.add_argument("--gallery", required=True)
     parser.add_argument("--detector", default="short")
+    parser.add_argument("--aggregate", choices=("votes", "mean"), default="votes")
     args = parser.parse_args()
     tmp = tempfile.mkdtemp()
     config = validate(
@@ -33,6 +34,7 @@ def main() -> None:
             "gallery": {"path": args.gallery},
             "mqtt": {"outbox": f"{tmp}/outbox"},
             "idle": {"motion_threshold": 0},
+            "decision": {"aggregate": args.aggregate},
         }
     )
     daemon = Daemon(config)
