@@ -198,8 +198,13 @@ def stranger_pool_metrics(
     if not genuine or not strangers:
         raise FacegateError("need enrolled identities with probes and at least one stranger")
 
+    gallery = templates.matrix.astype(np.float64)
+
     def nearest(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        d = np.linalg.norm(templates.matrix[None, :, :] - vectors[:, None, :], axis=2)
+        # |a - b|^2 = |a|^2 + |b|^2 - 2 a.b: one product, not a probes x gallery x 128 array
+        v = vectors.astype(np.float64)
+        squared = (v**2).sum(1)[:, None] + (gallery**2).sum(1)[None, :] - 2.0 * v @ gallery.T
+        d = np.sqrt(np.maximum(squared, 0.0))
         return np.argmin(d, axis=1), np.min(d, axis=1)
 
     g_best, g_dist = nearest(np.stack([e for _, e in genuine]))

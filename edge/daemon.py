@@ -394,7 +394,8 @@ class Daemon:
             claimed=None,
             accepted=known,
             distance=distance,
-            score=None if distance is None else self.op.score(distance),
+            # the card's score is fitted on single faces; a mean's distance has no calibrated score
+            score=None if distance is None or self.track_op is not None else self.op.score(distance),
             frames=d.frames,
             votes=d.votes,
             box=tuple(d.box),

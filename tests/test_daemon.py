@@ -121,6 +121,7 @@ def test_known_person_once_and_stranger_unknown(
     assert known["distance"] < known["threshold"] < stranger["distance"]
     track_threshold = Encoder(INT8_MODEL).card.data["track_thresholds"]["far_0.001"]["threshold"]
     assert (known["threshold"] == track_threshold) is (aggregate == "mean")
+    assert (known["score"] is None) is (aggregate == "mean")
     late = Subscriber(broker.port, ["facegate/door1/#"])
     retained = late.wait(lambda t, p: t.endswith("/state"))  # retained state for dashboards
     assert retained[0][1]["last"]["identity"] == "unknown"
