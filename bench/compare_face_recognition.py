@@ -217,6 +217,13 @@ def matching(
     return out
 
 
+def at_fr_tolerance(templates: Any, probe: np.ndarray) -> str | None:
+    """face_recognition's own decision: the nearest encoding if nearer than its tolerance 0.6."""
+    d = np.linalg.norm(templates.matrix - probe, axis=1)
+    best = int(np.argmin(d))
+    return str(templates.names[best]) if d[best] < 0.6 else None
+
+
 def _pick(locations: list[tuple[int, int, int, int]], shape: tuple[int, ...], pick: str) -> Any:
     """The face nearest the centre, or the largest; boxes are (top, right, bottom, left)."""
     h, w = shape[:2]
@@ -285,7 +292,6 @@ def celeba(root: pathlib.Path) -> dict[str, Any]:
     from facegate.convert.identify import identification_metrics, identity_folders
     from facegate.decide import OperatingPoint
     from facegate.encoder import Encoder
-    from facegate.gallery import Templates
     from facegate.modelcard import MODELS_DIR
     from facegate.perception import Perception
 
@@ -306,12 +312,7 @@ def celeba(root: pathlib.Path) -> dict[str, Any]:
     encodings, failed = fr_embeddings(root, paths, "largest")
     fr_seconds = time.perf_counter() - started
 
-    def decide(templates: Templates, probe: np.ndarray) -> str | None:
-        d = np.linalg.norm(templates.matrix - probe, axis=1)
-        best = int(np.argmin(d))
-        return templates.names[best] if d[best] < 0.6 else None
-
-    fr = identification_metrics(folders, encodings, OperatingPoint(float("nan"), 0.6), decide=decide)
+    fr = identification_metrics(folders, encodings, OperatingPoint(float("nan"), 0.6), decide=at_fr_tolerance)
     started = time.perf_counter()
     encoder = Encoder(MODELS_DIR / "dlib_resnet_v1_int8.tflite", num_threads=1)
     ours, ours_failed = embed_images(encoder, root, paths, DetectAlign(Perception(), pick="largest"))

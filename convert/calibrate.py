@@ -36,7 +36,8 @@ from facegate.convert.evaluate import (
     pair_distances,
 )
 from facegate.convert.head import fit_score
-from facegate.convert.metrics import rates, threshold_at_far
+from facegate.convert.identify import group_by_identity
+from facegate.convert.metrics import rates, threshold_at_far, wilson_interval
 from facegate.decide import far_key
 from facegate.encoder import Encoder
 from facegate.errors import FacegateError
@@ -91,9 +92,7 @@ def track_distances(
     """(distances, same, identities, tracks): every identity's first image enrolled, against
     every track mean of ``frames`` of an identity's other images (identities with fewer
     images are enrolled only: impostor templates)."""
-    people: dict[str, list[np.ndarray]] = {}
-    for key in sorted(embeddings):
-        people.setdefault(key.split("/")[0], []).append(embeddings[key])
+    people = {n: [embeddings[k] for k in keys] for n, keys in group_by_identity(embeddings).items()}
     names = sorted(people)
     templates = np.stack([people[n][0] for n in names]).astype(np.float64)
     means, owners = [], []
@@ -148,7 +147,14 @@ def calibrate_tracks(
     shipped = encoder.card.data.get("track_thresholds", {}).get(far_key(far))
     if shipped and int(shipped.get("frames", 0)) == frames:
         tar_s, far_s = rates(distances, same, float(shipped["threshold"]))
-        entry["at_card_threshold"] = {"threshold": shipped["threshold"], "far": far_s, "tar": tar_s}
+        false_accepts = round(far_s * int((~same).sum()))
+        entry["at_card_threshold"] = {
+            "threshold": shipped["threshold"],
+            "far": far_s,
+            "far_ci95": wilson_interval(false_accepts, int((~same).sum())),
+            "false_accepts": false_accepts,
+            "tar": tar_s,
+        }
     if write:
         card = dict(encoder.card.data)
         card["track_thresholds"] = {**card.get("track_thresholds", {}), far_key(far): entry}

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import pathlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -50,6 +50,14 @@ def identity_folders(root: pathlib.Path, min_images: int = 2) -> dict[str, list[
     return out
 
 
+def group_by_identity(keys: Iterable[str]) -> dict[str, list[str]]:
+    """``identity/image`` keys by identity, each list sorted (as ``identity_folders`` lists them)."""
+    out: dict[str, list[str]] = {}
+    for key in sorted(keys):
+        out.setdefault(key.split("/")[0], []).append(key)
+    return out
+
+
 def dir_at_fpir(
     genuine_best: np.ndarray, genuine_correct: np.ndarray, stranger_best: np.ndarray, fpir: float
 ) -> tuple[float, float]:
@@ -65,11 +73,12 @@ def evaluate_folders(
     source: ChipSource,
     far: float,
     protocol: Callable[[dict[str, list[str]], dict[str, np.ndarray], OperatingPoint], dict[str, Any]],
+    folders: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
     """Embed every image of the identity folders once, run ``protocol`` on them at the shipped
     operating point (through the device's own decision function), and say what was used."""
     started = time.perf_counter()
-    folders = identity_folders(root)
+    folders = folders or identity_folders(root)
     embeddings, failed = embed_images(encoder, root, [p for v in folders.values() for p in v], source)
     return {
         **protocol(folders, embeddings, OperatingPoint.from_card(encoder.card, far)),
@@ -97,12 +106,13 @@ def evaluate_identify(
             encoder, root, source, far, lambda f, e, op: identification_metrics(f, e, op, seed, fpir)
         )
     pool = identity_folders(strangers, min_images=1)  # one photo is enough to be a stranger
-    clash = sorted(set(pool) & set(identity_folders(root)))
+    folders = identity_folders(root)
+    clash = sorted(set(pool) & set(folders))
     if clash:
         raise FacegateError(f"{strangers}: shares identities with {root} ({', '.join(clash[:5])})")
     others, failed = embed_images(encoder, strangers, [p for v in pool.values() for p in v], source)
     result = evaluate_folders(
-        encoder, root, source, far, lambda f, e, op: stranger_pool_metrics(f, e, others, op, seed)
+        encoder, root, source, far, lambda f, e, op: stranger_pool_metrics(f, e, others, op, seed), folders
     )
     result["strangers"] = {"root": str(strangers), "images": len(others) + len(failed), "failed": len(failed)}
     return result

@@ -96,10 +96,9 @@ class Tracker:
     def update(self, observations: Sequence[Observation], judge: Judge | None = None) -> list[Decision]:
         """Feed one frame's faces; returns the decisions made on this frame. ``judge`` names a
         track's mean embedding; required with ``aggregate="mean"``."""
-        if self.config.aggregate == "mean" and judge is None:
+        mean = self.config.aggregate == "mean"
+        if mean and judge is None:
             raise ValueError('aggregate "mean" needs a judge for the mean embedding')
-        if self.config.aggregate == "votes":
-            judge = None
         matched = self.match([o.box for o in observations])
         decisions = []
         seen = set()
@@ -114,11 +113,10 @@ class Tracker:
             track.frames += 1
             if obs.usable:
                 track.votes.append((obs.vote, obs.distance))
-                if obs.embedding is not None and len(track.embeddings) < self.config.votes_to_decide:
+                if mean and obs.embedding is not None and len(track.embeddings) < self.config.votes_to_decide:
                     track.embeddings.append(obs.embedding)
             if track.decided is None:
-                decision = self._decide(track) if judge is None else self._decide_mean(track, judge)
-                # judge is None only with aggregate "votes" (checked above)
+                decision = self._decide_mean(track, judge) if mean and judge else self._decide(track)
                 if decision is not None:
                     track.decided = decision
                     decisions.append(decision)

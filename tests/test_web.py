@@ -339,3 +339,28 @@ def test_the_page_over_https_and_linked_from_home_assistant(
         for topic in {m[0] for m in sub.messages}:  # leave no retained entity for other tests
             sub.client.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)
         sub.close()
+
+
+def test_a_busy_frame_loop_answers_503_not_404(
+    broker: Any, tmp_path: pathlib.Path, frames: dict[str, np.ndarray]
+) -> None:
+    """The page's jobs run in the frame loop; when its queue is full the page says so (503, try
+    again), where a missing face crop says 404. Here the loop never runs: the queue stays full."""
+    from facegate.web import Job
+
+    daemon = _daemon(tmp_path, broker.port, Stage(frames["blank"]))
+    console = daemon.console
+    assert console is not None
+    console.start()
+    try:
+        while not console.jobs.full():
+            console.jobs.put_nowait(Job(lambda: None))
+        status, cookie = _post(console.port, "/login", f"token={TOKEN}")
+        assert status == 303
+        sid = cookie.split(";")[0]
+        status, body, _ = _get(console.port, "/", Cookie=sid)
+        assert status == 503 and b"busy" in body
+    finally:
+        console.stop()
+        if daemon.review is not None:
+            daemon.review.close()

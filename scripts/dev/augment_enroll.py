@@ -29,7 +29,12 @@ import numpy as np
 
 from facegate.align import chip_transform, extract_chip
 from facegate.convert.evaluate import parse_pairs, pick_face
-from facegate.convert.identify import identification_metrics, identity_folders, stranger_pool_metrics
+from facegate.convert.identify import (
+    group_by_identity,
+    identification_metrics,
+    identity_folders,
+    stranger_pool_metrics,
+)
 from facegate.convert.metrics import ten_fold
 from facegate.decide import OperatingPoint
 from facegate.encoder import Encoder
@@ -113,10 +118,8 @@ def load_views(
     celeba, lfw = np.load(folder / "celeba.npz"), np.load(folder / "lfw.npz")
     c_views = dict(zip(celeba["paths"].tolist(), celeba["views"]))
     l_views = dict(zip(lfw["paths"].tolist(), lfw["views"]))
-    folders: dict[str, list[str]] = {}
-    for p in sorted(c_views):
-        folders.setdefault(p.split("/")[0], []).append(p)
-    return c_views, l_views, {k: v for k, v in folders.items() if len(v) >= 2}
+    folders = {k: v for k, v in group_by_identity(c_views).items() if len(v) >= 2}
+    return c_views, l_views, folders
 
 
 def embed(root: pathlib.Path, out: pathlib.Path, pairs: pathlib.Path | None) -> None:

@@ -11,6 +11,8 @@ is on the same probes. facegate's variants are decided at the int8 card's thresh
 face_recognition's (D) at its own tolerance 0.6.
 
     .venv/bin/python scripts/dev/open_set.py /tmp/swap > docs/results/stage-swap.json
+    .venv/bin/python scripts/dev/open_set.py --flips /tmp/swap ../shared/datasets/celeba-dev \
+        > docs/results/stage-swap-flips.txt
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ import sys
 
 import numpy as np
 
-from facegate.convert.identify import identification_metrics, stranger_pool_metrics
+from facegate.bench.compare_face_recognition import at_fr_tolerance
+from facegate.convert.identify import group_by_identity, identification_metrics, stranger_pool_metrics
 from facegate.decide import OperatingPoint
 from facegate.encoder import Encoder
-from facegate.gallery import Templates
 from facegate.modelcard import MODELS_DIR
 
 
@@ -34,16 +36,7 @@ def load(path: pathlib.Path) -> dict[str, np.ndarray]:
 
 
 def folders_of(keys: set[str]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for k in sorted(keys):
-        out.setdefault(k.split("/")[0], []).append(k)
-    return {n: v for n, v in out.items() if len(v) >= 2}
-
-
-def raw_06(templates: Templates, probe: np.ndarray) -> str | None:
-    d = np.linalg.norm(templates.matrix - probe, axis=1)
-    best = int(np.argmin(d))
-    return templates.names[best] if d[best] < 0.6 else None
+    return {n: v for n, v in group_by_identity(keys).items() if len(v) >= 2}
 
 
 def main(folder: pathlib.Path) -> None:
@@ -55,7 +48,7 @@ def main(folder: pathlib.Path) -> None:
     l_keys = set.intersection(*(set(e) for e in lfw.values()))
     out: dict[str, object] = {"celeba_images": len(c_keys), "lfw_images": len(l_keys)}
     for v in variants:
-        decide = raw_06 if v == "D" else None
+        decide = at_fr_tolerance if v == "D" else None
         c = {k: celeba[v][k] for k in c_keys}
         f = {k: lfw[v][k] for k in l_keys}
         half = identification_metrics(folders_of(c_keys), c, op, decide=decide)
@@ -88,5 +81,42 @@ def main(folder: pathlib.Path) -> None:
     print(json.dumps(out, indent=1))
 
 
+def flips(folder: pathlib.Path, root: pathlib.Path) -> None:
+    """Which celeba-dev probes only facegate's start box (E) or only dlib's (C) names right,
+    closed set, and how large those faces are in BlazeFace's 128 px input."""
+    from facegate.images import load_rgb
+    from facegate.perception import Perception
+
+    e, c = load(folder / "celeba" / "E.npz"), load(folder / "celeba" / "C.npz")
+    folders = folders_of(set(e) & set(c))
+
+    def right(embeddings: dict[str, np.ndarray]) -> dict[str, bool]:
+        names = list(folders)
+        gallery = np.stack([embeddings[folders[n][0]] for n in names])
+        return {
+            p: names[int(np.argmin(np.linalg.norm(gallery - embeddings[p], axis=1)))] == n
+            for n in names
+            for p in folders[n][1:]
+        }
+
+    r_e, r_c = right(e), right(c)
+    perception = Perception()
+
+    def small(p: str) -> bool:
+        rgb = load_rgb(root / p)
+        width = max(d.width for d in perception.detect(rgb))
+        return width * perception.detector.size / max(rgb.shape[:2]) < perception.refine_below
+
+    for label, chosen in (
+        ("only C (dlib's box) right", [p for p in r_e if r_c[p] and not r_e[p]]),
+        ("only E (facegate's box) right", [p for p in r_e if r_e[p] and not r_c[p]]),
+        ("every probe", list(r_e)),
+    ):
+        print(f"{label}: {len(chosen)}, under 48 px in the detector input: {sum(map(small, chosen))}")
+
+
 if __name__ == "__main__":
-    main(pathlib.Path(sys.argv[1]))
+    if len(sys.argv) > 2 and sys.argv[1] == "--flips":  # open_set.py --flips FOLDER CELEBA_ROOT
+        flips(pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3]))
+    else:
+        main(pathlib.Path(sys.argv[1]))
