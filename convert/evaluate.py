@@ -158,9 +158,11 @@ class DetectAlign:
         self.perception = perception
         self.pick = pick
         self.failures: collections.Counter[str] = collections.Counter()
+        size, refine_size = perception.detector.size, perception.detector.refine_size
+        refined = f"refined on a crop under {perception.refine_below:g} px at {refine_size}x{refine_size}, "
         self.description = (
-            f"detected and aligned: BlazeFace {perception.detector.size}x{perception.detector.size}, "
-            f"{f'refined on a crop under {perception.refine_below:g} px, ' if perception.refine else ''}"
+            f"detected and aligned: BlazeFace {size}x{size}, "
+            f"{refined if perception.refine else ''}"
             f"dlib 5-point landmarks (numpy), dlib chip {perception.chip_size} padding {perception.padding}; "
             f"{pick} face; gates {perception.gates}"
         )

@@ -32,6 +32,11 @@ log = logging.getLogger(__name__)
 
 DETECTORS = {"short": "face_detection_short_range.tflite", "full": "face_detection_full_range.tflite"}
 LANDMARKS = "dlib_landmarks5.npz"
+# The detector's input side for ``FaceDetector.refine`` (issue 19): the crop is twice
+# the face, so the face fills 40 px. 80, 96 and 64 px gave celeba-dev and lfw-dev
+# figures within noise of 128 (BENCHMARKS.md, "Speed at the door") in 0.4 ms
+# against 1.06 ms a run; 80 is the smallest without a face lost.
+REFINE_INPUT = 80
 
 
 def _package_dir(module: str, package: str) -> pathlib.Path:
@@ -54,7 +59,7 @@ _Rows = tuple[list[np.ndarray], list[float], list[np.ndarray], list[float]]  # m
 
 def _median_map(
     mids: list[np.ndarray], widths: list[float], centres: list[np.ndarray], sides: list[float]
-) -> dict[str, float]:
+) -> dict[str, Any]:
     mid, width = np.array(mids), np.array(widths)
     offset = (np.array(centres) - mid) / width[:, None]
     return {
@@ -65,11 +70,12 @@ def _median_map(
     }
 
 
-def fit_box_maps(detector: FaceDetector, shared: pathlib.Path | None = None) -> dict[str, dict[str, float]]:
+def fit_box_maps(detector: FaceDetector, shared: pathlib.Path | None = None) -> dict[str, dict[str, Any]]:
     """Median maps from BlazeFace detections to dlib's HOG boxes on the reference set, in
     one pass: ``box_from_blazeface`` for whole-frame detections and
     ``box_from_blazeface_refined`` for the same detections redone on a crop around them
-    (``FaceDetector.refine``)."""
+    (``FaceDetector.refine``, at the detector's ``refine_size``, which the refined map
+    records with the detector's file so that the device refines as it was fitted)."""
     ref = load_reference(shared)
     hog = ref.boxes
     lfw = (shared or shared_root()) / "datasets" / "lfw-dev"
@@ -88,7 +94,9 @@ def fit_box_maps(detector: FaceDetector, shared: pathlib.Path | None = None) -> 
             widths.append(d.width)
             centres.append(target)
             sides.append(hog[i, 2] - hog[i, 0])
-    return {kind: _median_map(*rows[kind]) for kind in kinds}
+    maps = {kind: _median_map(*rows[kind]) for kind in kinds}
+    maps["box_from_blazeface_refined"].update(detector=detector.model_path.name, input=detector.refine_size)
+    return maps
 
 
 def convert_perception(out_dir: pathlib.Path, shared: pathlib.Path | None = None) -> list[dict[str, Any]]:
@@ -141,7 +149,7 @@ def convert_perception(out_dir: pathlib.Path, shared: pathlib.Path | None = None
     target = out_dir / LANDMARKS
     with open(target, "wb") as handle:  # np.savez would add a timestamp-free zip: reproducible
         np.savez(handle, **arrays)  # type: ignore[arg-type]
-    detector = FaceDetector(out_dir / DETECTORS["short"])
+    detector = FaceDetector(out_dir / DETECTORS["short"], refine_size=REFINE_INPUT)
     card = {
         "schema": SCHEMA,
         "name": "dlib_landmarks5",

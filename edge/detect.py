@@ -47,9 +47,10 @@ class Detection:
         return self.box[3] - self.box[1]
 
 
-def ssd_anchors(size: int) -> np.ndarray:
-    """Anchor centres (N, 2) in [0, 1] for a square BlazeFace input of ``size``."""
-    layout = _ANCHORS[size]
+def ssd_anchors(size: int, model: int | None = None) -> np.ndarray:
+    """Anchor centres (N, 2) in [0, 1] for a square BlazeFace input of ``size``, with the
+    layout of the model made for input ``model`` (by default, ``size``)."""
+    layout = _ANCHORS[model or size]
     strides: list[int] = layout["strides"]  # type: ignore[assignment]
     centres = []
     layer = 0
@@ -102,8 +103,42 @@ def weighted_nms(
     return merged
 
 
+class _Net:
+    """One BlazeFace interpreter at one square input size, with its anchors."""
+
+    def __init__(self, path: pathlib.Path, num_threads: int, runtime: str | None, size: int | None) -> None:
+        self.interpreter: Any = load_interpreter(path, num_threads, runtime)
+        detail = self.interpreter.get_input_details()[0]
+        native = int(detail["shape"][1])
+        if native not in _ANCHORS or int(detail["shape"][2]) != native:
+            raise InputError(f"{path}: not a BlazeFace model (input {detail['shape']})")
+        self.input = detail["index"]
+        self.size = native if size is None else size
+        if self.size != native:
+            # The network is convolutional: a smaller square input gives the same kind of
+            # outputs (offsets in input pixels) on a coarser anchor grid.
+            if self.size % 16 or self.size < 32:
+                raise InputError(f"a BlazeFace input side must be a multiple of 16, at least 32: {self.size}")
+            self.interpreter.resize_tensor_input(self.input, [1, self.size, self.size, 3])
+            self.interpreter.allocate_tensors()
+        outputs = sorted(self.interpreter.get_output_details(), key=lambda d: int(d["shape"][-1]))
+        # Looked up by shape, not name: the two models name their outputs differently.
+        self.scores, self.regressors = outputs[0]["index"], outputs[1]["index"]
+        self.anchors = ssd_anchors(self.size, native)
+
+    def run(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(raw regressors (N, 16), logits (N,)) for one (size, size, 3) float input."""
+        self.interpreter.set_tensor(self.input, tensor[None])
+        self.interpreter.invoke()
+        raw = self.interpreter.get_tensor(self.regressors)[0]
+        return raw, self.interpreter.get_tensor(self.scores)[0, :, 0]
+
+
 class FaceDetector:
-    """Loads a BlazeFace model once; ``detect(frame)`` returns faces in frame pixels."""
+    """Loads a BlazeFace model once; ``detect(frame)`` returns faces in frame pixels.
+
+    ``refine_size``: the input side that ``refine`` runs the model at (its crop is
+    twice the face, so the face fills half of it); None keeps the model's own."""
 
     def __init__(
         self,
@@ -113,58 +148,63 @@ class FaceDetector:
         nms_threshold: float = 0.3,
         num_threads: int = 1,
         runtime: str | None = None,
+        refine_size: int | None = None,
     ) -> None:
         self.model_path = pathlib.Path(model_path)
-        self.interpreter: Any = load_interpreter(self.model_path, num_threads, runtime)
-        detail = self.interpreter.get_input_details()[0]
-        self.size = int(detail["shape"][1])
-        if self.size not in _ANCHORS or int(detail["shape"][2]) != self.size:
-            raise InputError(f"{self.model_path}: not a BlazeFace model (input {detail['shape']})")
-        self._input = detail["index"]
-        outputs = sorted(self.interpreter.get_output_details(), key=lambda d: int(d["shape"][-1]))
-        # Looked up by shape, not name: the two models name their outputs differently.
-        self._scores, self._regressors = outputs[0]["index"], outputs[1]["index"]
-        self.anchors = ssd_anchors(self.size)
+        self._net = _Net(self.model_path, num_threads, runtime, None)
+        self.interpreter: Any = self._net.interpreter
+        self.size = self._net.size
+        self.anchors = self._net.anchors
+        self._refine_net = (
+            self._net
+            if refine_size is None or refine_size == self.size
+            else _Net(self.model_path, num_threads, runtime, refine_size)
+        )
+        self.refine_size = self._refine_net.size
         self.min_score = min_score
         self.min_size = min_size
         self.nms_threshold = nms_threshold
 
-    def _letterbox(self, frame: np.ndarray) -> tuple[np.ndarray, float, float, float]:
-        """Scale the frame to fit the square input, pad the rest; returns
-        (input, scale, pad_x, pad_y) with frame = (input_px - pad) / scale."""
+    def _letterbox(
+        self, frame: np.ndarray, size: int | None = None
+    ) -> tuple[np.ndarray, float, float, float]:
+        """Scale the frame to fit the square input (side ``size``, the model's by default), pad
+        the rest; returns (input, scale, pad_x, pad_y) with frame = (input_px - pad) / scale."""
+        size = size or self.size
         h, w = frame.shape[:2]
-        scale = self.size / max(h, w)
+        scale = size / max(h, w)
         new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
         # reducing_gap: Pillow first box-averages by an integer factor, then filters the
         # last step (half the time of a full antialiased bilinear resize from 640x480).
         image = Image.fromarray(frame)
         resized = np.asarray(image.resize((new_w, new_h), Image.Resampling.BILINEAR, reducing_gap=2.0))
-        canvas = np.zeros((self.size, self.size, 3), np.float32)
-        pad_x, pad_y = (self.size - new_w) // 2, (self.size - new_h) // 2
+        canvas = np.zeros((size, size, 3), np.float32)
+        pad_x, pad_y = (size - new_w) // 2, (size - new_h) // 2
         canvas[pad_y : pad_y + new_h, pad_x : pad_x + new_w] = resized * np.float32(1 / 127.5) - np.float32(1)
         return canvas, scale, pad_x, pad_y
 
     def detect(self, frame: np.ndarray) -> list[Detection]:
         """Faces in an HxWx3 uint8 RGB frame, best first."""
+        return self._detect(frame, self._net)
+
+    def _detect(self, frame: np.ndarray, net: _Net) -> list[Detection]:
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise InputError(f"expected an HxWx3 uint8 RGB frame, got {frame.shape} {frame.dtype}")
         if min(frame.shape[:2]) < 2:
             return []
-        tensor, scale, pad_x, pad_y = self._letterbox(frame)
-        self.interpreter.set_tensor(self._input, tensor[None])
-        self.interpreter.invoke()
-        raw = self.interpreter.get_tensor(self._regressors)[0]
-        logits = self.interpreter.get_tensor(self._scores)[0, :, 0]
+        size = net.size
+        tensor, scale, pad_x, pad_y = self._letterbox(frame, size)
+        raw, logits = net.run(tensor)
         scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -80.0, 80.0)))
         keep = scores >= self.min_score
         if not keep.any():
             return []
-        raw, scores, anchors = raw[keep], scores[keep], self.anchors[keep]
+        raw, scores, anchors = raw[keep], scores[keep], net.anchors[keep]
         # Offsets are in input pixels; anchors in [0, 1] (fixed anchor size 1).
-        centre = raw[:, :2] / self.size + anchors
-        half = raw[:, 2:4] / self.size / 2
-        boxes = np.concatenate([centre - half, centre + half], axis=1) * self.size
-        keypoints = (raw[:, 4:16].reshape(-1, 6, 2) / self.size + anchors[:, None]) * self.size
+        centre = raw[:, :2] / size + anchors
+        half = raw[:, 2:4] / size / 2
+        boxes = np.concatenate([centre - half, centre + half], axis=1) * size
+        keypoints = (raw[:, 4:16].reshape(-1, 6, 2) / size + anchors[:, None]) * size
         valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
         found = []
         offset = np.array([pad_x, pad_y], np.float32)
@@ -200,7 +240,7 @@ class FaceDetector:
             return det
         crop = np.zeros((side, side, 3), np.uint8)  # outside the frame: black, as the letterbox
         crop[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = frame[sy0:sy1, sx0:sx1]
-        found = self.detect(crop)
+        found = self._detect(crop, self._refine_net)
         if not found:
             return det
         best = min(found, key=lambda d: abs(d.box[0] + d.box[2] - side) + abs(d.box[1] + d.box[3] - side))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pathlib
 
 import numpy as np
@@ -11,7 +12,7 @@ from PIL import Image, ImageFilter
 from facegate.demo import PHOTOS, scene
 from facegate.detect import Detection, FaceDetector, ssd_anchors
 from facegate.encoder import Encoder
-from facegate.errors import InputError
+from facegate.errors import InputError, ModelFileError
 from facegate.images import load_rgb
 from facegate.landmarks import ShapePredictor, to_grey
 from facegate.perception import MODELS_DIR, TOO_BLURRED, Perception, to_rgb
@@ -241,3 +242,46 @@ def test_the_tree_walk_table_matches_walking_the_trees(perception: Perception) -
         for _ in range(predictor.depth):
             node = 2 * node + 1 if (code >> node) & 1 else 2 * node + 2
         assert predictor._leaf_of_code[code] == node - predictor.splits
+
+
+@pytest.mark.pi
+def test_refinement_at_a_smaller_input_finds_the_same_face(perception: Perception) -> None:
+    """The refinement runs BlazeFace at the input side the landmark card names (80 px): a
+    coarser anchor grid, the same face and keypoints as at the model's own 128 px."""
+    assert perception.detector.refine_size == 80
+    assert len(perception.detector._refine_net.anchors) == 10 * 10 * 2 + 5 * 5 * 6
+    native = FaceDetector(MODELS_DIR / "face_detection_short_range.tflite")
+    assert native.refine_size == native.size == 128
+    for name in ("biden.jpg", "obama2.jpg"):
+        for width in (52.0, 80.0, 110.0):
+            frame = scene(PHOTOS / name, face_width=width, perception=perception)
+            (det,) = native.detect(frame)
+            small, full = perception.detector.refine(frame, det), native.refine(frame, det)
+            assert small is not det and full is not det  # both found the face on the crop
+            eyes = np.linalg.norm(full.keypoints[0] - full.keypoints[1])
+            assert np.abs(small.keypoints[:4] - full.keypoints[:4]).max() < 0.2 * eyes, (name, width)
+            assert np.abs(np.subtract(small.box, full.box)).max() < 0.1 * full.width, (name, width)
+
+
+def test_refinement_input_side_is_checked(tmp_path: pathlib.Path) -> None:
+    short = MODELS_DIR / "face_detection_short_range.tflite"
+    for bad in (24, 72, 0):
+        with pytest.raises(InputError, match="multiple of 16"):
+            FaceDetector(short, refine_size=bad)
+    # The card's side applies to the detector it was fitted with; the full-range model and
+    # a card from before it named one refine at the model's own side.
+    assert Perception(detector=FULL).detector.refine_size == 192
+    card = json.loads((MODELS_DIR / "dlib_landmarks5.json").read_text())
+    marks = tmp_path / "dlib_landmarks5.npz"
+    marks.symlink_to(MODELS_DIR / "dlib_landmarks5.npz")
+    for value, expect in ((None, 128), (64, 64), ("80", ModelFileError)):
+        refined = card["alignment"]["box_from_blazeface_refined"]
+        refined.pop("input", None)
+        if value is not None:
+            refined["input"] = value
+        marks.with_suffix(".json").write_text(json.dumps(card))
+        if expect is ModelFileError:
+            with pytest.raises(ModelFileError, match="not an integer"):
+                Perception(landmarks=marks)
+        else:
+            assert Perception(landmarks=marks).detector.refine_size == expect
