@@ -97,7 +97,7 @@ class Daemon:
         )
         self._purge_at = 0.0
         self._recent: collections.deque[dict[str, Any]] = collections.deque(maxlen=30)
-        self._last_rgb: tuple[float, np.ndarray] | None = None
+        self._last_frame: tuple[float, Frame] | None = None
         self.follower = Follower(config.decision.recheck_s)
         self.desk = Desk(self)
         self.console = Console(self) if config.web.enabled else None
@@ -240,9 +240,8 @@ class Daemon:
             self.counts["skipped_idle"] += 1
             return []
         self.counts["detected_frames"] += 1
-        rgb = to_rgb(frame.image, frame.layout)
-        self._last_rgb = (now, rgb)
-        detections = self.perception.detect(rgb)
+        self._last_frame = (now, frame)
+        detections = self.perception.detect_frame(frame.image, frame.layout)
         # A decided face costs only its detection unless it is due a check (facegate.follow);
         # a waiting verify or camera enrollment wants fresh evidence from every face.
         tracks = self.tracker.match([d.box for d in detections])
@@ -251,7 +250,10 @@ class Daemon:
             if self.desk.waiting
             else self.follower.needs_pipeline(detections, tracks, now)
         )
-        faces = [self.perception.face(rgb, d) for d, full in zip(detections, ran) if full]
+        faces: list[Face] = []
+        if any(ran):  # the RGB copy only where a face goes through the pipeline
+            rgb = to_rgb(frame.image, frame.layout)
+            faces = [self.perception.face(rgb, d) for d, full in zip(detections, ran) if full]
         usable = [f for f in faces if f.rejected is None]
         self.counts["faces"] += len(detections)
         self.counts["followed"] += ran.count(False)
@@ -324,9 +326,10 @@ class Daemon:
     def camera_faces(self) -> list[Face]:
         """The faces of the last frame the camera gave (within 2 s), through the whole pipeline:
         enrollment from the camera on the review page."""
-        if self._last_rgb is None or time.monotonic() - self._last_rgb[0] > 2.0:
+        if self._last_frame is None or time.monotonic() - self._last_frame[0] > 2.0:
             return []
-        return self.perception.faces(self._last_rgb[1], "RGB")
+        frame = self._last_frame[1]
+        return self.perception.faces(frame.image, frame.layout)
 
     def _reported(self, event: Event) -> bool:
         """Keep what review needs of a track's decision (``facegate.review``); False for an

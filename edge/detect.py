@@ -165,19 +165,16 @@ class FaceDetector:
         self.min_size = min_size
         self.nms_threshold = nms_threshold
 
-    def _letterbox(
-        self, frame: np.ndarray, size: int | None = None
-    ) -> tuple[np.ndarray, float, float, float]:
-        """Scale the frame to fit the square input (side ``size``, the model's by default), pad
-        the rest; returns (input, scale, pad_x, pad_y) with frame = (input_px - pad) / scale."""
-        size = size or self.size
-        h, w = frame.shape[:2]
+    def _letterbox(self, image: Image.Image, size: int) -> tuple[np.ndarray, float, float, float]:
+        """Scale the frame to fit the square input of side ``size``, pad the rest; returns
+        (input, scale, pad_x, pad_y) with frame = (input_px - pad) / scale."""
+        w, h = image.size
         scale = size / max(h, w)
         new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
         # reducing_gap: Pillow first box-averages by an integer factor, then filters the
         # last step (half the time of a full antialiased bilinear resize from 640x480).
-        image = Image.fromarray(frame)
-        resized = np.asarray(image.resize((new_w, new_h), Image.Resampling.BILINEAR, reducing_gap=2.0))
+        small = image.resize((new_w, new_h), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        resized = np.asarray(small)[:, :, :3]  # an RGBX image's fourth band is not a colour
         canvas = np.zeros((size, size, 3), np.float32)
         pad_x, pad_y = (size - new_w) // 2, (size - new_h) // 2
         canvas[pad_y : pad_y + new_h, pad_x : pad_x + new_w] = resized * np.float32(1 / 127.5) - np.float32(1)
@@ -185,15 +182,24 @@ class FaceDetector:
 
     def detect(self, frame: np.ndarray) -> list[Detection]:
         """Faces in an HxWx3 uint8 RGB frame, best first."""
-        return self._detect(frame, self._net)
-
-    def _detect(self, frame: np.ndarray, net: _Net) -> list[Detection]:
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise InputError(f"expected an HxWx3 uint8 RGB frame, got {frame.shape} {frame.dtype}")
         if min(frame.shape[:2]) < 2:
             return []
+        return self._detect(Image.fromarray(frame), self._net)
+
+    def detect_image(self, image: Image.Image) -> list[Detection]:
+        """The same for a Pillow image in mode RGB or RGBX: a camera's XBGR8888 buffer mapped
+        without a copy (``facegate.perception.frame_image``) is detected as its RGB copy is."""
+        if image.mode not in ("RGB", "RGBX"):
+            raise InputError(f"expected an RGB or RGBX image, got mode {image.mode}")
+        if min(image.size) < 2:
+            return []
+        return self._detect(image, self._net)
+
+    def _detect(self, image: Image.Image, net: _Net) -> list[Detection]:
         size = net.size
-        tensor, scale, pad_x, pad_y = self._letterbox(frame, size)
+        tensor, scale, pad_x, pad_y = self._letterbox(image, size)
         raw, logits = net.run(tensor)
         scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -80.0, 80.0)))
         keep = scores >= self.min_score
@@ -240,7 +246,7 @@ class FaceDetector:
             return det
         crop = np.zeros((side, side, 3), np.uint8)  # outside the frame: black, as the letterbox
         crop[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = frame[sy0:sy1, sx0:sx1]
-        found = self._detect(crop, self._refine_net)
+        found = self._detect(Image.fromarray(crop), self._refine_net)
         if not found:
             return det
         best = min(found, key=lambda d: abs(d.box[0] + d.box[2] - side) + abs(d.box[1] + d.box[3] - side))

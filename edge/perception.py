@@ -94,6 +94,19 @@ def to_rgb(frame: np.ndarray, layout: str = "RGBX") -> np.ndarray:
 _LAYOUTS = ("RGB", "BGR", "RGBX", "BGRX")
 
 
+def frame_image(frame: np.ndarray, layout: str = "RGBX") -> Image.Image:
+    """A camera frame as the Pillow image the detector scales down: picamera2's default
+    XBGR8888 (a contiguous 4-channel "RGBX" frame) is mapped without a copy; any other
+    frame is converted as ``to_rgb`` does. A frame whose faces are all followed then
+    costs no RGB copy at all."""
+    frame = np.asarray(frame)
+    mapped = layout == "RGBX" and frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 4
+    if mapped and frame.flags.c_contiguous:
+        h, w = frame.shape[:2]
+        return Image.frombuffer("RGBX", (w, h), frame, "raw", "RGBX", 0, 1)
+    return Image.fromarray(to_rgb(frame, layout))
+
+
 def sharpness(grey: np.ndarray) -> float:
     """Variance of the 4-neighbour Laplacian: low for blurred faces."""
     g = grey.astype(np.float32)
@@ -240,6 +253,19 @@ class Perception:
             return []
         t0 = time.perf_counter()
         found = self.detector.detect(rgb)
+        _add(stages, detect=time.perf_counter() - t0)
+        return found
+
+    def detect_frame(
+        self, frame: np.ndarray, layout: str = "RGBX", stages: dict[str, float] | None = None
+    ) -> list[Detection]:
+        """``detect`` on a camera frame as it comes (any layout ``to_rgb`` reads), without the
+        RGB copy that only ``face`` needs (``frame_image``)."""
+        frame = np.asarray(frame)
+        if frame.ndim >= 2 and min(frame.shape[:2]) < 2:
+            return []
+        t0 = time.perf_counter()
+        found = self.detector.detect_image(frame_image(frame, layout))
         _add(stages, detect=time.perf_counter() - t0)
         return found
 

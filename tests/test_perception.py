@@ -285,3 +285,31 @@ def test_refinement_input_side_is_checked(tmp_path: pathlib.Path) -> None:
                 Perception(landmarks=marks)
         else:
             assert Perception(landmarks=marks).detector.refine_size == expect
+
+
+@pytest.mark.pi
+def test_detection_from_a_camera_frame_as_it_comes(perception: Perception) -> None:
+    """picamera2's XBGR8888 frame is detected from its own memory (no RGB copy), with the
+    same detections as its RGB copy; every other layout too, and an empty frame finds none."""
+    rgb = scene(PHOTOS / "obama2.jpg", perception=perception)
+    expected = perception.detect(rgb)
+    assert len(expected) == 1
+    x = np.full(rgb.shape[:2] + (1,), 255, np.uint8)
+    frames = {
+        "RGBX": np.concatenate([rgb, x], axis=2),
+        "BGRX": np.concatenate([rgb[:, :, ::-1], x], axis=2),
+        "BGR": np.ascontiguousarray(rgb[:, :, ::-1]),
+        "RGB": rgb,
+    }
+    strided = np.zeros((480, 700, 4), np.uint8)[:, :640]  # rows padded, as a camera stride can be
+    strided[:] = frames["RGBX"]
+    for layout, frame in [*frames.items(), ("RGBX", strided)]:
+        found = perception.detect_frame(frame, layout)
+        assert len(found) == 1, layout
+        assert found[0].box == expected[0].box and found[0].score == expected[0].score, layout
+        assert np.array_equal(found[0].keypoints, expected[0].keypoints), layout
+    assert perception.detect_frame(np.zeros((1, 640, 4), np.uint8)) == []
+    with pytest.raises(InputError):
+        perception.detect_frame(np.zeros((480, 640, 4), np.float32))
+    with pytest.raises(InputError, match="mode"):
+        perception.detector.detect_image(Image.new("L", (64, 64)))

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from facegate.convert.quantize import _convert
 from facegate.convert.tf_import import require_tensorflow
@@ -251,9 +252,9 @@ def gather(out: pathlib.Path) -> None:
     inputs = []
     for path in paths:
         image = load_rgb(path)
-        inputs.append(detector._letterbox(image)[0])
+        inputs.append(detector._letterbox(Image.fromarray(image), detector.size)[0])
         for det in detector.detect(image)[:3]:
-            inputs.append(detector._letterbox(refine_crop(image, det.box))[0])
+            inputs.append(detector._letterbox(Image.fromarray(refine_crop(image, det.box)), detector.size)[0])
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "inputs.npy", np.stack(inputs))
     print(f"{len(inputs)} detector inputs from {len(paths)} images -> {out / 'inputs.npy'}")
