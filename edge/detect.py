@@ -19,6 +19,11 @@ from PIL import Image
 from facegate.errors import InputError
 from facegate.interpreter import load_interpreter
 
+# Pillow's reducing_gap for the letterbox: box-average by an integer factor first, then
+# filter the rest of the way. 1.5 and 1.2 are 0.3-0.45 ms faster from 640x480 but found
+# fewer faces 52-64 px wide (BENCHMARKS.md, "Refinement at an 80 px input").
+REDUCING_GAP = 2.0
+
 # Anchor layouts, from MediaPipe's face_detection_{short,full}_range_common.pbtxt.
 _ANCHORS = {
     128: {"strides": [8, 16, 16, 16], "two_per_layer": True},
@@ -173,7 +178,7 @@ class FaceDetector:
         new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
         # reducing_gap: Pillow first box-averages by an integer factor, then filters the
         # last step (half the time of a full antialiased bilinear resize from 640x480).
-        small = image.resize((new_w, new_h), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        small = image.resize((new_w, new_h), Image.Resampling.BILINEAR, reducing_gap=REDUCING_GAP)
         resized = np.asarray(small)[:, :, :3]  # an RGBX image's fourth band is not a colour
         canvas = np.zeros((size, size, 3), np.float32)
         pad_x, pad_y = (size - new_w) // 2, (size - new_h) // 2

@@ -294,7 +294,7 @@ def test_detection_from_a_camera_frame_as_it_comes(perception: Perception) -> No
     rgb = scene(PHOTOS / "obama2.jpg", perception=perception)
     expected = perception.detect(rgb)
     assert len(expected) == 1
-    x = np.full(rgb.shape[:2] + (1,), 255, np.uint8)
+    x = np.full((*rgb.shape[:2], 1), 255, np.uint8)
     frames = {
         "RGBX": np.concatenate([rgb, x], axis=2),
         "BGRX": np.concatenate([rgb[:, :, ::-1], x], axis=2),
