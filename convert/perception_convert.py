@@ -33,9 +33,10 @@ log = logging.getLogger(__name__)
 DETECTORS = {"short": "face_detection_short_range.tflite", "full": "face_detection_full_range.tflite"}
 LANDMARKS = "dlib_landmarks5.npz"
 # The detector's input side for ``FaceDetector.refine`` (issue 19): the crop is twice
-# the face, so the face fills 40 px. 80, 96 and 64 px gave celeba-dev and lfw-dev
-# figures within noise of 128 (BENCHMARKS.md, "Speed at the door") in 0.4 ms
-# against 1.06 ms a run; 80 is the smallest without a face lost.
+# the face, so the face fills 40 px. 96, 80 and 64 px gave celeba-dev and lfw-dev
+# figures within noise of 128, at a third of its invoke time for 80; 80 is the
+# smallest that lost no image (scripts/dev/refine_size.py; BENCHMARKS.md,
+# "Refinement at an 80 px input").
 REFINE_INPUT = 80
 
 

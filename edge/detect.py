@@ -20,8 +20,9 @@ from facegate.errors import InputError
 from facegate.interpreter import load_interpreter
 
 # Pillow's reducing_gap for the letterbox: box-average by an integer factor first, then
-# filter the rest of the way. 1.5 and 1.2 are 0.3-0.45 ms faster from 640x480 but found
-# fewer faces 52-64 px wide (BENCHMARKS.md, "Refinement at an 80 px input").
+# filter the rest of the way. 1.5 and 1.2 are 0.3-0.4 ms faster from 640x480 but found
+# fewer faces 52-64 px wide (scripts/dev/letterbox_gap.py; BENCHMARKS.md, "Refinement at
+# an 80 px input").
 REDUCING_GAP = 2.0
 
 # Anchor layouts, from MediaPipe's face_detection_{short,full}_range_common.pbtxt.
@@ -157,9 +158,7 @@ class FaceDetector:
     ) -> None:
         self.model_path = pathlib.Path(model_path)
         self._net = _Net(self.model_path, num_threads, runtime, None)
-        self.interpreter: Any = self._net.interpreter
         self.size = self._net.size
-        self.anchors = self._net.anchors
         self._refine_net = (
             self._net
             if refine_size is None or refine_size == self.size

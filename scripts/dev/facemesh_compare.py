@@ -51,8 +51,13 @@ class FaceMesh:
         self._input = self.interpreter.get_input_details()[0]["index"]
         outputs = self.interpreter.get_output_details()
         self._points = max(outputs, key=lambda d: int(np.prod(d["shape"])))["index"]
+        self._face = min(outputs, key=lambda d: int(np.prod(d["shape"])))["index"]
 
     def __call__(self, rgb: np.ndarray, det: Detection) -> np.ndarray:
+        return self.run(rgb, det)[0]
+
+    def run(self, rgb: np.ndarray, det: Detection) -> tuple[np.ndarray, float]:
+        """(468 frame points, the model's probability that the crop holds a face)."""
         left, top, right, bottom = det.box
         side = max(right - left, bottom - top) * 1.5
         centre = np.array([(left + right) / 2, (top + bottom) / 2])
@@ -68,8 +73,9 @@ class FaceMesh:
         self.interpreter.set_tensor(self._input, tensor)
         self.interpreter.invoke()
         raw = self.interpreter.get_tensor(self._points).reshape(-1, 3)[:, :2]
+        logit = float(self.interpreter.get_tensor(self._face).reshape(-1)[-1])
         rot = np.array([[c, -s], [s, c]])
-        return centre + (raw - SIZE / 2) @ rot.T
+        return centre + (raw - SIZE / 2) @ rot.T, 1 / (1 + np.exp(-logit))
 
 
 def face_frame(points5: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:

