@@ -108,6 +108,8 @@ class CameraConfig:
     max_fps: float = key(10.0, (int, float), _positive, "> 0")
     loop: bool = key(False, bool)
     name: str = key("camera", str, _matches(ID_PATTERN), _ID_WANTS)
+    # take and detect the next frame in a second thread while a face is decided (facegate.lookahead)
+    overlap: bool = key(True, bool)
 
 
 @dataclasses.dataclass(frozen=True)

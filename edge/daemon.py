@@ -3,10 +3,11 @@
 The loop, in one thread: frame -> (motion gate) -> detect -> (a decided face,
 steady: followed by the detector alone, ``facegate.follow``) -> refine/landmarks/
 align -> encode -> identify -> track -> decide -> publish. Frames are taken at
-``camera.max_fps`` at most, except while a new face is being decided. MQTT runs
-in paho's own thread and never blocks the loop (``facegate.mqtt``); commands
-arrive on a queue and are handled between frames, so the gallery is only
-touched from this thread.
+``camera.max_fps`` at most, except while a new face is being decided. Then, with
+``camera.overlap``, the next frame is taken and detected in a second thread while
+this one is finished (``facegate.lookahead``). MQTT runs in paho's own thread and
+never blocks the loop (``facegate.mqtt``); commands arrive on a queue and are
+handled between frames, so the gallery is only touched from the loop's thread.
 
 Signals: SIGTERM/SIGINT stop cleanly after publishing ``offline``; SIGHUP
 reloads the config file's decision and gate settings (camera, MQTT and
@@ -29,6 +30,7 @@ import numpy as np
 
 from facegate.config import Config, ConfigError, load_config
 from facegate.decide import OperatingPoint, identify
+from facegate.detect import Detection
 from facegate.encoder import Encoder
 from facegate.enroll import Enroller, fingerprint
 from facegate.errors import FacegateError
@@ -37,6 +39,7 @@ from facegate.fleet import member_for
 from facegate.follow import Follower
 from facegate.gallery import Gallery, Templates
 from facegate.livegallery import LiveGallery
+from facegate.lookahead import Lookahead, Taken
 from facegate.modelcard import ModelCard
 from facegate.mqtt import Link
 from facegate.notify import Notifier
@@ -44,7 +47,7 @@ from facegate.perception import Face, Gates, Perception, to_rgb
 from facegate.requests import Desk, PendingVerify
 from facegate.review import Limits, Recorder, ReviewStore
 from facegate.sources import Frame, FrameSource, open_source
-from facegate.track import Decision, Judge, Observation, Tracker, TrackerConfig
+from facegate.track import Decision, Judge, Observation, Track, Tracker, TrackerConfig
 from facegate.web import Console
 
 log = logging.getLogger(__name__)
@@ -98,6 +101,7 @@ class Daemon:
         self._purge_at = 0.0
         self._recent: collections.deque[dict[str, Any]] = collections.deque(maxlen=30)
         self._last_frame: tuple[float, Frame] | None = None
+        self._ahead: Lookahead | None = None  # while camera.overlap iterates the source
         self.follower = Follower(config.decision.recheck_s)
         self.desk = Desk(self)
         self.console = Console(self) if config.web.enabled else None
@@ -124,6 +128,7 @@ class Daemon:
             "events": 0,
             "faces": 0,
             "followed": 0,
+            "detected_ahead": 0,
             "ignored_strangers": 0,
         }
 
@@ -151,7 +156,7 @@ class Daemon:
         next_at = time.monotonic()
         status_at = time.monotonic()
         try:
-            for frame in self._frames():
+            for taken in self._frames():
                 self.notifier.watchdog()  # a hung camera or loop stops these, and systemd restarts us
                 if self.stopping.is_set():
                     break
@@ -165,7 +170,7 @@ class Daemon:
                     self.reload_wanted.clear()
                     with contextlib.suppress(FacegateError):  # logged; the running config stays
                         self.reload()
-                self.step(frame)
+                self.step(taken.frame, taken.detections)
                 if max_frames is not None and self.counts["frames"] >= max_frames:
                     break
                 next_at += period
@@ -181,6 +186,7 @@ class Daemon:
             self.notifier.stopping()
             self.desk.stopping()
             self.link.stop()
+            self._stop_ahead()
             self.source.close()
             self.live.close()
             if self.review is not None:
@@ -191,25 +197,27 @@ class Daemon:
         log.info("stopped: %s", self.counts)
         return 0
 
-    def _frames(self) -> Iterator[Frame]:
+    def _frames(self) -> Iterator[Taken]:
         """The source's frames. A camera that fails is reported (state, systemd status)
         and reopened with backoff (1 to 30 s), feeding the watchdog meanwhile: the
         process is healthy, the camera is not. A source that simply ends stops the loop."""
         delay = 1.0
         while not self.stopping.is_set():
             try:
-                for frame in self.source.frames():
+                for taken in self._taken():
                     if self.camera != "ok":
                         log.info("camera is back")
                         self._camera_state("ok")
                     delay = 1.0
-                    yield frame
+                    yield taken
                 return
             except FacegateError:
                 raise  # a configuration problem: no retry will fix it
             except Exception as exc:
                 log.error("camera failed (%s: %s); reopening in %.0f s", type(exc).__name__, exc, delay)
                 self._camera_state(f"lost: {exc}")
+            finally:
+                self._stop_ahead()
             deadline = time.monotonic() + delay
             while time.monotonic() < deadline and not self.stopping.is_set():
                 self.notifier.watchdog()
@@ -225,14 +233,32 @@ class Daemon:
             except Exception as exc:
                 log.error("camera still unavailable: %s", exc)
 
+    def _taken(self) -> Iterator[Taken]:
+        """The source's frames as they are; with ``camera.overlap``, through a ``Lookahead``
+        that ``step`` asks for the next frame while a face is being decided."""
+        if not self.config.camera.overlap:
+            yield from (Taken(frame) for frame in self.source.frames())
+            return
+        self._ahead = Lookahead(
+            iter(self.source.frames()), lambda f: self.perception.detect_frame(f.image, f.layout)
+        )
+        while (taken := self._ahead.take()) is not None:
+            yield taken
+
+    def _stop_ahead(self) -> None:
+        if self._ahead is not None:
+            self._ahead.close()
+            self._ahead = None
+
     def _camera_state(self, state: str) -> None:
         self.camera = state
         self.notifier.status(f"camera {state}; {self._status()}")
         self._state_at = 0.0  # publish the change now
         self._publish_state(time.monotonic(), force=True)
 
-    def step(self, frame: Frame) -> list[dict[str, Any]]:
-        """One frame through the pipeline; returns the events it published."""
+    def step(self, frame: Frame, detections: list[Detection] | None = None) -> list[dict[str, Any]]:
+        """One frame through the pipeline; returns the events it published. ``detections``:
+        the frame's, when they were found ahead (``facegate.lookahead``)."""
         self.counts["frames"] += 1
         now = time.monotonic()
         self.desk.expire(now)
@@ -241,7 +267,10 @@ class Daemon:
             return []
         self.counts["detected_frames"] += 1
         self._last_frame = (now, frame)
-        detections = self.perception.detect_frame(frame.image, frame.layout)
+        if detections is None:
+            detections = self.perception.detect_frame(frame.image, frame.layout)
+        else:
+            self.counts["detected_ahead"] += 1
         # A decided face costs only its detection unless it is due a check (facegate.follow);
         # a waiting verify or camera enrollment wants fresh evidence from every face.
         tracks = self.tracker.match([d.box for d in detections])
@@ -250,6 +279,8 @@ class Daemon:
             if self.desk.waiting
             else self.follower.needs_pipeline(detections, tracks, now)
         )
+        if self._ahead is not None and self._hurrying_next(tracks):
+            self._ahead.ask()  # the next frame, taken and detected while this one goes on
         faces: list[Face] = []
         if any(ran):  # the RGB copy only where a face goes through the pipeline
             rgb = to_rgb(frame.image, frame.layout)
@@ -357,6 +388,17 @@ class Daemon:
             return True
         limit = 2 * self.config.decision.window
         return any(t.decided is None and t.frames < limit for t in self.tracker.tracks.values())
+
+    def _hurrying_next(self, tracks: list[Track | None]) -> bool:
+        """Whether the frame after this one will be taken at once (``_deciding`` once this
+        frame's faces are in the tracker): a new face, an undecided track short of its limit
+        or a waiting request."""
+        if not self.config.decision.decide_at_camera_rate:
+            return False
+        if self.desk.waiting or any(t is None for t in tracks):
+            return True
+        limit = 2 * self.config.decision.window
+        return any(t.decided is None and t.frames + 1 < limit for t in self.tracker.tracks.values())
 
     def _idle(self, frame: Frame) -> bool:
         """Skip detection when nothing moves, no face is tracked and nothing waits on a frame."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import threading
 from typing import Any
 
 import numpy as np
@@ -131,13 +132,17 @@ class _Net:
         # Looked up by shape, not name: the two models name their outputs differently.
         self.scores, self.regressors = outputs[0]["index"], outputs[1]["index"]
         self.anchors = ssd_anchors(self.size, native)
+        self._lock = threading.Lock()
 
     def run(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(raw regressors (N, 16), logits (N,)) for one (size, size, 3) float input."""
-        self.interpreter.set_tensor(self.input, tensor[None])
-        self.interpreter.invoke()
-        raw = self.interpreter.get_tensor(self.regressors)[0]
-        return raw, self.interpreter.get_tensor(self.scores)[0, :, 0]
+        """(raw regressors (N, 16), logits (N,)) for one (size, size, 3) float input. One
+        call at a time: the daemon's lookahead thread detects while the loop may refine or
+        enroll on the same interpreter (``facegate.lookahead``)."""
+        with self._lock:
+            self.interpreter.set_tensor(self.input, tensor[None])
+            self.interpreter.invoke()
+            raw = self.interpreter.get_tensor(self.regressors)[0]  # get_tensor copies
+            return raw, self.interpreter.get_tensor(self.scores)[0, :, 0]
 
 
 class FaceDetector:

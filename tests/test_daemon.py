@@ -94,11 +94,22 @@ def _distinct_events(sub: Subscriber, count: int, timeout: float = 30.0) -> tupl
 
 
 @pytest.mark.pi
-@pytest.mark.parametrize("aggregate", ["votes", "mean"])
+@pytest.mark.parametrize(
+    ("aggregate", "overlap"),
+    [("votes", True), ("mean", True), ("votes", False)],
+    ids=["votes", "mean", "serial"],
+)
 def test_known_person_once_and_stranger_unknown(
-    broker: Broker, tmp_path: pathlib.Path, frames: dict[str, np.ndarray], obama_sample: Any, aggregate: str
+    broker: Broker,
+    tmp_path: pathlib.Path,
+    frames: dict[str, np.ndarray],
+    obama_sample: Any,
+    aggregate: str,
+    overlap: bool,
 ) -> None:
-    config = _config(tmp_path, broker.port, obama_sample)
+    """The same two events whether the next frame is detected ahead (``camera.overlap``,
+    the default) or in the loop; ahead it is, for the frames that decide a face."""
+    config = _config(tmp_path, broker.port, obama_sample, camera={"overlap": overlap})
     config = dataclasses.replace(config, decision=dataclasses.replace(config.decision, aggregate=aggregate))
     sub = Subscriber(broker.port, ["facegate/door1/#"])
     feed = FeedSource()
@@ -111,6 +122,9 @@ def test_known_person_once_and_stranger_unknown(
         feed.drained()
         time.sleep(0.3)
         assert daemon.counts["events"] == 2
+        ahead = daemon.counts["detected_ahead"]
+    # each person's frames after their first are taken while a face is decided: 2 x 7 at most
+    assert (0 < ahead <= 14) if overlap else ahead == 0, ahead
     assert known["identity"] == "obama" and known["accepted"] is True and known["event_type"] == "known"
     assert stranger["identity"] == "unknown" and stranger["accepted"] is False
     for event in (known, stranger):

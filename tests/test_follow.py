@@ -8,6 +8,7 @@ import pathlib
 import time
 from collections.abc import Iterator
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from facegate.daemon import Daemon
 from facegate.demo import PHOTOS, scene
 from facegate.detect import Detection
 from facegate.follow import Follower, detector_yaw
-from facegate.perception import Perception
+from facegate.perception import Perception, to_rgb
 from facegate.sources import Frame
 from facegate.track import Decision, Observation, Track
 from tests.mqtt_support import Broker, FeedSource, Subscriber
@@ -133,7 +134,9 @@ def _run_standing(
     config = _config(tmp, broker.port, sample, decision=decision)
     sub = Subscriber(broker.port, ["facegate/door1/#"])
     feed = FeedSource()
-    with running(Daemon(config, feed)) as daemon:
+    # every RGB copy of a frame the daemon makes (only for frames where a face runs the pipeline)
+    copies = mock.patch("facegate.daemon.to_rgb", wraps=to_rgb)
+    with copies as rgb, running(Daemon(config, feed)) as daemon:
         sub.wait(lambda t, p: t.endswith("/availability") and p["state"] == "online")
         for i in range(60):
             feed.put(frames[i % len(frames)][:, :, :3].copy())
@@ -143,7 +146,7 @@ def _run_standing(
         events = _events(sub, 2, PATIENCE)
         feed.drained(PATIENCE)
         time.sleep(0.3)
-        counts = dict(daemon.counts)
+        counts = {**daemon.counts, "rgb_copies": rgb.call_count}
     sub.close()
     return [(e["type"], e["identity"], e["frames"]) for e in events], counts
 
@@ -165,6 +168,9 @@ def test_a_decided_person_costs_only_detection_and_the_events_are_the_same(
     assert every == followed == [("identify", "obama", 3), ("identify", "unknown", 3)]
     assert every_counts["followed"] == 0
     assert counts["faces"] == every_counts["faces"] and counts["followed"] >= 50
+    # one face a frame: a followed frame costs no RGB copy, every other frame with a face one
+    assert every_counts["rgb_copies"] == every_counts["faces"]
+    assert counts["rgb_copies"] == counts["faces"] - counts["followed"]
 
 
 @pytest.mark.pi

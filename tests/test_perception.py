@@ -15,7 +15,7 @@ from facegate.encoder import Encoder
 from facegate.errors import InputError, ModelFileError
 from facegate.images import load_rgb
 from facegate.landmarks import ShapePredictor, to_grey
-from facegate.perception import MODELS_DIR, TOO_BLURRED, Perception, to_rgb
+from facegate.perception import MODELS_DIR, TOO_BLURRED, Perception, frame_image, to_rgb
 from tests.conftest import INT8_MODEL, shared_path
 
 FULL = MODELS_DIR / "face_detection_full_range.tflite"
@@ -249,7 +249,9 @@ def test_refinement_at_a_smaller_input_finds_the_same_face(perception: Perceptio
     """The refinement runs BlazeFace at the input side the landmark card names (80 px): a
     coarser anchor grid, the same face and keypoints as at the model's own 128 px."""
     assert perception.detector.refine_size == 80
-    assert len(perception.detector._refine_net.anchors) == 10 * 10 * 2 + 5 * 5 * 6
+    refine_net = perception.detector._refine_net
+    assert len(refine_net.anchors) == 10 * 10 * 2 + 5 * 5 * 6
+    assert list(refine_net.interpreter.get_input_details()[0]["shape"]) == [1, 80, 80, 3]
     native = FaceDetector(MODELS_DIR / "face_detection_short_range.tflite")
     assert native.refine_size == native.size == 128
     for name in ("biden.jpg", "obama2.jpg"):
@@ -258,6 +260,8 @@ def test_refinement_at_a_smaller_input_finds_the_same_face(perception: Perceptio
             (det,) = native.detect(frame)
             small, full = perception.detector.refine(frame, det), native.refine(frame, det)
             assert small is not det and full is not det  # both found the face on the crop
+            # ...each at its own side: another grid gives other numbers for the same face
+            assert not np.array_equal(small.keypoints, full.keypoints), (name, width)
             eyes = np.linalg.norm(full.keypoints[0] - full.keypoints[1])
             assert np.abs(small.keypoints[:4] - full.keypoints[:4]).max() < 0.2 * eyes, (name, width)
             assert np.abs(np.subtract(small.box, full.box)).max() < 0.1 * full.width, (name, width)
@@ -308,6 +312,14 @@ def test_detection_from_a_camera_frame_as_it_comes(perception: Perception) -> No
         assert len(found) == 1, layout
         assert found[0].box == expected[0].box and found[0].score == expected[0].score, layout
         assert np.array_equal(found[0].keypoints, expected[0].keypoints), layout
+    # the XBGR8888 frame is read where it lies: the image the detector scales is the frame's memory
+    mapped = frame_image(frames["RGBX"], "RGBX")
+    frames["RGBX"][7, 5] = (1, 2, 3, 4)
+    assert mapped.getpixel((5, 7))[:3] == (1, 2, 3)
+    copied = frame_image(frames["BGRX"], "BGRX")
+    before = copied.getpixel((5, 7))
+    frames["BGRX"][7, 5] = (9, 8, 7, 6)
+    assert copied.getpixel((5, 7)) == before  # any other layout is converted: a copy
     assert perception.detect_frame(np.zeros((1, 640, 4), np.uint8)) == []
     with pytest.raises(InputError):
         perception.detect_frame(np.zeros((480, 640, 4), np.float32))
