@@ -75,7 +75,14 @@ class Lookahead:
         if self._done:
             return None
         self.ask(detect=False)
-        item = self._ready.get()
+        while True:
+            try:
+                item = self._ready.get(timeout=1.0)
+                break
+            except queue.Empty:
+                if not self._thread.is_alive() and self._ready.empty():  # it ended without a word
+                    self._done = True
+                    raise RuntimeError("the lookahead thread ended") from None
         self._asked = False
         if item is _END:
             self._done = True
