@@ -243,24 +243,22 @@ class Perception:
     ) -> list[Face]:
         """All faces in the frame, gated; rejected ones carry their reason. ``stages``, when
         given, gets each stage's seconds added to it: detect, refine, landmarks, align (warp + gates)."""
-        rgb = to_rgb(frame, layout)
-        return [self.face(rgb, det, stages) for det in self.detect(rgb, stages)]
+        found = self.detect_frame(frame, layout, stages)
+        if not found:
+            return []
+        rgb = to_rgb(frame, layout)  # the copy that landmarks and chips read, made once
+        return [self.face(rgb, det, stages) for det in found]
 
     def detect(self, rgb: np.ndarray, stages: dict[str, float] | None = None) -> list[Detection]:
         """The detection stage alone, the cheap part: faces in an HxWx3 RGB frame, from the
         whole frame. ``face`` takes each on (refinement, landmarks, chip, gates)."""
-        if min(rgb.shape[:2]) < 2:
-            return []
-        t0 = time.perf_counter()
-        found = self.detector.detect(rgb)
-        _add(stages, detect=time.perf_counter() - t0)
-        return found
+        return self.detect_frame(rgb, "RGB", stages)
 
     def detect_frame(
         self, frame: np.ndarray, layout: str = "RGBX", stages: dict[str, float] | None = None
     ) -> list[Detection]:
-        """``detect`` on a camera frame as it comes (any layout ``to_rgb`` reads), without the
-        RGB copy that only ``face`` needs (``frame_image``)."""
+        """Faces in a camera frame as it comes (any layout ``to_rgb`` reads), without the RGB
+        copy that only ``face`` needs (``frame_image``)."""
         frame = np.asarray(frame)
         if frame.ndim >= 2 and min(frame.shape[:2]) < 2:
             return []
