@@ -128,3 +128,18 @@ def test_close_does_not_wait_on_a_camera_that_hangs(frames: dict[str, np.ndarray
     camera.hold.set()  # the camera wakes: the worker hands over nothing and ends
     time.sleep(0.2)
     assert ahead.take() is None
+
+
+def test_the_latency_bench_runs_all_three_loops() -> None:
+    """`facegate bench latency` on a camera with its own clock and a real broker: the paced,
+    the serial and the overlapped loop each decide the person every time they appear."""
+    from facegate.bench.door import bench_latency, latency_line
+
+    report = bench_latency([1], appearances=2, fps=10.0, camera_fps=30.0)
+    loops = [(r["decide_at_camera_rate"], r["overlap"]) for r in report["results"]]
+    assert loops == [(False, False), (True, False), (True, True)]
+    for row in report["results"]:
+        assert row["events"] == row["appearances"] == 2, row
+        assert 0 < row["median_ms"] < 5000, row
+    line = latency_line(report)
+    assert line.count("median") == 3 and "next frame detected ahead" in line
