@@ -65,10 +65,6 @@ class Lookahead:
             self._asked = True
             self._wanted.put(detect)
 
-    @property
-    def asked(self) -> bool:
-        return self._asked
-
     def take(self) -> Taken | None:
         """The next frame; None once the source has ended. The source's exception, if it
         failed, is raised here."""
