@@ -117,7 +117,9 @@ def _cmd_bench_standing(args: argparse.Namespace) -> int:
 def _cmd_bench_latency(args: argparse.Namespace) -> int:
     from facegate.bench.door import bench_latency, latency_line
 
-    report = bench_latency(args.threads, args.appearances, args.fps, args.camera_fps, args.rounds)
+    report = bench_latency(
+        args.threads, args.appearances, args.fps, args.camera_fps, args.rounds, args.present_s
+    )
     print(dumps(report, indent=2) if args.json else latency_line(report))
     return 0
 
@@ -221,6 +223,12 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--appearances", type=int, default=10)
     p.add_argument("--fps", type=float, default=10.0, help="the daemon's camera.max_fps")
     p.add_argument("--camera-fps", type=float, default=30.0, help="the simulated camera's frame rate")
+    p.add_argument(
+        "--present-s",
+        type=float,
+        default=1.0,
+        help="seconds the person stays in view each time (longer on a board slower than 3 frames a second)",
+    )
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_bench_latency)

@@ -229,11 +229,18 @@ def bench_standing(
 
 
 def bench_latency(
-    threads: list[int], appearances: int = 10, fps: float = 10.0, camera_fps: float = 30.0, rounds: int = 1
+    threads: list[int],
+    appearances: int = 10,
+    fps: float = 10.0,
+    camera_fps: float = 30.0,
+    rounds: int = 1,
+    present_s: float = 1.0,
 ) -> dict[str, Any]:
     """Each thread count, with the daemon's loop paced at ``fps`` throughout, taking a new
     face's first frames at the camera's rate (the shipped setting), and that with
-    ``camera.overlap``; rounds alternate them."""
+    ``camera.overlap``; rounds alternate them. The person stays ``present_s`` in view, then
+    the hall is empty for 0.8 x as long (more than the tracker's ``max_missing`` frames, so
+    each appearance is a track of its own)."""
     from facegate.demo.broker import start_broker
 
     frames = swaying(phases=8, seed=1)
@@ -250,8 +257,10 @@ def bench_latency(
                         config = _daemon_config(
                             tmp, port, protocol, t, fps, overlap, max_missing=2, decide_at_camera_rate=hurry
                         )
-                        # a person in view for 1 s of every 1.8 s: one track, one event each time
-                        camera = CameraClock(frames, blank, appearances, camera_fps, 1.0, 1.8)
+                        # one track, one event each time the person comes into view
+                        camera = CameraClock(
+                            frames, blank, appearances, camera_fps, present_s, 1.8 * present_s
+                        )
                         arrivals, _, _ = _run(config, camera)
                     appeared = np.array(camera.appeared)
                     got = waits.setdefault(key, [])
@@ -274,7 +283,13 @@ def bench_latency(
         }
         for (t, hurry, overlap), w in waits.items()
     ]
-    return {"fps": fps, "camera_fps": camera_fps, "broker": broker, "results": results}
+    return {
+        "fps": fps,
+        "camera_fps": camera_fps,
+        "present_s": present_s,
+        "broker": broker,
+        "results": results,
+    }
 
 
 def standing_line(report: dict[str, Any]) -> str:
