@@ -108,8 +108,11 @@ class CameraConfig:
     max_fps: float = key(10.0, (int, float), _positive, "> 0")
     loop: bool = key(False, bool)
     name: str = key("camera", str, _matches(ID_PATTERN), _ID_WANTS)
-    # take and detect the next frame in a second thread while a face is decided (facegate.lookahead)
-    overlap: bool = key(True, bool)
+    # take and detect the next frame in a second thread while a face is decided (facegate.lookahead);
+    # "auto": where a core is left beside models.threads (BENCHMARKS.md, "From a person appearing")
+    overlap: bool | str = key(
+        "auto", (bool, str), lambda v: isinstance(v, bool) or v == "auto", "true, false or auto"
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,6 +20,7 @@ import collections
 import contextlib
 import dataclasses
 import logging
+import os
 import signal
 import threading
 import time
@@ -53,6 +54,18 @@ from facegate.web import Console
 log = logging.getLogger(__name__)
 
 RESTART_SECTIONS = ("camera", "models", "mqtt", "gallery", "device", "homeassistant", "commands", "review")
+
+
+def overlap_on(config: Config) -> bool:
+    """``camera.overlap``; "auto" is on where this process may use more cores than the
+    interpreters' ``models.threads``: the thread that detects ahead then has one of its own.
+    Where the interpreters already take every core, the two threads only slowed each other
+    (BENCHMARKS.md, "From a person appearing to their event")."""
+    overlap = config.camera.overlap
+    if isinstance(overlap, bool):
+        return overlap
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return cores > config.models.threads
 
 
 def _tracker_config(config: Config) -> TrackerConfig:
@@ -236,7 +249,7 @@ class Daemon:
     def _taken(self) -> Iterator[Taken]:
         """The source's frames as they are; with ``camera.overlap``, through a ``Lookahead``
         that ``step`` asks for the next frame while a face is being decided."""
-        if not self.config.camera.overlap:
+        if not overlap_on(self.config):
             yield from (Taken(frame) for frame in self.source.frames())
             return
         self._ahead = Lookahead(

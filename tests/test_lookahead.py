@@ -3,13 +3,17 @@ second thread while the loop finishes this one. The detector is the real BlazeFa
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
 
+from facegate.config import ConfigError, validate
+from facegate.daemon import overlap_on
 from facegate.detect import Detection
 from facegate.lookahead import Lookahead
 from facegate.perception import Perception
@@ -143,3 +147,19 @@ def test_the_latency_bench_runs_all_three_loops() -> None:
         assert 0 < row["median_ms"] < 5000, row
     line = latency_line(report)
     assert line.count("median") == 3 and "next frame detected ahead" in line
+
+
+def test_overlap_auto_leaves_the_interpreters_their_cores() -> None:
+    """``camera.overlap: auto`` is on only where a core is left beside ``models.threads``; true
+    and false are taken as they are; anything else is refused with the key's name."""
+    cores = len(os.sched_getaffinity(0))
+
+    def config(overlap: object, threads: int) -> Any:
+        return validate({"camera": {"overlap": overlap}, "models": {"threads": threads}})
+
+    assert overlap_on(config("auto", cores)) is False
+    assert overlap_on(config("auto", max(1, cores - 1))) is (cores > 1)
+    assert overlap_on(config(True, cores)) is True and overlap_on(config(False, 1)) is False
+    assert validate({}).camera.overlap == "auto"
+    with pytest.raises(ConfigError, match=r"camera\.overlap"):
+        config("yes", 1)
