@@ -244,8 +244,10 @@ def test_enroll_review_and_correct_in_a_real_browser(
         fix[0].click()
         assert "correction refused" in _wait(flash, what="the correction's answer")
 
-        # enroll from the camera: the face in front of it now
+        # enroll from the camera: the face in front of it now (on a fresh page: the flash of the
+        # correction above would otherwise be read before the enrollment's page has loaded)
         stage.image = frames["obama3"]
+        browser.get(base + "/")
         time.sleep(0.3)
         browser.find_element(By.ID, "enroll-name").send_keys("barack")
         browser.find_element(By.ID, "enroll-camera").click()
