@@ -24,7 +24,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -253,7 +253,7 @@ class Daemon:
             yield from (Taken(frame) for frame in self.source.frames())
             return
         self._ahead = Lookahead(
-            iter(self.source.frames()), lambda f: self.perception.detect_frame(f.image, f.layout)
+            self.source.frames(), lambda f: self.perception.detect_frame(f.image, f.layout)
         )
         while (taken := self._ahead.take()) is not None:
             yield taken
@@ -292,7 +292,7 @@ class Daemon:
             if self.desk.waiting
             else self.follower.needs_pipeline(detections, tracks, now)
         )
-        if self._ahead is not None and self._hurrying_next(tracks):
+        if self._ahead is not None and self._deciding(tracks, ahead=1):
             self._ahead.ask()  # the next frame, taken and detected while this one goes on
         faces: list[Face] = []
         if any(ran):  # the RGB copy only where a face goes through the pipeline
@@ -390,28 +390,21 @@ class Daemon:
         self.recorder.accepted(event.event_id, event.identity, self.recorder.vector(event.track))
         return True
 
-    def _deciding(self) -> bool:
+    def _deciding(self, tracks: Sequence[Track | None] = (), ahead: int = 0) -> bool:
         """A new face is being decided (its first frames) or a request waits on faces: take the
         camera's frames as they come rather than at ``camera.max_fps``, so that the votes that
         decide it are frames apart, not periods apart. A face that stays undecided (refused by
-        a gate, say) is paced again after ``2 * decision.window`` frames."""
-        if not self.config.decision.decide_at_camera_rate:
-            return False
-        if self.desk.waiting:
-            return True
-        limit = 2 * self.config.decision.window
-        return any(t.decided is None and t.frames < limit for t in self.tracker.tracks.values())
+        a gate, say) is paced again after ``2 * decision.window`` frames.
 
-    def _hurrying_next(self, tracks: list[Track | None]) -> bool:
-        """Whether the frame after this one will be taken at once (``_deciding`` once this
-        frame's faces are in the tracker): a new face, an undecided track short of its limit
-        or a waiting request."""
+        ``tracks``, ``ahead=1``: the same for the frame after this one, asked before this
+        frame's faces are in the tracker (``tracks``: what each of them continues; None, a
+        new face), so that the lookahead can take that frame now."""
         if not self.config.decision.decide_at_camera_rate:
             return False
         if self.desk.waiting or any(t is None for t in tracks):
             return True
         limit = 2 * self.config.decision.window
-        return any(t.decided is None and t.frames + 1 < limit for t in self.tracker.tracks.values())
+        return any(t.decided is None and t.frames + ahead < limit for t in self.tracker.tracks.values())
 
     def _idle(self, frame: Frame) -> bool:
         """Skip detection when nothing moves, no face is tracked and nothing waits on a frame."""

@@ -193,9 +193,7 @@ class FaceDetector:
         """Faces in an HxWx3 uint8 RGB frame, best first."""
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise InputError(f"expected an HxWx3 uint8 RGB frame, got {frame.shape} {frame.dtype}")
-        if min(frame.shape[:2]) < 2:
-            return []
-        return self._detect(Image.fromarray(frame), self._net)
+        return self.detect_image(Image.fromarray(frame))
 
     def detect_image(self, image: Image.Image) -> list[Detection]:
         """The same for a Pillow image in mode RGB or RGBX: a camera's XBGR8888 buffer mapped

@@ -22,6 +22,7 @@ import dataclasses
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from facegate.detect import Detection
 from facegate.sources import Frame
@@ -39,6 +40,12 @@ class Taken:
 _END = object()  # the source ended
 
 
+def _drain(q: queue.Queue[Any]) -> None:
+    with contextlib.suppress(queue.Empty):
+        while True:
+            q.get_nowait()
+
+
 class Lookahead:
     """Iterates ``frames`` in a worker thread, one frame at a time, when asked.
 
@@ -47,16 +54,14 @@ class Lookahead:
     when the loop wants it, as without this class). At most one frame is ever ahead,
     so a frame is never older than one pass of the loop."""
 
-    def __init__(
-        self, frames: Iterator[Frame], detect: Callable[[Frame], list[Detection]], name: str = "lookahead"
-    ) -> None:
+    def __init__(self, frames: Iterator[Frame], detect: Callable[[Frame], list[Detection]]) -> None:
         self._frames = frames
         self._detect = detect
         self._wanted: queue.Queue[bool | None] = queue.Queue(maxsize=1)
         self._ready: queue.Queue[Taken | Exception | object] = queue.Queue(maxsize=1)
         self._asked = False
         self._done = False
-        self._thread = threading.Thread(target=self._work, name=f"facegate-{name}", daemon=True)
+        self._thread = threading.Thread(target=self._work, name="facegate-lookahead", daemon=True)
         self._thread.start()
 
     def ask(self, detect: bool = True) -> None:
@@ -93,17 +98,9 @@ class Lookahead:
         """Stop the worker (after the frame it may be reading) and wait for it, at most
         ``timeout`` seconds. The source itself is the caller's to close."""
         self._done = True
-        while True:  # make room, then tell it to stop
-            try:
-                self._wanted.get_nowait()
-            except queue.Empty:
-                break
+        _drain(self._wanted)  # make room, then tell it to stop
         self._wanted.put(None)
-        while True:  # a frame it is handing over would block it
-            try:
-                self._ready.get_nowait()
-            except queue.Empty:
-                break
+        _drain(self._ready)  # a frame it is handing over would block it
         self._thread.join(timeout)
 
     def _work(self) -> None:

@@ -107,8 +107,8 @@ def test_known_person_once_and_stranger_unknown(
     aggregate: str,
     overlap: bool,
 ) -> None:
-    """The same two events whether the next frame is detected ahead (``camera.overlap``,
-    the default) or in the loop; ahead it is, for the frames that decide a face."""
+    """The same two events whether the next frame is detected ahead (``camera.overlap: true``)
+    or in the loop; ahead it is, for the frames that decide a face."""
     config = _config(tmp_path, broker.port, obama_sample, camera={"overlap": overlap})
     config = dataclasses.replace(config, decision=dataclasses.replace(config.decision, aggregate=aggregate))
     sub = Subscriber(broker.port, ["facegate/door1/#"])
