@@ -227,6 +227,11 @@ class Daemon:
             except FacegateError:
                 raise  # a configuration problem: no retry will fix it
             except Exception as exc:
+                if self.stopping.is_set():
+                    # the camera closed under a read while stopping (from another thread, or
+                    # the lookahead's read ahead): not a failure to report as the last state
+                    log.info("camera read ended while stopping (%s: %s)", type(exc).__name__, exc)
+                    return
                 log.error("camera failed (%s: %s); reopening in %.0f s", type(exc).__name__, exc, delay)
                 self._camera_state(f"lost: {exc}")
             finally:

@@ -59,7 +59,7 @@ def _config(tmp: pathlib.Path, port: int, obama_sample: Any, **sections: dict[st
 
 @contextlib.contextmanager
 def running(daemon: Daemon) -> Iterator[Daemon]:
-    thread = threading.Thread(target=daemon.run, daemon=True)
+    thread = threading.Thread(target=daemon.run, name="daemon", daemon=True)
     thread.start()
     try:
         yield daemon
@@ -632,6 +632,7 @@ def test_sighup_reload_applies_decision_settings_only(
         assert daemon.config.decision.votes_to_decide == 2
 
 
+@pytest.mark.parametrize("overlap", [True, False], ids=["overlap", "serial"])
 def test_camera_that_drops_out_is_reported_and_reopened(
     broker: Broker,
     tmp_path: pathlib.Path,
@@ -639,13 +640,29 @@ def test_camera_that_drops_out_is_reported_and_reopened(
     obama_sample: Any,
     monkeypatch: pytest.MonkeyPatch,
     fake_picamera2: Any,
+    overlap: bool,
 ) -> None:
+    """With ``camera.overlap`` the camera is read on the lookahead's thread: its failure must
+    reach the same report-and-reopen path, and the reopened camera be read ahead again."""
     picamera2 = fake_picamera2
 
     monkeypatch.setattr(picamera2.Picamera2, "script", [frames["obama"]] * 8 + [frames["blank"]] * 4)
     monkeypatch.setattr(picamera2.Picamera2, "captures", 0)
     monkeypatch.setattr(picamera2.Picamera2, "fail_between", (14, 16))  # captures 14 and 15 fail
-    config = _config(tmp_path, broker.port, obama_sample, camera={"source": "picamera2", "max_fps": 30})
+    reader: dict[int, list[str]] = {}
+    capture = picamera2.Picamera2.capture_array
+
+    def capture_array(self: Any, name: str = "main") -> np.ndarray:
+        reader.setdefault(id(self), []).append(threading.current_thread().name)
+        return capture(self, name)
+
+    monkeypatch.setattr(picamera2.Picamera2, "capture_array", capture_array)
+    config = _config(
+        tmp_path,
+        broker.port,
+        obama_sample,
+        camera={"source": "picamera2", "max_fps": 30, "overlap": overlap},
+    )
     sub = Subscriber(broker.port, ["facegate/door1/#"])
     daemon = Daemon(config)
     with running(daemon):
@@ -653,7 +670,19 @@ def test_camera_that_drops_out_is_reported_and_reopened(
         assert "Camera frontend has timed out" in lost[0][1]["camera"]
         sub.wait(lambda t, p: t.endswith("/state") and p.get("camera") == "ok", timeout=30)
         _events(sub, 2, timeout=30)  # obama before the drop-out, and again after the camera came back
+        ahead = daemon.counts["detected_ahead"]
     assert len(picamera2.Picamera2.instances) >= 2 and all(
         c.closed for c in picamera2.Picamera2.instances[:-1]
     )
+    # which thread read each camera: the lookahead's, on the first camera and on the reopened one
+    readers = [set(reader[id(c)]) for c in picamera2.Picamera2.instances if id(c) in reader]
+    assert len(readers) >= 2, readers
+    expected = {"facegate-lookahead"} if overlap else {"daemon"}
+    assert all(r == expected for r in readers), readers
+    assert (ahead > 0) if overlap else (ahead == 0), ahead
+    # `running` closed the camera under the lookahead's read while stopping: no "lost" state
+    # may be left (retained) as the device's last word on its camera
+    time.sleep(0.3)
+    cameras = [m[1].get("camera") for m in sub.messages if m[0].endswith("/state")]
+    assert cameras[-1] == "ok", cameras
     sub.close()
