@@ -6,7 +6,7 @@ import argparse
 import pathlib
 from typing import Any
 
-from facegate.cli import SHIPPED_ENCODERS
+from facegate.cli import AT_LEAST_ZERO, COUNT, NON_NEGATIVE, POSITIVE, SHIPPED_ENCODERS
 from facegate.wire import dumps
 
 COMMANDS = ("bench",)
@@ -157,7 +157,7 @@ def add_commands(sub: Any) -> None:
         nargs="+",
         default=SHIPPED_ENCODERS,
     )
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--threads", type=COUNT, nargs="+", default=[1, 2])
     p.add_argument(
         "--runtime",
         nargs="+",
@@ -170,71 +170,75 @@ def add_commands(sub: Any) -> None:
         default=[],
         help="other Python interpreters to time in the same rounds (e.g. a tflite-runtime venv)",
     )
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--runs", type=int, default=40, help="timed faces per configuration per round")
+    p.add_argument("--rounds", type=COUNT, default=3)
+    p.add_argument("--runs", type=COUNT, default=40, help="timed faces per configuration per round")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_bench_encoder)
     p = be.add_parser(
         "perception",
         help="640x480 frame, one face: detect, refine, landmarks, align, total; refine off and on",
     )
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--runs", type=int, default=30)
+    p.add_argument("--threads", type=COUNT, nargs="+", default=[1, 2])
+    p.add_argument("--rounds", type=COUNT, default=3)
+    p.add_argument("--runs", type=COUNT, default=30)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_bench_perception)
     p = be.add_parser("match", help="1:N identify latency and memory for growing galleries")
-    p.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000, 1_000_000])
-    p.add_argument("--runs", type=int, default=50)
+    p.add_argument("--sizes", type=COUNT, nargs="+", default=[1_000, 10_000, 100_000, 1_000_000])
+    p.add_argument("--runs", type=COUNT, default=50)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_bench_match)
     p = be.add_parser("fleet", help="one authority, many simulated devices on mosquitto: convergence times")
-    p.add_argument("--people", type=int, default=10_000)
-    p.add_argument("--devices", type=int, default=100)
-    p.add_argument("--workers", type=int, default=2, help="processes the devices are spread over")
-    p.add_argument("--max-queued", type=int, default=0, help="mosquitto max_queued_messages (0: no cap)")
-    p.add_argument("--resync-s", type=float, default=30.0, help="devices re-fetch missing entries after")
+    p.add_argument("--people", type=COUNT, default=10_000)
+    p.add_argument("--devices", type=COUNT, default=100)
+    p.add_argument("--workers", type=COUNT, default=2, help="processes the devices are spread over")
+    p.add_argument(
+        "--max-queued", type=AT_LEAST_ZERO, default=0, help="mosquitto max_queued_messages (0: no cap)"
+    )
+    p.add_argument("--resync-s", type=POSITIVE, default=30.0, help="devices re-fetch missing entries after")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_bench_fleet)
     p = be.add_parser("daemon", help="frame-to-subscriber latency over MQTT; daemon memory over time")
-    p.add_argument("--tracks", type=int, default=200)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--tracks", type=COUNT, default=200)
+    p.add_argument("--threads", type=COUNT, default=2)
     p.add_argument(
-        "--rss-minutes", type=float, default=0.0, help="also run a daemon this long and sample its RSS"
+        "--rss-minutes", type=NON_NEGATIVE, default=0.0, help="also run a daemon this long and sample its RSS"
     )
-    p.add_argument("--idle-seconds", type=float, default=0.0, help="also measure CPU on a still, empty scene")
-    p.add_argument("--fps", type=float, default=10.0, help="frame rate for the RSS and idle runs")
+    p.add_argument(
+        "--idle-seconds", type=NON_NEGATIVE, default=0.0, help="also measure CPU on a still, empty scene"
+    )
+    p.add_argument("--fps", type=POSITIVE, default=10.0, help="frame rate for the RSS and idle runs")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_bench_daemon)
     p = be.add_parser(
         "standing",
         help="a known person standing in view: the daemon's CPU time, every frame vs followed; one line",
     )
-    p.add_argument("--seconds", type=float, default=60.0)
-    p.add_argument("--fps", type=float, default=10.0, help="frames per second of standing (fed unpaced)")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--seconds", type=POSITIVE, default=60.0)
+    p.add_argument("--fps", type=POSITIVE, default=10.0, help="frames per second of standing (fed unpaced)")
+    p.add_argument("--threads", type=COUNT, default=1)
+    p.add_argument("--rounds", type=COUNT, default=2)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_bench_standing)
     p = be.add_parser(
         "latency", help="a person appears -> their event at a subscriber, median and p95; one line"
     )
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--appearances", type=int, default=10)
-    p.add_argument("--fps", type=float, default=10.0, help="the daemon's camera.max_fps")
-    p.add_argument("--camera-fps", type=float, default=30.0, help="the simulated camera's frame rate")
+    p.add_argument("--threads", type=COUNT, nargs="+", default=[1, 2])
+    p.add_argument("--appearances", type=COUNT, default=10)
+    p.add_argument("--fps", type=POSITIVE, default=10.0, help="the daemon's camera.max_fps")
+    p.add_argument("--camera-fps", type=POSITIVE, default=30.0, help="the simulated camera's frame rate")
     p.add_argument(
         "--present-s",
-        type=float,
+        type=POSITIVE,
         default=1.0,
         help="seconds the person stays in view each time (longer on a board slower than 3 frames a second)",
     )
-    p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--rounds", type=COUNT, default=1)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_bench_latency)
     p = be.add_parser("summary", help="one line to paste back: this board's time per frame and per face")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--rounds", type=COUNT, default=3)
+    p.add_argument("--runs", type=COUNT, default=20)
     p.set_defaults(func=_cmd_bench_summary)
     pa = be.add_parser(
         "parity", help="the same images on two machines: chips, embeddings, decisions (scripts/pi-check)"

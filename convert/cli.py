@@ -12,7 +12,16 @@ import pathlib
 import sys
 from typing import Any
 
-from facegate.cli import DEFAULT_MODEL, SHIPPED_ENCODERS, print_result
+from facegate.cli import (
+    AT_LEAST_ZERO,
+    COUNT,
+    DEFAULT_MODEL,
+    NON_NEGATIVE,
+    POSITIVE,
+    RATE,
+    SHIPPED_ENCODERS,
+    print_result,
+)
 from facegate.errors import FacegateError
 from facegate.modelcard import MODELS_DIR
 
@@ -206,7 +215,7 @@ def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-gates", action="store_true", help="keep faces that fail the quality gates (size, yaw, blur)"
     )
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=COUNT, default=2)
     p.add_argument("--json", action="store_true")
 
 
@@ -218,7 +227,7 @@ def add_commands(sub: Any) -> None:
     p = conv.add_parser("dlib", help="dlib's ResNet .dat -> float32 + int8 TFLite with model cards")
     p.add_argument("--dat", type=pathlib.Path, help="the .dat (default: from face-recognition-models)")
     p.add_argument("--out", type=pathlib.Path, default=MODELS_DIR, help="output folder (default: models/)")
-    p.add_argument("--calibration", type=int, default=200, help="int8 calibration chips (default 200)")
+    p.add_argument("--calibration", type=COUNT, default=200, help="int8 calibration chips (default 200)")
     p.set_defaults(func=_cmd_convert_dlib)
 
     p = conv.add_parser("perception", help="BlazeFace detectors + dlib 5-point landmarks into models/")
@@ -245,17 +254,17 @@ def add_commands(sub: Any) -> None:
         "--unlabelled", type=pathlib.Path, nargs="*", default=[], help="folders of unlabelled photos"
     )
     p.add_argument("--mode", choices=["triplet", "distill"], default="distill")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--steps-per-epoch", type=int, default=0, help="0: one pass over the faces")
-    p.add_argument("--size", type=int, default=96, help="chip size of the student (px)")
-    p.add_argument("--width", type=float, default=1.0, help="channel width multiplier")
+    p.add_argument("--epochs", type=COUNT, default=30)
+    p.add_argument("--steps-per-epoch", type=AT_LEAST_ZERO, default=0, help="0: one pass over the faces")
+    p.add_argument("--size", type=COUNT, default=96, help="chip size of the student (px)")
+    p.add_argument("--width", type=POSITIVE, default=1.0, help="channel width multiplier")
     p.add_argument("--miner", choices=["batch-hard", "batch-all"], default="batch-hard")
-    p.add_argument("--margin", type=float, default=0.2)
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--margin", type=NON_NEGATIVE, default=0.2)
+    p.add_argument("--lr", type=POSITIVE, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=pathlib.Path, required=True, help="run folder: checkpoints, history.json")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--stop-after", type=int, help="end this call after N epochs (resume later)")
+    p.add_argument("--stop-after", type=COUNT, help="end this call after N epochs (resume later)")
     p.add_argument("--cache", type=pathlib.Path, default=pathlib.Path.home() / ".cache" / "facegate")
     p.add_argument(
         "--export", type=pathlib.Path, help="write the int8 model and its card here (e.g. models/)"
@@ -269,7 +278,7 @@ def add_commands(sub: Any) -> None:
     )
     p = ev.add_parser("pairs", help="10-fold verification accuracy on LFW-format pairs")
     _add_pairs_args(p)
-    p.add_argument("--far", type=float, default=1e-3, help="operating point to report (default 1e-3)")
+    p.add_argument("--far", type=RATE, default=1e-3, help="operating point to report (default 1e-3)")
     _add_pipeline_args(p)
     p.set_defaults(func=_cmd_evaluate_pairs)
     for protocol, what in (
@@ -279,7 +288,7 @@ def add_commands(sub: Any) -> None:
         p = ev.add_parser(protocol, help=what)
         p.add_argument("--root", type=pathlib.Path, required=True, help="one folder per identity")
         p.add_argument("--seed", type=int, default=0, help="which half of the identities is left out")
-        p.add_argument("--far", type=float, default=1e-3, help="operating point to report (default 1e-3)")
+        p.add_argument("--far", type=RATE, default=1e-3, help="operating point to report (default 1e-3)")
         if protocol == "identify":
             p.add_argument(
                 "--strangers",
@@ -295,7 +304,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--folds", help="only these folds, e.g. 5-9")
     p.add_argument("--model", type=pathlib.Path, nargs="+", default=[DEFAULT_MODEL])
     p.add_argument("--out", type=pathlib.Path, default=pathlib.Path("docs/report"))
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=COUNT, default=1)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_evaluate_report)
     p = ev.add_parser("parity", help="cosine to dlib's descriptors on the shared reference chips")
@@ -305,17 +314,19 @@ def add_commands(sub: Any) -> None:
         nargs="+",
         default=SHIPPED_ENCODERS,
     )
-    p.add_argument("--start", type=int, default=0, help="first reference row (200 = held out of calibration)")
+    p.add_argument(
+        "--start", type=AT_LEAST_ZERO, default=0, help="first reference row (200 = held out of calibration)"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_evaluate_parity)
 
     p = sub.add_parser("calibrate", help="workstation: threshold for a target FAR, into the model card")
     _add_pairs_args(p)
-    p.add_argument("--far", type=float, default=1e-3, help="target false accept rate (default 1e-3)")
+    p.add_argument("--far", type=RATE, default=1e-3, help="target false accept rate (default 1e-3)")
     p.add_argument("--dry-run", action="store_true", help="print, do not write the card")
     p.add_argument(
         "--track-frames",
-        type=int,
+        type=COUNT,
         help="calibrate the threshold for decision.aggregate: mean over this many faces of a track "
         "(tracks of photos of the identities only --folds name; written to track_thresholds)",
     )

@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import importlib
 import logging
+import math
 import os
 import pathlib
 import sys
@@ -192,7 +193,9 @@ def _add_gallery_args(p: argparse.ArgumentParser) -> None:
         default=argparse.SUPPRESS,
         help=f"encoder (default: {DEFAULT_MODEL.name})",
     )
-    p.add_argument("--threads", type=int, default=argparse.SUPPRESS, help="interpreter threads (default: 2)")
+    p.add_argument(
+        "--threads", type=COUNT, default=argparse.SUPPRESS, help="interpreter threads (default: 2)"
+    )
 
 
 def _fill_defaults(args: argparse.Namespace) -> None:
@@ -278,6 +281,30 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _number(kind: Callable[[str], Any], ok: Callable[[Any], bool], wants: str) -> Callable[[str], Any]:
+    """An argparse ``type`` that reads a number and refuses, as a usage error naming the
+    option, one that is not finite or not ``ok`` (not a traceback, or a run of nothing)."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {wants}, got {text!r}")
+        return value
+
+    return parse
+
+
+COUNT = _number(int, lambda v: v >= 1, "a whole number >= 1")
+AT_LEAST_ZERO = _number(int, lambda v: v >= 0, "a whole number >= 0")
+POSITIVE = _number(float, lambda v: v > 0, "a number > 0")
+NON_NEGATIVE = _number(float, lambda v: v >= 0, "a number >= 0")
+RATE = _number(float, lambda v: 0 < v < 1, "a rate between 0 and 1, such as 1e-3")
+PORT = _number(int, lambda v: 0 < v < 65536, "a port from 1 to 65535")
+
+
 def print_result(result: object, as_json: bool) -> None:
     if as_json:
         print(dumps(result, indent=2))
@@ -345,7 +372,7 @@ def build_parser(load: str | None = None) -> argparse.ArgumentParser:
         p.add_argument("image", type=pathlib.Path)
         if name == "verify":
             p.add_argument("--claim", required=True, help="the enrolled name claimed")
-        p.add_argument("--far", type=float, default=1e-3, help="operating point by target FAR (default 1e-3)")
+        p.add_argument("--far", type=RATE, default=1e-3, help="operating point by target FAR (default 1e-3)")
         _add_gallery_args(p)
         p.set_defaults(func=func)
 
@@ -355,7 +382,7 @@ def build_parser(load: str | None = None) -> argparse.ArgumentParser:
     p = sub.add_parser("watch", help="print what a device publishes over MQTT (events, replies, state)")
     p.add_argument("--config", type=pathlib.Path, help="the device's config (broker, prefix, device id)")
     p.add_argument("--host")
-    p.add_argument("--port", type=int)
+    p.add_argument("--port", type=PORT)
     p.add_argument("--device", help="device id (default: from the config)")
     p.set_defaults(func=_cmd_watch)
     fl = sub.add_parser("fleet", help="share one gallery with many devices over MQTT").add_subparsers(

@@ -91,7 +91,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: Any) -> None:
-    from facegate.cli import _add_gallery_args
+    from facegate.cli import COUNT, RATE, _add_gallery_args
 
     rv = sub.add_parser(
         "review", help="the unknown faces kept by the daemon, and corrections"
@@ -109,7 +109,7 @@ def add_commands(sub: Any) -> None:
     for action, what in actions.items():
         p = rv.add_parser(action, help=what)
         if action in ("show", "assign", "ignore", "delete"):
-            p.add_argument("group", type=int)
+            p.add_argument("group", type=COUNT)
         if action == "show":
             p.add_argument("out", type=pathlib.Path)
         if action == "assign":
@@ -123,7 +123,7 @@ def add_commands(sub: Any) -> None:
             p.add_argument("--clear", action="store_true")
         p.add_argument("--config", type=pathlib.Path, help="the daemon's config: its gallery and review file")
         p.add_argument("--review", type=pathlib.Path, help="the review file (default: beside the gallery)")
-        p.add_argument("--far", type=float, default=1e-3, help="operating point without --config (1e-3)")
+        p.add_argument("--far", type=RATE, default=1e-3, help="operating point without --config (1e-3)")
         p.add_argument("--json", action="store_true")
         _add_gallery_args(p)
         p.set_defaults(func=_run)

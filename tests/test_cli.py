@@ -59,6 +59,36 @@ def test_refusals_name_the_problem(
     assert "2 faces found" in err and "enroll" not in err  # advice for identify, not for enrolling
 
 
+@pytest.mark.parametrize(
+    ("argv", "option", "wants"),
+    [
+        (["verify", "x.jpg", "--claim", "a", "--far", "2"], "--far", "a rate between 0 and 1"),
+        (["identify", "x.jpg", "--far", "nan"], "--far", "a rate between 0 and 1"),
+        (["enroll", "a", "x.jpg", "--threads", "0"], "--threads", "a whole number >= 1"),
+        (["watch", "--port", "70000"], "--port", "a port from 1 to 65535"),
+        (["review", "ignore", "-3"], "group", "a whole number >= 1"),
+        (["bench", "latency", "--present-s", "-1"], "--present-s", "a number > 0"),
+        (["bench", "latency", "--camera-fps", "inf"], "--camera-fps", "a number > 0"),
+        (["bench", "encoder", "--runs", "-1"], "--runs", "a whole number >= 1"),
+        (["bench", "summary", "--rounds", "0"], "--rounds", "a whole number >= 1"),
+        (["bench", "standing", "--seconds", "ten"], "--seconds", "a number > 0"),
+        (["calibrate", "--root", "r", "--pairs", "p", "--far", "1"], "--far", "a rate between 0 and 1"),
+        (["train", "--root", "r", "--pairs", "p", "--out", "o", "--lr", "-1"], "--lr", "a number > 0"),
+    ],
+)
+def test_numbers_out_of_range_are_usage_errors(
+    argv: list[str], option: str, wants: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A count of 0, a negative time or a FAR of 2 is refused before anything runs, naming the
+    option. Before, some ended in a traceback, some in a run that measured nothing, and a FAR
+    of 2 in the advice to calibrate for it."""
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}: expected {wants}" in err and "Traceback" not in err
+
+
 def test_config_mistakes_name_the_file(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
     broken = tmp_path / "broken.yaml"
     broken.write_text("camera: [oops\n")
