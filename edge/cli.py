@@ -78,7 +78,8 @@ def _enroller(args: argparse.Namespace) -> Any:
 
 def _cmd_enroll(args: argparse.Namespace) -> int:
     if bool(args.dir) == bool(args.name):
-        raise FacegateError("give NAME IMAGE... or --dir DIR (one sub-folder per person), not both")
+        which = "not both" if args.dir else "one of them"
+        raise FacegateError(f"give NAME IMAGE... or --dir DIR (one sub-folder per person), {which}")
     if args.name and not args.images:
         raise FacegateError(f"no images given for {args.name!r}")
     enroller = _enroller(args)

@@ -57,6 +57,10 @@ def test_refusals_name_the_problem(
     assert main(["--gallery", str(enrolled), "identify", str(tmp_path / "two.jpg")]) == 2
     err = capsys.readouterr().err
     assert "2 faces found" in err and "enroll" not in err  # advice for identify, not for enrolling
+    assert main(["--gallery", str(enrolled), "enroll"]) == 2
+    assert "or --dir DIR (one sub-folder per person), one of them" in capsys.readouterr().err
+    assert main(["--gallery", str(enrolled), "enroll", "x", str(bad), "--dir", str(tmp_path)]) == 2
+    assert "not both" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
