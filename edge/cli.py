@@ -289,9 +289,10 @@ def _number(kind: Callable[[str], Any], ok: Callable[[Any], bool], wants: str) -
     def parse(text: str) -> Any:
         try:
             value = kind(text)
-        except ValueError:
-            value = None
-        if value is None or not math.isfinite(value) or not ok(value):
+            fine = math.isfinite(value) and ok(value)
+        except (ValueError, OverflowError):  # not a number; an int too large for a float
+            fine = False
+        if not fine:
             raise argparse.ArgumentTypeError(f"expected {wants}, got {text!r}")
         return value
 

@@ -74,6 +74,7 @@ def test_refusals_name_the_problem(
         (["bench", "latency", "--present-s", "-1"], "--present-s", "a number > 0"),
         (["bench", "latency", "--camera-fps", "inf"], "--camera-fps", "a number > 0"),
         (["bench", "encoder", "--runs", "-1"], "--runs", "a whole number >= 1"),
+        (["bench", "match", "--sizes", "9" * 400], "--sizes", "a whole number >= 1"),
         (["bench", "summary", "--rounds", "0"], "--rounds", "a whole number >= 1"),
         (["bench", "standing", "--seconds", "ten"], "--seconds", "a number > 0"),
         (["calibrate", "--root", "r", "--pairs", "p", "--far", "1"], "--far", "a rate between 0 and 1"),
