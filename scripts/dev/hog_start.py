@@ -21,7 +21,6 @@ every variant scored on the same images and the same enrolled photos. In .venv-d
 
 from __future__ import annotations
 
-import argparse
 import pathlib
 import sys
 import time
@@ -31,7 +30,7 @@ import numpy as np
 VARIANTS = ("A", "Hf", "Hc", "Hcd", "D")
 
 
-def embed(root: pathlib.Path, out: pathlib.Path) -> None:
+def embed(root: pathlib.Path, out: pathlib.Path, pairs: pathlib.Path | None = None) -> None:
     import dlib
     import face_recognition
     import face_recognition.api as api
@@ -45,7 +44,12 @@ def embed(root: pathlib.Path, out: pathlib.Path) -> None:
     from facegate.perception import Perception
 
     pick = "central" if "lfw" in root.name else "largest"
-    paths = [p for v in identity_folders(root, min_images=1).values() for p in v]
+    if pairs:
+        from facegate.convert.evaluate import parse_pairs
+
+        paths = sorted({p for pair in parse_pairs(pairs) for p in (pair.a, pair.b)})
+    else:
+        paths = [p for v in identity_folders(root, min_images=1).values() for p in v]
     int8 = Encoder(MODELS_DIR / "dlib_resnet_v1_int8.tflite", num_threads=1)
     perception, hog = Perception(), dlib.get_frontal_face_detector()
     found = {"whole image": 0, "crop": 0}
@@ -160,20 +164,7 @@ def hits(emb: dict[str, np.ndarray]) -> list[tuple[str, bool]]:
     ]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    e = sub.add_parser("embed")
-    e.add_argument("root", type=pathlib.Path)
-    e.add_argument("out", type=pathlib.Path)
-    s = sub.add_parser("score")
-    s.add_argument("folder", type=pathlib.Path)
-    args = parser.parse_args()
-    if args.command == "embed":
-        embed(args.root, args.out)
-    else:
-        score(args.folder)
-
-
 if __name__ == "__main__":
-    main()
+    from augment_enroll import cli  # scripts/dev is on sys.path when run
+
+    cli(embed, score)
