@@ -99,11 +99,11 @@ _LAYOUTS = ("RGB", "BGR", "RGBX", "BGRX")
 
 def frame_image(frame: np.ndarray, layout: str = "RGBX") -> Image.Image:
     """A camera frame as the Pillow image the detector scales down: picamera2's default
-    XBGR8888 (a contiguous 4-channel "RGBX" frame) is mapped without a copy; any other
-    frame is converted as ``to_rgb`` does. A frame whose faces are all followed then
-    costs no RGB copy at all."""
+    XBGR8888 (a contiguous 4-channel frame in RGB order, ``to_rgb``'s rule) is mapped
+    without a copy; any other frame is converted as ``to_rgb`` does. A frame whose faces
+    are all followed then costs no RGB copy at all."""
     frame = np.asarray(frame)
-    mapped = layout == "RGBX" and frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 4
+    mapped = layout[:3] == "RGB" and frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 4
     if mapped and frame.flags.c_contiguous:
         h, w = frame.shape[:2]
         return Image.frombuffer("RGBX", (w, h), frame, "raw", "RGBX", 0, 1)

@@ -53,6 +53,7 @@ def embed(root: pathlib.Path, out: pathlib.Path, pairs: pathlib.Path | None = No
     int8 = Encoder(MODELS_DIR / "dlib_resnet_v1_int8.tflite", num_threads=1)
     perception, hog = Perception(), dlib.get_frontal_face_detector()
     found = {"whole image": 0, "crop": 0}
+    whole_used: list[str] = []  # the images where the whole-image HOG found facegate's face
     out_: dict[str, dict[str, np.ndarray]] = {v: {} for v in VARIANTS}
 
     def chip_embedding(image: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -88,6 +89,7 @@ def embed(root: pathlib.Path, out: pathlib.Path, pairs: pathlib.Path | None = No
         whole = [(lf, tp, rt, bm) for tp, rt, bm, lf in face_recognition.face_locations(image)]
         if whole and near(box := min(whole, key=near)) < side / 2:
             found["whole image"] += 1
+            whole_used.append(rel)
             out_["Hf"][rel] = chip_embedding(image, perception.predictor.predict(image, box))
             shape = api._raw_face_landmarks(image, [(box[1], box[2], box[3], box[0])], model="small")[0]
             out_["D"][rel] = np.array(api.face_encoder.compute_face_descriptor(image, shape, 1))
@@ -105,11 +107,10 @@ def embed(root: pathlib.Path, out: pathlib.Path, pairs: pathlib.Path | None = No
             left_min = (time.time() - started) / (n + 1) * (len(paths) - n - 1) / 60
             print(f"{n + 1}/{len(paths)} {left_min:.1f} min left", file=sys.stderr, flush=True)
     out.mkdir(parents=True, exist_ok=True)
-    whole_used = sorted(k for k in out_["A"] if not np.array_equal(out_["D"][k], out_["A"][k]))
     for v, embeddings in out_.items():
         keys = sorted(embeddings)
         np.savez(out / f"{v}.npz", paths=np.array(keys), embeddings=np.stack([embeddings[k] for k in keys]))
-    np.save(out / "whole_image_hog.npy", np.array(whole_used))
+    np.save(out / "whole_image_hog.npy", np.array(sorted(whole_used)))
     print(f"{len(out_['A'])} of {len(paths)} images with a face; HOG found it in {found}")
 
 
