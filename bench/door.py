@@ -248,6 +248,7 @@ def bench_latency(
     port, stop_broker, broker, protocol = start_broker()
     waits: dict[tuple[int, bool, bool], list[float]] = {}
     events: dict[tuple[int, bool, bool], int] = {}
+    ahead: dict[tuple[int, bool, bool], int] = {}
     try:
         for _ in range(rounds):
             for t in threads:
@@ -261,7 +262,7 @@ def bench_latency(
                         camera = CameraClock(
                             frames, blank, appearances, camera_fps, present_s, 1.8 * present_s
                         )
-                        arrivals, _, _ = _run(config, camera)
+                        arrivals, _, counts = _run(config, camera)
                     appeared = np.array(camera.appeared)
                     got = waits.setdefault(key, [])
                     for at, event in arrivals:
@@ -269,6 +270,7 @@ def bench_latency(
                         if len(started):
                             got.append((at - started[-1]) * 1000)
                     events[key] = events.get(key, 0) + len(arrivals)
+                    ahead[key] = ahead.get(key, 0) + counts["detected_ahead"]
     finally:
         stop_broker()
     results = [
@@ -277,6 +279,7 @@ def bench_latency(
             "decide_at_camera_rate": hurry,
             "overlap": overlap,
             "events": events[(t, hurry, overlap)],
+            "frames_detected_ahead": ahead[(t, hurry, overlap)],
             "appearances": appearances * rounds,
             "median_ms": float(np.median(w)) if w else float("nan"),
             "p95_ms": float(np.percentile(w, 95)) if w else float("nan"),

@@ -136,7 +136,8 @@ def test_close_does_not_wait_on_a_camera_that_hangs(frames: dict[str, np.ndarray
 
 def test_the_latency_bench_runs_all_three_loops() -> None:
     """`facegate bench latency` on a camera with its own clock and a real broker: the paced,
-    the serial and the overlapped loop each decide the person every time they appear."""
+    the serial and the overlapped loop each decide the person every time they appear, and
+    only the overlapped one detects frames ahead."""
     from facegate.bench.door import bench_latency, latency_line
 
     report = bench_latency([1], appearances=2, fps=10.0, camera_fps=30.0)
@@ -145,6 +146,7 @@ def test_the_latency_bench_runs_all_three_loops() -> None:
     for row in report["results"]:
         assert row["events"] == row["appearances"] == 2, row
         assert 0 < row["median_ms"] < 5000, row
+        assert (row["frames_detected_ahead"] > 0) == row["overlap"], row
     line = latency_line(report)
     assert line.count("median") == 3 and "next frame detected ahead" in line
 

@@ -321,6 +321,10 @@ def test_detection_from_a_camera_frame_as_it_comes(perception: Perception) -> No
     mapped = frame_image(frames["RGBX"], "RGBX")
     frames["RGBX"][7, 5] = (1, 2, 3, 4)
     assert mapped.getpixel((5, 7))[:3] == (1, 2, 3)
+    # a 4-band frame called "RGB" is in RGB order too (to_rgb's rule): mapped the same way
+    called_rgb = frame_image(frames["RGBX"], "RGB")
+    frames["RGBX"][9, 4] = (5, 6, 7, 8)
+    assert called_rgb.mode == "RGBX" and called_rgb.getpixel((4, 9))[:3] == (5, 6, 7)
     copied = frame_image(frames["BGRX"], "BGRX")
     before = copied.getpixel((5, 7))
     frames["BGRX"][7, 5] = (9, 8, 7, 6)
