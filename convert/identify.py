@@ -118,6 +118,32 @@ def evaluate_identify(
     return result
 
 
+def _enrolled(folders: dict[str, list[str]], embeddings: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each identity's first image's embedding, where it has one."""
+    return {n: embeddings[v[0]] for n, v in folders.items() if v[0] in embeddings}
+
+
+def _nearest(enrolled: dict[str, np.ndarray], gallery: list[str], probe: np.ndarray) -> tuple[str, float]:
+    """The template of ``gallery`` nearest to ``probe``, and its distance."""
+    dist = np.linalg.norm(np.stack([enrolled[g] for g in gallery]) - probe, axis=1)
+    best = int(np.argmin(dist))
+    return gallery[best], float(dist[best])
+
+
+def rank1_hits(folders: dict[str, list[str]], embeddings: dict[str, np.ndarray]) -> list[tuple[str, bool]]:
+    """Closed set, every identity enrolled from its first image: per probe (every later image
+    with an embedding), its identity and whether the nearest template is that identity's.
+    Rank-1 is the mean of the hits; a paired comparison of two pipelines needs them one by one."""
+    enrolled = _enrolled(folders, embeddings)
+    gallery = list(enrolled)
+    return [
+        (n, _nearest(enrolled, gallery, embeddings[p])[0] == n)
+        for n in folders
+        for p in folders[n][1:]
+        if p in embeddings
+    ]
+
+
 def identification_metrics(
     folders: dict[str, list[str]],
     embeddings: dict[str, np.ndarray],
@@ -135,17 +161,14 @@ def identification_metrics(
     if decide is None:
         decide = lambda templates, e: identify(templates, e, op).name  # noqa: E731
     names = list(folders)
-    enrolled = {n: embeddings[folders[n][0]] for n in names if folders[n][0] in embeddings}
+    enrolled = _enrolled(folders, embeddings)
     probes = [(n, embeddings[p]) for n in names for p in folders[n][1:] if p in embeddings]
 
     def nearest(gallery: list[str], probe: np.ndarray) -> tuple[str, float]:
-        matrix = np.stack([enrolled[g] for g in gallery])
-        dist = np.linalg.norm(matrix - probe, axis=1)
-        best = int(np.argmin(dist))
-        return gallery[best], float(dist[best])
+        return _nearest(enrolled, gallery, probe)
 
     all_gallery = [n for n in names if n in enrolled]
-    rank1 = float(np.mean([nearest(all_gallery, e)[0] == n for n, e in probes]))
+    rank1 = float(np.mean([hit for _, hit in rank1_hits(folders, embeddings)]))
     rng = np.random.default_rng(seed)
     known = set(rng.permutation(names)[: len(names) // 2].tolist())
     open_gallery = [n for n in all_gallery if n in known]

@@ -153,16 +153,9 @@ def score(folder: pathlib.Path) -> None:
 
 def hits(emb: dict[str, np.ndarray]) -> list[tuple[str, bool]]:
     """Per probe: its identity and whether the nearest enrolled template is that identity's."""
-    from facegate.convert.identify import group_by_identity
+    from facegate.convert.identify import group_by_identity, rank1_hits
 
-    folders = {k: x for k, x in group_by_identity(emb).items() if len(x) >= 2}
-    names = list(folders)
-    gallery = np.stack([emb[folders[n][0]] for n in names])
-    return [
-        (n, names[int(np.argmin(np.linalg.norm(gallery - emb[p], axis=1)))] == n)
-        for n in names
-        for p in folders[n][1:]
-    ]
+    return rank1_hits({k: x for k, x in group_by_identity(emb).items() if len(x) >= 2}, emb)
 
 
 if __name__ == "__main__":
