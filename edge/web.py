@@ -35,7 +35,7 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any, Protocol
 
-from facegate.commands import DISPLAY_NAME, EVENT_ID
+from facegate.commands import DISPLAY_NAME, EVENT_ID, GROUP_ID
 from facegate.config import Config
 from facegate.enroll import Enroller, RefusedError, one_usable_face
 from facegate.errors import FacegateError
@@ -401,7 +401,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 data = self.console.call(self.console.snapshot)
                 flash, session.flash = session.flash, ""
                 self._send(200, _main_page(data, session.csrf, flash, self.console.daemon.review is not None))
-            elif path.startswith("/face/") and path.endswith(".jpg") and path[6:-4].isdigit():
+            elif path.startswith("/face/") and path.endswith(".jpg") and GROUP_ID.fullmatch(path[6:-4]):
                 group = int(path[6:-4])
                 self._send(200, self.console.call(lambda: self.console.crop(group)), "image/jpeg")
             else:
@@ -464,7 +464,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return lambda: c.remove(name)
         if path in ("/review/assign", "/review/ignore", "/review/delete"):
             group = str(form.get("group", ""))
-            if not group.isdigit() or len(group) > 15:
+            if GROUP_ID.fullmatch(group) is None:
                 raise FacegateError("no such group")
             action = path.rsplit("/", 1)[1]
             return lambda: c.review(action, int(group), name or None, display)

@@ -9,6 +9,7 @@ import http.client
 import os
 import pathlib
 import shutil
+import socket
 import threading
 import time
 import urllib.parse
@@ -118,6 +119,15 @@ def test_nothing_without_the_token_nor_from_another_site(
         body = f"name=obama&csrf={urllib.parse.quote(csrf)}"
         assert _post(port, "/remove", body, Cookie=sid, Origin="http://evil.example")[0] == 403
         assert _post(port, "/remove", body, Cookie=sid, Origin="null")[0] == 403
+        # digits that str.isdigit() takes and int() does not ("²", sent as the one Latin-1 byte
+        # http.server decodes it from): a 404 and a flash, not an exception in a handler or the loop
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            raw.sendall(b"GET /face/\xb2.jpg HTTP/1.1\r\nHost: x\r\nCookie: %s\r\n\r\n" % sid.encode())
+            assert raw.recv(64).startswith(b"HTTP/1.1 404")
+        for group in ("%C2%B2", "0", "1" * 16, "-1", "+1", "%D9%A3"):
+            form = f"group={group}&name=obama&csrf={urllib.parse.quote(csrf)}"
+            assert _post(port, "/review/assign", form, Cookie=sid)[0] == 303
+            assert b"no such group" in _get(port, "/", Cookie=sid)[1], group
         too_big = _post(port, "/enroll", "x", Cookie=sid, **{"Content-Length": str(9 << 20)})
         assert too_big[0] == 413
         for _ in range(5):  # the login is rate-limited: guessing stops
