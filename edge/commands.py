@@ -48,7 +48,7 @@ from typing import Any
 from facegate.config import COMMANDS, UNSIGNED_COMMANDS
 from facegate.errors import FacegateError
 from facegate.files import write_private_json
-from facegate.gallery import NAME_PATTERN
+from facegate.gallery import NAME_PATTERN, printable_display_name
 from facegate.wire import Fields, PayloadError, check_correlation, check_reply_topic, parse_object
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,6 @@ SIGNATURE_VERSION = "facegate-command/2"
 ID_PATTERN = re.compile(r"[\x20-\x7e]{1,128}")  # printable ASCII
 NONCE_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,128}")
 HMAC_PATTERN = re.compile(r"[0-9a-f]{64}")
-DISPLAY_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
 EVENT_ID = re.compile(r"[0-9a-f]{32}")  # facegate.events.Event.event_id
 GROUP_ID = re.compile(r"[1-9][0-9]{0,14}")  # a review group, as the page writes it (ASCII digits only)
 MAX_SKEW_S = 3600.0
@@ -292,7 +291,7 @@ def _check_args(name: str, args: Fields, max_jpeg: int) -> dict[str, Any]:
         out = {
             "name": args.string("name", 64, NAME_PATTERN, person),
             "display_name": args.string(
-                "display_name", 128, DISPLAY_NAME, "1-128 printable characters", False
+                "display_name", 128, None, "1-128 printable characters", False, printable_display_name
             ),
         }
         if args.present("jpeg"):
@@ -310,7 +309,7 @@ def _check_args(name: str, args: Fields, max_jpeg: int) -> dict[str, Any]:
         if name == "review_assign":
             out["name"] = args.string("name", 64, NAME_PATTERN, person)
             out["display_name"] = args.string(
-                "display_name", 128, DISPLAY_NAME, "1-128 printable characters", False
+                "display_name", 128, None, "1-128 printable characters", False, printable_display_name
             )
         return out
     if name == "correct":

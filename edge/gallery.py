@@ -154,6 +154,21 @@ def guarded(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+DISPLAY_NAME_MAX = 128
+
+
+def printable_display_name(text: object) -> bool:
+    """1-128 characters that read as they are: no control or format characters (bidi
+    overrides, zero-width marks), no separator but the plain space, nothing unassigned."""
+    return isinstance(text, str) and 0 < len(text) <= DISPLAY_NAME_MAX and text.isprintable()
+
+
+def check_display_name(text: str) -> str:
+    if not printable_display_name(text):
+        raise FacegateError(f"invalid display name {str(text)[:40]!r}: use 1-128 printable characters")
+    return text
+
+
 def check_name(name: str) -> str:
     if not isinstance(name, str) or NAME_PATTERN.fullmatch(name) is None:
         raise FacegateError(
@@ -431,6 +446,8 @@ class Gallery:
     ) -> Person:
         """Enroll ``name`` with ``samples`` in one transaction (see the module doc)."""
         check_name(name)
+        if display_name is not None:
+            check_display_name(display_name)
         if not samples:
             raise FacegateError(f"nothing to enroll for {name!r}: no usable image")
         for s in samples:

@@ -35,12 +35,12 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any, Protocol
 
-from facegate.commands import DISPLAY_NAME, EVENT_ID, GROUP_ID
+from facegate.commands import EVENT_ID, GROUP_ID
 from facegate.config import Config
 from facegate.enroll import Enroller, RefusedError, one_usable_face
 from facegate.errors import FacegateError
 from facegate.fleet.store import refuse_if_fleet_owned
-from facegate.gallery import Gallery, Sample
+from facegate.gallery import Gallery, Sample, printable_display_name
 from facegate.images import load_rgb
 from facegate.livegallery import LiveGallery
 from facegate.ratelimit import Bucket
@@ -452,7 +452,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         c = self.console
         name = str(form.get("name", "")).strip()
         display = str(form.get("display_name", "")).strip() or None
-        if display is not None and DISPLAY_NAME.fullmatch(display) is None:
+        if display is not None and not printable_display_name(display):
             raise FacegateError("a display name is 1-128 printable characters")
         if path == "/enroll":
             photo = form.get("photo")

@@ -167,6 +167,7 @@ class Fields:
         pattern: re.Pattern[str] | None = None,
         wants: str = "",
         required: bool = True,
+        check: Callable[[str], bool] | None = None,
     ) -> str | None:
         value = self.data.get(key)
         if value is None and not required:
@@ -175,6 +176,8 @@ class Fields:
         if not isinstance(value, str) or not 0 < len(value) <= max_len or not _encodable(value):
             raise self._bad(key, form)
         if pattern is not None and pattern.fullmatch(value) is None:
+            raise self._bad(key, form)
+        if check is not None and not check(value):
             raise self._bad(key, form)
         return value
 

@@ -10,6 +10,7 @@ import pathlib
 import pytest
 
 from facegate.commands import Authority, CommandError, NonceStore, sign
+from tests.test_gallery import NOT_PRINTABLE
 
 SECRET = b"0123456789abcdef-secret"
 NOW = 1_800_000_000.0
@@ -173,12 +174,15 @@ def test_enroll_arguments() -> None:
         auth.parse(_topic("enroll"), _signed("enroll", {"name": "al", "jpeg": "%%%"}), NOW)
     with pytest.raises(CommandError, match="from_camera"):
         auth.parse(_topic("enroll"), _signed("enroll", {"name": "al"}), NOW)
-    with pytest.raises(CommandError, match="display_name"):
-        auth.parse(
-            _topic("enroll"),
-            _signed("enroll", {"name": "al", "from_camera": True, "display_name": "\n"}),
-            NOW,
-        )
+    for display in NOT_PRINTABLE:
+        with pytest.raises(CommandError, match="display_name"):
+            auth.parse(
+                _topic("enroll"),
+                _signed("enroll", {"name": "al", "from_camera": True, "display_name": display}),
+                NOW,
+            )
+    named = _signed("enroll", {"name": "al", "from_camera": True, "display_name": "Zoë 🙂"})
+    assert auth.parse(_topic("enroll"), named, NOW).args["display_name"] == "Zoë 🙂"
 
 
 def test_no_secret_refuses_signed_commands() -> None:

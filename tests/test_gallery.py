@@ -43,6 +43,14 @@ def op(enroller: Enroller) -> OperatingPoint:
     return OperatingPoint.from_card(enroller.encoder.card, 1e-3)
 
 
+# display names a person cannot read as they are: empty, too long, controls (C0, DEL, C1),
+# a right-to-left override, a zero-width space, a line separator, a no-break space
+NOT_PRINTABLE = (
+    *("", "x" * 129, "a\nb", "a\x7fb", "a\x85b"),
+    *("alice\u202eecila", "al\u200bice", "a\u2028b", "a\u00a0b"),
+)
+
+
 def _open(path: pathlib.Path, enroller: Enroller, **kw: bool) -> Gallery:
     return Gallery.open(path, fingerprint(enroller.encoder), **kw)
 
@@ -262,7 +270,12 @@ def test_bad_vectors_and_names_are_refused(tmp_path: pathlib.Path, enroller: Enr
             gallery.add("x", [Sample(np.zeros(64, np.float32), "short")])
         with pytest.raises(FacegateError, match="invalid name"):
             gallery.add("+/#", [Sample(_vector(0), "s")])
+        # every path in (CLI, MQTT, the page, the fleet) ends here: a display name is read as shown
+        for display in NOT_PRINTABLE:
+            with pytest.raises(FacegateError, match="invalid display name"):
+                gallery.add("x", [Sample(_vector(0), "s")], display_name=display)
         assert len(gallery) == 0
+        gallery.add("x", [Sample(_vector(0), "s")], display_name="Zoë O'Brien-Ngũgĩ 🙂")
 
 
 def test_missing_gallery_without_create(tmp_path: pathlib.Path, enroller: Enroller) -> None:

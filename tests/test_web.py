@@ -28,6 +28,7 @@ from facegate.gallery import Gallery
 from facegate.sources import Frame
 from tests.conftest import INT8_MODEL
 from tests.test_daemon import running
+from tests.test_gallery import NOT_PRINTABLE
 
 TOKEN = "a-long-enough-page-token"
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -128,6 +129,11 @@ def test_nothing_without_the_token_nor_from_another_site(
             form = f"group={group}&name=obama&csrf={urllib.parse.quote(csrf)}"
             assert _post(port, "/review/assign", form, Cookie=sid)[0] == 303
             assert b"no such group" in _get(port, "/", Cookie=sid)[1], group
+        for display in NOT_PRINTABLE[1:]:  # (an empty display name on the form means "none")
+            form = f"name=eve&display_name={urllib.parse.quote(display)}&from_camera=1"
+            form += f"&csrf={urllib.parse.quote(csrf)}"
+            assert _post(port, "/enroll", form, Cookie=sid)[0] == 303
+            assert b"Refused: a display name is 1-128 printable characters" in _get(port, "/", Cookie=sid)[1]
         too_big = _post(port, "/enroll", "x", Cookie=sid, **{"Content-Length": str(9 << 20)})
         assert too_big[0] == 413
         for _ in range(5):  # the login is rate-limited: guessing stops

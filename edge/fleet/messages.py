@@ -24,7 +24,6 @@ MAX_VERSION = 2**53  # versions stay exact in every JSON parser
 MAX_PEOPLE = 100_000
 SHA256 = re.compile(r"[0-9a-f]{64}")
 BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
-DISPLAY_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
 
 
 class Signer(Protocol):

@@ -13,7 +13,6 @@ import numpy as np
 from facegate.errors import FacegateError
 from facegate.fleet.messages import (
     BASE64,
-    DISPLAY_NAME,
     MANIFEST,
     MAX_PEOPLE,
     MAX_VERSION,
@@ -27,7 +26,7 @@ from facegate.fleet.messages import (
     manifest_hash,
     signed_bytes,
 )
-from facegate.gallery import NAME_PATTERN
+from facegate.gallery import NAME_PATTERN, printable_display_name
 from facegate.ratelimit import LogLimiter
 from facegate.wire import Fields, PayloadError, parse_object
 
@@ -171,7 +170,9 @@ class FleetSync:
         if dim != self.dim:
             return self._refuse(topic, "malformed", f"{dim}-d embeddings, this model makes {self.dim}-d")
         vectors = decode_vectors(str(fields.string("embeddings", self.max_bytes, BASE64, "base64")), self.dim)
-        display = fields.string("display_name", 128, DISPLAY_NAME, "1-128 printable characters", False)
+        display = fields.string(
+            "display_name", 128, None, "1-128 printable characters", False, printable_display_name
+        )
         self.store.put(name, display or name, version, vectors)
         self._hold(name, version, deleted=False)
         log.debug("fleet: applied %s v%d (%d embedding(s))", name, version, len(vectors))
