@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from facegate.errors import FacegateError
-from facegate.gallery import Gallery, GalleryError, check_name
+from facegate.gallery import Gallery, GalleryError, check_display_name, check_name
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS fleet (name TEXT PRIMARY KEY, version INTEGER NOT NULL, "
@@ -79,6 +79,7 @@ class GalleryStore:
         """Make ``name`` exactly these embeddings at ``version``, in one transaction; False (and
         nothing written) if the gallery already holds that version or a later one."""
         check_name(name)
+        check_display_name(display_name)
         for v in vectors:
             self.gallery.check_vector(v)
         metadata = json.dumps({"fleet_version": version})
