@@ -12,6 +12,9 @@ library's HTTP server (no dependency, a few MB; HTTPS with ``web.tls_cert``/``we
   requests at once, 10 s socket timeout, bodies up to 8 MB), but everything that reads or
   changes the gallery, the review file or the encoder runs in the frame loop, between
   frames (``run_jobs``), as MQTT commands do: the page waits for it (up to 15 s).
+- **Forms.** Parsing a form is pure Python and holds the interpreter the frame loop runs
+  in, so only a session's forms are parsed (and the login's, up to 64 KB), and a form of
+  more than 16 fields is refused before it is parsed.
 - **Faces.** Thumbnails are served only to a session, with ``Cache-Control: no-store``.
 """
 
@@ -31,6 +34,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable
+from email.message import Message
 from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any, Protocol
@@ -49,6 +53,8 @@ from facegate.review import ReviewStore, correct
 log = logging.getLogger(__name__)
 
 MAX_BODY = 8 << 20
+MAX_LOGIN_BODY = 64 << 10  # the login form is one token (of any length a config holds)
+MAX_FORM_FIELDS = 16  # the largest form of the page has 5
 MAX_CLIENTS = 8  # requests served at once
 MAX_CONNECTIONS = 32  # connections open at once (each a thread)
 MAX_SESSIONS = 16
@@ -350,21 +356,33 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _redirect(self, where: str, **headers: str) -> None:
         self._send(303, b"", Location=where, **headers)
 
-    def _body(self) -> bytes | None:
+    def _body(self, limit: int) -> bytes | None:
         try:
             length = int(self.headers.get("Content-Length", ""))
         except ValueError:
             self._send(411, b"length required")
             return None
-        if not 0 <= length <= MAX_BODY:
+        if not 0 <= length <= limit:
             self.close_connection = True
             self._send(413, b"too large")
             return None
         return self.rfile.read(length)
 
-    def _form(self, body: bytes) -> dict[str, Any]:
+    def _form(self, body: bytes) -> dict[str, Any] | None:
+        """The form's fields, or None (and a 400 sent) for a form no page of ours makes: more
+        than ``MAX_FORM_FIELDS`` fields, or multipart without a boundary. Counted before any
+        parsing, which is pure Python and holds the interpreter the frame loop runs in."""
         ctype = self.headers.get("Content-Type", "")
         if ctype.startswith("multipart/form-data"):
+            header = Message()
+            header["Content-Type"] = ctype
+            boundary = header.get_param("boundary")
+            if not isinstance(boundary, str) or not boundary or not boundary.isascii():
+                self._send(400, b"multipart form without a boundary")
+                return None
+            if body.count(b"--" + boundary.encode()) > MAX_FORM_FIELDS + 1:
+                self._send(400, b"too many form fields")
+                return None
             message = BytesParser(policy=HTTP).parsebytes(
                 b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + body
             )
@@ -376,7 +394,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 fields[str(key)] = data if part.get_filename() else data.decode("utf-8", "replace")
             return fields
         text = body.decode("utf-8", "replace")
-        return {k: v[0] for k, v in urllib.parse.parse_qs(text, max_num_fields=20).items()}
+        try:
+            parsed = urllib.parse.parse_qs(text, max_num_fields=MAX_FORM_FIELDS)
+        except ValueError:  # more fields than that
+            self._send(400, b"too many form fields")
+            return None
+        return {k: v[0] for k, v in parsed.items()}
 
     def _same_origin(self) -> bool:
         origin = self.headers.get("Origin")
@@ -414,13 +437,19 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         path = urllib.parse.urlsplit(self.path).path
-        body = self._body()
+        body = self._body(MAX_LOGIN_BODY if path == "/login" else MAX_BODY)
         if body is None:
+            return
+        if path != "/login" and self.console.session(self._sid()) is None:
+            # refused before its body is parsed: without a session only the login's is
+            self._send(403, b"not logged in, or the form is stale: reload the page")
             return
         if not self._same_origin():
             self._send(403, b"cross-site request refused")
             return
         form = self._form(body)
+        if form is None:
+            return
         if path == "/login":
             sid = self.console.login(str(form.get("token", "")))
             if sid is None:
