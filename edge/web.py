@@ -4,7 +4,8 @@ Opt-in (``web.enabled``), served by the daemon on ``web.host:web.port`` with the
 library's HTTP server (no dependency, a few MB; HTTPS with ``web.tls_cert``/``web.tls_key``).
 
 - **Who.** Every page but the login needs a session: the login form takes the token
-  (``web.token``; compared in constant time, 5 tries a minute), and sets an HttpOnly,
+  (``web.token``; compared in constant time, 5 tries a minute from one address and 30 from
+  all of them), and sets an HttpOnly,
   SameSite=Strict session cookie (Secure over HTTPS) that lasts ``web.session_hours``.
 - **CSRF.** Every form carries the session's own random token, checked on each POST, and a
   POST whose ``Origin`` is not this page is refused. No GET changes anything.
@@ -47,7 +48,7 @@ from facegate.fleet.store import refuse_if_fleet_owned
 from facegate.gallery import Gallery, Sample, printable_display_name
 from facegate.images import load_rgb
 from facegate.livegallery import LiveGallery
-from facegate.ratelimit import Bucket
+from facegate.ratelimit import Bucket, LogLimiter
 from facegate.review import ReviewStore, correct
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,9 @@ MAX_FORM_FIELDS = 16  # the largest form of the page has 5
 MAX_CLIENTS = 8  # requests served at once
 MAX_CONNECTIONS = 32  # connections open at once (each a thread)
 MAX_SESSIONS = 16
+LOGINS_PER_MINUTE = 5  # tries from one address
+LOGINS_PER_MINUTE_ALL = 30  # from every address together
+MAX_LOGIN_ADDRESSES = 256  # addresses whose tries are remembered
 JOB_TIMEOUT_S = 15.0
 COOKIE = "facegate_session"
 
@@ -107,7 +111,12 @@ class Console:
         self.token = (daemon.config.web_token or "").encode()
         self.jobs: queue.Queue[Job] = queue.Queue(32)
         self.sessions: dict[str, Session] = {}
-        self.logins = Bucket(5 / 60, 5)
+        # Guessing is limited per address, so one guesser does not lock the owner out, and
+        # for all addresses together, so many addresses do not guess faster.
+        self.logins: dict[str, Bucket] = {}
+        self.all_logins = Bucket(LOGINS_PER_MINUTE_ALL / 60, LOGINS_PER_MINUTE_ALL)
+        self.login_lock = threading.Lock()
+        self.login_log = LogLimiter(log, 1.0, 10)  # a flood of guesses does not fill the journal
         self.slots = threading.BoundedSemaphore(MAX_CLIENTS)
         self.server: _Server | None = None
         self.thread: threading.Thread | None = None
@@ -183,8 +192,18 @@ class Console:
 
     # --- sessions -------------------------------------------------------------------------
 
-    def login(self, token: str) -> str | None:
-        if not self.logins.take():
+    def _may_try(self, address: str) -> bool:
+        with self.login_lock:
+            bucket = self.logins.pop(address, None)
+            if bucket is None:
+                bucket = Bucket(LOGINS_PER_MINUTE / 60, LOGINS_PER_MINUTE)
+                if len(self.logins) >= MAX_LOGIN_ADDRESSES:  # forget the longest unseen
+                    del self.logins[next(iter(self.logins))]
+            self.logins[address] = bucket  # last in the dict: the most recently seen
+            return bucket.take() and self.all_logins.take()
+
+    def login(self, token: str, address: str = "") -> str | None:
+        if not self._may_try(address):
             return None
         if not hmac.compare_digest(token.encode(), self.token):
             return None
@@ -451,9 +470,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if form is None:
             return
         if path == "/login":
-            sid = self.console.login(str(form.get("token", "")))
+            sid = self.console.login(str(form.get("token", "")), self.client_address[0])
             if sid is None:
-                log.warning("review page: failed login from %s", self.client_address[0])
+                self.console.login_log.warning("review page: failed login from %s", self.client_address[0])
                 self._send(403, _login_page("Wrong token (or too many tries: wait a minute)."))
                 return
             secure = "; Secure" if self.console.tls else ""

@@ -67,8 +67,10 @@ def _daemon(tmp: pathlib.Path, port: int, stage: Stage, review: bool = True, **w
     return Daemon(config, stage)
 
 
-def _post(port: int, path: str, body: str | bytes, **headers: str) -> tuple[int, str]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+def _post(
+    port: int, path: str, body: str | bytes, source: str = "127.0.0.1", **headers: str
+) -> tuple[int, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=(source, 0))
     conn.request("POST", path, body, {"Content-Type": "application/x-www-form-urlencoded", **headers})
     response = conn.getresponse()
     status, cookie = response.status, response.getheader("Set-Cookie") or ""  # the session, at login
@@ -153,6 +155,12 @@ def test_nothing_without_the_token_nor_from_another_site(
         for _ in range(5):  # the login is rate-limited: guessing stops
             _post(port, "/login", "token=guess-guess-guess-guess")
         assert _post(port, "/login", f"token={TOKEN}")[0] == 403
+        # for that address: the owner, elsewhere, still logs in (loopback is all of 127/8)
+        assert _post(port, "/login", f"token={TOKEN}", source="127.0.0.2")[0] == 303
+        # and many addresses together guess no faster than 30 a minute
+        for i in range(30):  # 10 addresses, 3 tries each: none is over its own 5
+            _post(port, "/login", "token=guess-guess-guess-guess", source=f"127.0.1.{i % 10 + 1}")
+        assert _post(port, "/login", f"token={TOKEN}", source="127.0.0.3")[0] == 403
     with Gallery.open(tmp_path / "gallery.db", model) as gallery:
         assert [p.name for p in gallery.people()] == ["obama"]  # nothing was removed
 
