@@ -208,12 +208,18 @@ class Console:
         if not hmac.compare_digest(token.encode(), self.token):
             return None
         now = time.monotonic()
-        self.sessions = {k: v for k, v in self.sessions.items() if v.expires > now}
-        while len(self.sessions) >= MAX_SESSIONS:
-            del self.sessions[min(self.sessions, key=lambda k: self.sessions[k].expires)]
         sid = secrets.token_urlsafe(32)
-        self.sessions[sid] = Session(now + self.config.session_hours * 3600, secrets.token_urlsafe(24))
+        with self.login_lock:  # requests run in threads: one login changes the sessions at a time
+            sessions = {k: v for k, v in self.sessions.items() if v.expires > now}
+            while len(sessions) >= MAX_SESSIONS:
+                del sessions[min(sessions, key=lambda k: sessions[k].expires)]
+            sessions[sid] = Session(now + self.config.session_hours * 3600, secrets.token_urlsafe(24))
+            self.sessions = sessions
         return sid
+
+    def logout(self, sid: str | None) -> None:
+        with self.login_lock:
+            self.sessions.pop(sid or "", None)
 
     def session(self, sid: str | None) -> Session | None:
         if not sid:
@@ -485,7 +491,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._send(403, b"not logged in, or the form is stale: reload the page")
             return
         if path == "/logout":
-            self.console.sessions.pop(self._sid() or "", None)
+            self.console.logout(self._sid())
             self._redirect("/login", Set_Cookie=f"{COOKIE}=; Max-Age=0; Path=/")
             return
         try:
