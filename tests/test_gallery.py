@@ -86,6 +86,19 @@ def test_enroll_verify_identify_and_unknown_on_bundled_photos(
         assert found.name == "obama" and found.second == "biden" and found.margin > 0.1
 
 
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG of ``width`` x ``height`` 8-bit grey pixels as its header says, with one row of data."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    rows = zlib.compress(b"\x00" * (width + 1))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+
+
 def test_refused_images_say_why(tmp_path: pathlib.Path, enroller: Enroller) -> None:
     blank = tmp_path / "blank.png"
     from PIL import Image
@@ -99,6 +112,13 @@ def test_refused_images_say_why(tmp_path: pathlib.Path, enroller: Enroller) -> N
         enroller.sample(junk)
     with pytest.raises(RefusedError, match="cannot read"):
         enroller.sample(tmp_path / "missing.jpg")
+    # a few bytes that claim 120 and 400 megapixels (a PNG of zeros compresses that far): refused
+    # from the header, before a Pi would spend 360 MB or more decoding them
+    for width, height in ((12_000, 10_000), (20_000, 20_000)):
+        bomb = tmp_path / f"bomb{width}.png"
+        bomb.write_bytes(_png_header(width, height))
+        with pytest.raises(RefusedError, match="more than the 64 megapixels facegate decodes"):
+            enroller.sample(bomb)
     with _open(tmp_path / "g.db", enroller) as gallery:
         outcome = enroller.enroll(gallery, "nobody", [blank, junk])
         assert outcome.person is None and len(outcome.refused) == 2
