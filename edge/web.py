@@ -5,8 +5,8 @@ library's HTTP server (no dependency, a few MB; HTTPS with ``web.tls_cert``/``we
 
 - **Who.** Every page but the login needs a session: the login form takes the token
   (``web.token``; compared in constant time, 5 tries a minute from one address and 30 from
-  all of them), and sets an HttpOnly,
-  SameSite=Strict session cookie (Secure over HTTPS) that lasts ``web.session_hours``.
+  all of them), and sets an HttpOnly, SameSite=Strict session cookie (Secure over HTTPS)
+  that lasts ``web.session_hours``.
 - **CSRF.** Every form carries the session's own random token, checked on each POST, and a
   POST whose ``Origin`` is not this page is refused. No GET changes anything.
 - **Threads.** Requests are served in their own threads (at most 32 connections and 8
@@ -202,7 +202,7 @@ class Console:
             self.logins[address] = bucket  # last in the dict: the most recently seen
             return bucket.take() and self.all_logins.take()
 
-    def login(self, token: str, address: str = "") -> str | None:
+    def login(self, token: str, address: str) -> str | None:
         if not self._may_try(address):
             return None
         if not hmac.compare_digest(token.encode(), self.token):
