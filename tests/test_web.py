@@ -147,7 +147,7 @@ def test_nothing_without_the_token_nor_from_another_site(
         assert _post(port, "/enroll", many + b"--B--\r\n", **multipart)[0] == 403
         assert _post(port, "/enroll", many + b"--B--\r\n", Cookie=sid, **multipart)[0] == 400
         assert _post(port, "/login", b"token=" + b"x" * (64 << 10))[0] == 413
-        assert time.monotonic() - started < 2.5
+        assert time.monotonic() - started < 8.0  # parsed, they took over 10 s (the client gave up)
         assert _post(port, "/login", "&".join(f"f{i}=1" for i in range(17)))[0] == 400
         assert _post(port, "/enroll", "x", Cookie=sid, **{"Content-Type": "multipart/form-data"})[0] == 400
         too_big = _post(port, "/enroll", "x", Cookie=sid, **{"Content-Length": str(9 << 20)})
