@@ -137,8 +137,8 @@ def test_nothing_without_the_token_nor_from_another_site(
             assert _post(port, "/enroll", form, Cookie=sid)[0] == 303
             assert b"Refused: a display name is 1-128 printable characters" in _get(port, "/", Cookie=sid)[1]
         # forms no page makes are refused before they are parsed (parsing is pure Python and holds
-        # the interpreter the frame loop needs: these 5.7 MB took 5 s here): without a session
-        # nothing is parsed, the login takes 64 KB, and no form more than 16 fields
+        # the interpreter the frame loop needs): without a session nothing is parsed, the login
+        # takes 64 KB, and no form more than 16 fields
         many = b"".join(
             b'--B\r\nContent-Disposition: form-data; name="f%d"\r\n\r\nx\r\n' % i for i in range(100_000)
         )
