@@ -93,6 +93,36 @@ def canonical(device: str, topic: str, payload: dict[str, Any]) -> bytes:
     return f"{SIGNATURE_VERSION}\n{device}\n{topic}\n{text}".encode()
 
 
+PUBLISHED_SIGNATURE_VERSION = "facegate-published/1"
+_MAC_FIELD = b',"hmac":"'
+
+
+def _published_mac(secret: bytes, device: str, topic: str, body: bytes) -> bytes:
+    prefix = f"{PUBLISHED_SIGNATURE_VERSION}\n{device}\n{topic}\n".encode()
+    return hmac.new(secret, prefix + body, hashlib.sha256).hexdigest().encode()
+
+
+def sign_published(secret: bytes, device: str, topic: str, body: bytes) -> bytes:
+    """An event or reply as the device publishes it when it holds a command secret: the JSON
+    object ``body`` with one more field, ``"hmac"``, last, over these exact bytes, the device
+    and the topic. Byte for byte, so a consumer in any language checks it without
+    re-serialising JSON: cut the last field off, put the ``}`` back, compute the HMAC."""
+    if not (body.startswith(b"{") and body.endswith(b"}")) or body == b"{}":
+        raise ValueError("only a non-empty JSON object is signed")
+    return body[:-1] + _MAC_FIELD + _published_mac(secret, device, topic, body) + b'"}'
+
+
+def verify_published(secret: bytes | str, device: str, topic: str, payload: bytes) -> bool:
+    """Whether ``payload``, received on ``topic``, was published by ``device`` holding
+    ``secret`` (``sign_published``). A consumer that acts on events (a lock) checks this,
+    then drops stale events (``time``) and repeated ones (``event_id``)."""
+    key = secret.encode() if isinstance(secret, str) else secret
+    head, found, tail = payload.rpartition(_MAC_FIELD)
+    if not found or len(tail) != 66 or not tail.endswith(b'"}'):
+        return False
+    return hmac.compare_digest(tail[:64], _published_mac(key, device, topic, head + b"}"))
+
+
 def sign(
     secret: bytes | str, device: str, topic: str, payload: dict[str, Any], now: float | None = None
 ) -> dict[str, Any]:

@@ -45,6 +45,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from facegate.commands import sign_published
 from facegate.config import Config
 from facegate.events import SCHEMA
 from facegate.homeassistant import discovery, person_topic
@@ -169,6 +170,7 @@ class Link:
         self.on_request = on_request
         self.model = model or {}
         self.outbox = Outbox(config.mqtt.outbox, config.mqtt.outbox_max)
+        self._secret = config.command_secret  # read once, as the command check reads it
         self.errors: Counter[str] = Counter()  # what went wrong at the boundary, by kind
         self._discovery_at = -DISCOVERY_EVERY_S
         self._last_fail: str | None = None
@@ -294,8 +296,15 @@ class Link:
     def publish_event(self, event: dict[str, Any]) -> None:
         """Write the event to the outbox, then publish it (QoS 1). Never blocks on the network;
         an outbox that cannot be written does not stop it (``facegate.outbox``)."""
-        payload = dumps(event).encode()
+        payload = self._signed(self.topics.event, dumps(event).encode())
         self._publish(payload, self.outbox.write(str(event["event_id"]), payload))
+
+    def _signed(self, topic: str, body: bytes) -> bytes:
+        """``body`` as published: with its ``hmac`` when the device holds a command secret (a
+        consumer holding it can tell the device's events and replies from anyone else's)."""
+        if self._secret is None:
+            return body
+        return sign_published(self._secret, self.topics.device, topic, body)
 
     @property
     def outbox_error(self) -> str | None:
@@ -375,7 +384,7 @@ class Link:
         """Publish ``body`` (``facegate.events.reply``) as the answer to a request. Never raises:
         a reply that cannot be sent is logged and counted."""
         topic = self.reply_topic(request, reply_to)
-        payload = dumps(body)
+        payload = self._signed(topic, dumps(body).encode())
         properties = None
         try:
             correlation = check_correlation(request.correlation)

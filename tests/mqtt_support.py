@@ -82,6 +82,7 @@ class Subscriber:
         """``session``: a client id whose session (subscriptions, queued QoS 1 messages) the
         broker keeps while this subscriber is away; paho reconnects it by itself."""
         self.messages: list[tuple[str, Any, Any, float]] = []
+        self.raw: list[tuple[str, bytes, float]] = []  # the same messages' bytes as they came
         self._cond = threading.Condition()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=session or "", protocol=mqtt.MQTTv5)
         self.client.on_message = self._on_message
@@ -104,7 +105,9 @@ class Subscriber:
         except (ValueError, RecursionError):  # the adversarial tests publish poison where it listens
             payload = message.payload
         with self._cond:
-            self.messages.append((message.topic, payload, message.properties, time.time()))
+            now = time.time()
+            self.messages.append((message.topic, payload, message.properties, now))
+            self.raw.append((message.topic, bytes(message.payload), now))
             self._cond.notify_all()
 
     def wait(

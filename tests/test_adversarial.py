@@ -34,7 +34,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from PIL import Image
 
-from facegate.commands import sign
+from facegate.commands import sign, verify_published
 from facegate.demo import PHOTOS, scene
 from facegate.encoder import Encoder
 from facegate.enroll import Enroller, fingerprint
@@ -177,6 +177,8 @@ class Door:
         assert not self.went_offline(), f"the daemon's link was cut after {after}"
         since = time.time()
         self.watch.wait(lambda t, p: t == f"{BASE}/event" and p.get("ts", 0) > since, 1, 30)
+        events = [b for t, b, at in list(self.watch.raw) if t == f"{BASE}/event" and at > since]
+        assert any(verify_published(SECRET, "door1", f"{BASE}/event", b) for b in events), after
         reply = self.ask("list", {})
         assert reply["ok"] is True, (after, reply)
         assert "obama" in [p["name"] for p in reply["result"]["people"]]

@@ -6,10 +6,11 @@ from __future__ import annotations
 import base64
 import json
 import pathlib
+from typing import Any
 
 import pytest
 
-from facegate.commands import Authority, CommandError, NonceStore, sign
+from facegate.commands import Authority, CommandError, NonceStore, sign, sign_published, verify_published
 from tests.test_gallery import NOT_PRINTABLE
 
 SECRET = b"0123456789abcdef-secret"
@@ -202,3 +203,31 @@ def test_non_ascii_signature_is_a_clear_refusal() -> None:
     for bad in ("\u0080", "\ud800", "é" * 64):
         with pytest.raises(CommandError, match="hmac must be"):
             _auth().parse(_topic("remove"), _raw({"args": {"name": "a"}, "hmac": bad}), NOW)
+
+
+def test_published_events_and_replies_carry_a_signature_a_consumer_checks() -> None:
+    """What the device publishes with a command secret: its exact bytes, its topic and its device
+    signed; anything changed, moved, or signed with another secret does not verify."""
+    body = b'{"schema":1,"identity":"alice","accepted":true,"distance":0.31}'
+    topic = f"{BASE}/event"
+    signed = sign_published(SECRET, "door1", topic, body)
+    assert json.loads(signed) == {**json.loads(body), "hmac": json.loads(signed)["hmac"]}
+    assert verify_published(SECRET, "door1", topic, signed)
+    forged = signed.replace(b'"alice"', b'"mallo"')
+    assert not verify_published(SECRET, "door1", topic, forged)  # another identity, same length
+    assert not verify_published(SECRET, "door1", f"{BASE}/reply", signed)  # another topic
+    assert not verify_published(SECRET, "door2", topic, signed)  # another door's
+    assert not verify_published("another-secret-entirely", "door1", topic, signed)
+    assert not verify_published(SECRET, "door1", topic, body)  # unsigned
+    assert not verify_published(SECRET, "door1", topic, signed + b" ")  # anything after it
+    with pytest.raises(ValueError):
+        sign_published(SECRET, "door1", topic, b"{}")
+    # the consumer's check that docs/MQTT.md gives, run as written, agrees
+    doc = (pathlib.Path(__file__).parents[1] / "docs" / "MQTT.md").read_text()
+    snippet = next(block for block in doc.split("```python")[1:] if "def from_the_door" in block)
+    scope: dict[str, Any] = {}
+    exec(snippet.split("```")[0], scope)
+    for payload in (signed, forged, body, signed + b" "):
+        assert scope["from_the_door"](SECRET, "door1", topic, payload) == verify_published(
+            SECRET, "door1", topic, payload
+        )

@@ -25,7 +25,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from PIL import Image
 
-from facegate.commands import sign
+from facegate.commands import sign, verify_published
 from facegate.config import validate
 from facegate.daemon import Daemon
 from facegate.demo import PHOTOS
@@ -212,6 +212,11 @@ def test_enroll_needs_a_valid_signature(
         sub.publish(topic, signed)
         ok = sub.wait(lambda t, p: t == "facegate/door1/reply/test" and p["id"] == "e2")[0][1]
         assert ok["ok"] is True and ok["result"]["name"] == "biden"
+        # with a command secret, every reply is signed: the requester can tell it is the door's
+        replies = [b for t, b, _ in sub.raw if t == "facegate/door1/reply/test"]
+        assert len(replies) == 3 and all(
+            verify_published(SECRET, "door1", "facegate/door1/reply/test", b) for b in replies
+        )
         sub.publish(topic, {**signed})  # the same signed message again: a replay
         replay = sub.wait(lambda t, p: t == "facegate/door1/reply/test" and p["id"] == "e2", 2)[1][1]
         assert replay["ok"] is False and "replayed" in replay["error"]
