@@ -158,6 +158,26 @@ class OpenCVSource:
         self.capture.release()
 
 
+class RotatedSource:
+    """Another source's frames turned clockwise by ``degrees`` (``camera.rotate``: 90, 180 or
+    270), for a camera mounted on its side or upside down. Each frame is copied once, whole
+    and contiguous in its own layout, so picamera2's XBGR8888 frame is still detected from
+    that copy without another. Boxes and landmarks in events are in the turned frame."""
+
+    def __init__(self, source: FrameSource, degrees: int) -> None:
+        if degrees not in (90, 180, 270):
+            raise FacegateError(f"camera.rotate {degrees}: use 0, 90, 180 or 270")
+        self.source, self.turns = source, degrees // 90
+
+    def frames(self) -> Iterator[Frame]:
+        for frame in self.source.frames():
+            turned = np.ascontiguousarray(np.rot90(frame.image, -self.turns))  # k < 0: clockwise
+            yield dataclasses.replace(frame, image=turned)
+
+    def close(self) -> None:
+        self.source.close()
+
+
 class ArraySource:
     """Frames from memory, in order (``loop`` repeats them)."""
 
@@ -180,11 +200,16 @@ class ArraySource:
 
 def open_source(config: Config) -> FrameSource:
     cam = config.camera
-    source = cam.source
-    if source == "picamera2":
+    source = _open(config)
+    return RotatedSource(source, cam.rotate) if cam.rotate else source
+
+
+def _open(config: Config) -> FrameSource:
+    cam = config.camera
+    if cam.source == "picamera2":
         return Picamera2Source(cam.width, cam.height, cam.format)
-    if source == "video":
+    if cam.source == "video":
         return VideoSource(str(cam.path), cam.loop)
-    if source == "folder":
+    if cam.source == "folder":
         return FolderSource(str(cam.path), cam.loop)
     return OpenCVSource(cam.path if cam.path is not None else 0, cam.width, cam.height)

@@ -10,10 +10,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facegate.config import validate
+from facegate.config import ConfigError, validate
 from facegate.errors import FacegateError, InputError
 from facegate.perception import to_rgb
-from facegate.sources import FolderSource, Picamera2Source, VideoSource, open_source
+from facegate.sources import (
+    ArraySource,
+    FolderSource,
+    Picamera2Source,
+    RotatedSource,
+    VideoSource,
+    open_source,
+)
 
 
 def _gradient(i: int) -> np.ndarray:
@@ -87,6 +94,27 @@ def test_open_source_by_config(tmp_path: pathlib.Path) -> None:
     Image.fromarray(_gradient(0)).save(tmp_path / "a.png")
     source = open_source(validate({"camera": {"source": "folder", "path": str(tmp_path)}}))
     assert isinstance(source, FolderSource)
+
+
+def test_a_camera_mounted_on_its_side_is_turned_upright(tmp_path: pathlib.Path) -> None:
+    """``camera.rotate`` turns each frame clockwise, in its own layout and band count: a frame
+    from a camera turned a quarter counterclockwise comes out as the upright scene, pixel for
+    pixel, and picamera2's 4-band frame stays 4-band and contiguous (mapped without a copy)."""
+    upright = np.arange(4 * 6 * 4, dtype=np.uint8).reshape(4, 6, 4)  # RGBX, 4 rows, 6 columns
+    for degrees, mounted in (
+        (90, np.rot90(upright, 1)),
+        (180, upright[::-1, ::-1]),
+        (270, np.rot90(upright, 3)),
+    ):
+        (frame,) = RotatedSource(ArraySource([mounted], "RGBX"), degrees).frames()
+        assert np.array_equal(frame.image, upright) and frame.image.flags.c_contiguous, degrees
+        assert frame.layout == "RGBX" and frame.index == 0
+    Image.fromarray(np.rot90(_gradient(0), 1).copy()).save(tmp_path / "a.png")
+    source = open_source(validate({"camera": {"source": "folder", "path": str(tmp_path), "rotate": 90}}))
+    assert isinstance(source, RotatedSource)
+    assert np.array_equal(next(source.frames()).image, _gradient(0))
+    with pytest.raises(ConfigError, match="0, 90, 180 or 270"):
+        validate({"camera": {"rotate": 45}})
 
 
 def test_unknown_layout_is_refused() -> None:
