@@ -165,6 +165,19 @@ def extract_chip(image: np.ndarray, transform: Similarity, size: int = 150) -> n
     return _sample(crop, centre, span, transform.angle, size)
 
 
+def turned_crop(image: np.ndarray, centre: np.ndarray, angle: float, side: int) -> np.ndarray:
+    """A ``side`` x ``side`` crop of an HxWx3 image, turned: crop pixel (u, v) is the image at
+    ``centre + R(angle) (u - h, v - h)``, h = (side - 1) / 2, bilinear, black outside. With
+    ``angle`` a face's roll, the face stands upright in it."""
+    reach = (side - 1) / 2.0 * 1.4143 + 2  # the turned square's half diagonal
+    x0, y0 = (max(0, int(np.floor(c - reach))) for c in centre)
+    x1 = min(image.shape[1], int(np.ceil(centre[0] + reach)) + 1)
+    y1 = min(image.shape[0], int(np.ceil(centre[1] + reach)) + 1)
+    if x1 <= x0 or y1 <= y0:
+        return np.zeros((side, side, 3), np.uint8)
+    return _sample(image[y0:y1, x0:x1], centre - np.array([x0, y0], np.float64), side - 1.0, angle, side)
+
+
 def _sample(image: np.ndarray, centre: np.ndarray, span: float, angle: float, size: int) -> np.ndarray:
     """Bilinear samples on a size x size grid, ``span`` pixels wide, rotated by
     ``angle`` about ``centre``; outside the image is black, values truncate.

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from facegate.align import chip_transform, extract_chip
+from facegate.align import chip_transform, extract_chip, turned_crop
 from facegate.detect import Detection, FaceDetector
 from facegate.errors import InputError, ModelFileError
 from facegate.landmarks import ShapePredictor, to_grey
@@ -32,6 +32,9 @@ NOT_FRONTAL = "not_frontal"
 # the landmark failures it fixed were under 32 px; on lfw-dev, where faces are over
 # 48 px, it changed nothing (BENCHMARKS.md, "Speed at the door").
 REFINE_BELOW = 48.0
+# dlib's cascade starts from an upright mean shape: past this roll (BlazeFace's eye line) its
+# points are found on an upright crop instead (BENCHMARKS.md, "Heads tilted far")
+UPRIGHT_ABOVE_DEG = 45.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -279,7 +282,7 @@ class Perception:
         if refined:
             det = self.detector.refine(rgb, det)
         t1 = clock()
-        points = self.predictor.predict(rgb, self.landmark_box(det, refined))
+        points = self.landmarks(rgb, det, refined)
         t2 = clock()
         chip = extract_chip(rgb, chip_transform(points, self.chip_size, self.padding), self.chip_size)
         quality = {
@@ -293,6 +296,28 @@ class Perception:
             self.rejected[reason] += 1
         _add(stages, refine=t1 - t0, landmarks=t2 - t1, align=clock() - t2)
         return Face(det, points, chip, quality, reason)
+
+    def landmarks(self, rgb: np.ndarray, det: Detection, refined: bool) -> np.ndarray:
+        """dlib's 5 points for a detection. A head tilted more than ``UPRIGHT_ABOVE_DEG``
+        (a camera on its side, a head on a shoulder) is first turned upright in a crop three
+        faces wide, and its points are turned back: from an upright start the cascade settles
+        on the wrong features of a face on its side."""
+        eyes = det.keypoints[1] - det.keypoints[0]
+        roll = float(np.arctan2(eyes[1], eyes[0]))
+        if abs(roll) <= np.radians(UPRIGHT_ABOVE_DEG):
+            return self.predictor.predict(rgb, self.landmark_box(det, refined))
+        left, top, right, bottom = det.box
+        centre = np.array([(left + right) / 2, (top + bottom) / 2])
+        side = int(np.ceil(3 * max(right - left, bottom - top))) | 1
+        crop = turned_crop(rgb, centre, roll, side)
+        c, s = np.cos(roll), np.sin(roll)
+        turn = np.array([[c, -s], [s, c]])  # crop offsets -> frame offsets
+        half = (side - 1) / 2.0
+        w, h = right - left, bottom - top
+        box = (half - w / 2, half - h / 2, half + w / 2, half + h / 2)
+        upright = Detection(box, det.score, (det.keypoints - centre) @ turn + half)
+        points = self.predictor.predict(crop, self.landmark_box(upright, refined))
+        return np.asarray((points - half) @ turn.T + centre, np.float64)
 
     def _gate(self, quality: dict[str, float]) -> str | None:
         if quality["eye_distance"] < self.gates.min_eye_distance:

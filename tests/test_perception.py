@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
+from facegate import perception as perception_module
 from facegate.demo import PHOTOS, scene
 from facegate.detect import Detection, FaceDetector, ssd_anchors
 from facegate.encoder import Encoder
@@ -334,3 +335,26 @@ def test_detection_from_a_camera_frame_as_it_comes(perception: Perception) -> No
         perception.detect_frame(np.zeros((480, 640, 4), np.float32))
     with pytest.raises(InputError, match="mode"):
         perception.detector.detect_image(Image.new("L", (64, 64)))
+
+
+@pytest.mark.pi
+def test_a_head_on_its_side_is_landmarked_upright(
+    perception: Perception, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``UPRIGHT_ABOVE_DEG`` of roll the cascade runs on an upright crop: a frame turned a
+    quarter either way gives the upright frame's points, turned with it. From an upright start
+    alone the cascade lands on the wrong features (the code before)."""
+    rgb = scene(PHOTOS / "obama2.jpg", perception=perception)
+    (upright,) = perception.faces(rgb, "RGB")
+    h, w = rgb.shape[:2]
+    x, y = upright.landmarks[:, 0], upright.landmarks[:, 1]
+    quarter_turns = {1: np.stack([y, w - 1 - x], 1), 3: np.stack([h - 1 - y, x], 1)}  # np.rot90's k
+    for k, expected in quarter_turns.items():
+        turned = np.ascontiguousarray(np.rot90(rgb, k))
+        (face,) = perception.faces(turned, "RGB")
+        assert face.rejected is None
+        assert np.abs(face.landmarks - expected).max() < 2.0, k
+        monkeypatch.setattr(perception_module, "UPRIGHT_ABOVE_DEG", 180.0)
+        (before,) = perception.faces(turned, "RGB")
+        monkeypatch.undo()
+        assert np.abs(before.landmarks - expected).max() > 10.0, k
