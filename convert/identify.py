@@ -163,17 +163,12 @@ def identification_metrics(
     names = list(folders)
     enrolled = _enrolled(folders, embeddings)
     probes = [(n, embeddings[p]) for n in names for p in folders[n][1:] if p in embeddings]
-
-    def nearest(gallery: list[str], probe: np.ndarray) -> tuple[str, float]:
-        return _nearest(enrolled, gallery, probe)
-
-    all_gallery = [n for n in names if n in enrolled]
     rank1 = float(np.mean([hit for _, hit in rank1_hits(folders, embeddings)]))
     rng = np.random.default_rng(seed)
     known = set(rng.permutation(names)[: len(names) // 2].tolist())
-    open_gallery = [n for n in all_gallery if n in known]
-    genuine = [(nearest(open_gallery, e), n) for n, e in probes if n in known and n in enrolled]
-    strangers = [nearest(open_gallery, e)[1] for n, e in probes if n not in known]
+    open_gallery = [n for n in enrolled if n in known]
+    genuine = [(_nearest(enrolled, open_gallery, e), n) for n, e in probes if n in known and n in enrolled]
+    strangers = [_nearest(enrolled, open_gallery, e)[1] for n, e in probes if n not in known]
     rate, threshold = dir_at_fpir(
         np.array([d for (_, d), _ in genuine]),
         np.array([g == n for (g, _), n in genuine]),
@@ -194,7 +189,7 @@ def identification_metrics(
             "fpir": float(np.mean([got is not None for got in stranger_named])),
         },
         "identities": len(names),
-        "enrolled_closed_set": len(all_gallery),
+        "enrolled_closed_set": len(enrolled),
         "enrolled_open_set": len(open_gallery),
         "probes": len(probes),
         "genuine_probes_open_set": len(genuine),

@@ -135,11 +135,7 @@ def extract_chip(image: np.ndarray, transform: Similarity, size: int = 150) -> n
     span = size * transform.scale - 1.0  # image pixels covered by chip pixels 0..size-1
     levels = _chip_levels(span, size)
     if levels == 0:
-        # Sample the part of the image the chip can reach, not the whole frame.
-        reach = span * 0.7072 + 2
-        x0, y0 = (max(0, int(np.floor(c - reach))) for c in centre)
-        x1 = min(image.shape[1], int(np.ceil(centre[0] + reach)) + 1)
-        y1 = min(image.shape[0], int(np.ceil(centre[1] + reach)) + 1)
+        x0, y0, x1, y1 = _reach(image, centre, span)
     else:
         # dlib (extract_image_chips) crops the rotated rectangle grown by a border that
         # doubles with each level, builds the pyramid on that crop, and samples the level.
@@ -165,14 +161,22 @@ def extract_chip(image: np.ndarray, transform: Similarity, size: int = 150) -> n
     return _sample(crop, centre, span, transform.angle, size)
 
 
+def _reach(image: np.ndarray, centre: np.ndarray, span: float) -> tuple[int, int, int, int]:
+    """The part of the image (x0, y0, x1, y1) that a square grid ``span`` pixels wide about
+    ``centre``, at any angle, can sample: half its diagonal and a pixel's margin around it.
+    Sampling that part, not the whole frame, saves copying the frame into Pillow."""
+    reach = span * 0.7072 + 2
+    x0, y0 = (max(0, int(np.floor(c - reach))) for c in centre)
+    x1 = min(image.shape[1], int(np.ceil(centre[0] + reach)) + 1)
+    y1 = min(image.shape[0], int(np.ceil(centre[1] + reach)) + 1)
+    return x0, y0, x1, y1
+
+
 def turned_crop(image: np.ndarray, centre: np.ndarray, angle: float, side: int) -> np.ndarray:
     """A ``side`` x ``side`` crop of an HxWx3 image, turned: crop pixel (u, v) is the image at
     ``centre + R(angle) (u - h, v - h)``, h = (side - 1) / 2, bilinear, black outside. With
     ``angle`` a face's roll, the face stands upright in it."""
-    reach = (side - 1) / 2.0 * 1.4143 + 2  # the turned square's half diagonal
-    x0, y0 = (max(0, int(np.floor(c - reach))) for c in centre)
-    x1 = min(image.shape[1], int(np.ceil(centre[0] + reach)) + 1)
-    y1 = min(image.shape[0], int(np.ceil(centre[1] + reach)) + 1)
+    x0, y0, x1, y1 = _reach(image, centre, side - 1.0)
     if x1 <= x0 or y1 <= y0:
         return np.zeros((side, side, 3), np.uint8)
     return _sample(image[y0:y1, x0:x1], centre - np.array([x0, y0], np.float64), side - 1.0, angle, side)

@@ -59,7 +59,6 @@ ID_PATTERN = re.compile(r"[\x20-\x7e]{1,128}")  # printable ASCII
 NONCE_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,128}")
 HMAC_PATTERN = re.compile(r"[0-9a-f]{64}")
 EVENT_ID = re.compile(r"[0-9a-f]{32}")  # facegate.events.Event.event_id
-GROUP_ID = re.compile(r"[1-9][0-9]{0,14}")  # a review group, as the page writes it (ASCII digits only)
 MAX_SKEW_S = 3600.0
 
 

@@ -109,7 +109,7 @@ class CameraConfig:
     loop: bool = key(False, bool)
     name: str = key("camera", str, _matches(ID_PATTERN), _ID_WANTS)
     # degrees to turn each frame clockwise before anything else: a camera mounted on its side
-    # or upside down (the detector finds upright faces only, within about 30 degrees)
+    # or upside down (faces on their side are recognised less well, upside down not at all)
     rotate: int = key(0, int, lambda v: v in (0, 90, 180, 270), "0, 90, 180 or 270")
     # take and detect the next frame in a second thread while a face is decided (facegate.lookahead);
     # "auto": where a core is left beside models.threads (BENCHMARKS.md, "From a person appearing")

@@ -306,14 +306,13 @@ class Perception:
         roll = float(np.arctan2(eyes[1], eyes[0]))
         if abs(roll) <= np.radians(UPRIGHT_ABOVE_DEG):
             return self.predictor.predict(rgb, self.landmark_box(det, refined))
-        left, top, right, bottom = det.box
-        centre = np.array([(left + right) / 2, (top + bottom) / 2])
-        side = int(np.ceil(3 * max(right - left, bottom - top))) | 1
+        w, h = det.width, det.height
+        centre = np.array([det.box[0] + w / 2, det.box[1] + h / 2])
+        side = int(np.ceil(3 * max(w, h))) | 1
         crop = turned_crop(rgb, centre, roll, side)
         c, s = np.cos(roll), np.sin(roll)
         turn = np.array([[c, -s], [s, c]])  # crop offsets -> frame offsets
         half = (side - 1) / 2.0
-        w, h = right - left, bottom - top
         box = (half - w / 2, half - h / 2, half + w / 2, half + h / 2)
         upright = Detection(box, det.score, (det.keypoints - centre) @ turn + half)
         points = self.predictor.predict(crop, self.landmark_box(upright, refined))

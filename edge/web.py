@@ -29,6 +29,7 @@ import http.server
 import io
 import logging
 import queue
+import re
 import secrets
 import ssl
 import threading
@@ -40,7 +41,7 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any, Protocol
 
-from facegate.commands import EVENT_ID, GROUP_ID
+from facegate.commands import EVENT_ID
 from facegate.config import Config
 from facegate.enroll import Enroller, RefusedError, one_usable_face
 from facegate.errors import FacegateError
@@ -56,6 +57,7 @@ log = logging.getLogger(__name__)
 MAX_BODY = 8 << 20
 MAX_LOGIN_BODY = 64 << 10  # the login form is one token (of any length a config holds)
 MAX_FORM_FIELDS = 16  # the largest form of the page has 5
+GROUP_ID = re.compile(r"[1-9][0-9]{0,14}")  # a review group, as the page writes it (ASCII digits only)
 MAX_CLIENTS = 8  # requests served at once
 MAX_CONNECTIONS = 32  # connections open at once (each a thread)
 MAX_SESSIONS = 16
@@ -465,7 +467,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         body = self._body(MAX_LOGIN_BODY if path == "/login" else MAX_BODY)
         if body is None:
             return
-        if path != "/login" and self.console.session(self._sid()) is None:
+        session = None if path == "/login" else self.console.session(self._sid())
+        if path != "/login" and session is None:
             # refused before its body is parsed: without a session only the login's is
             self._send(403, b"not logged in, or the form is stale: reload the page")
             return
@@ -485,7 +488,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             cookie = f"{COOKIE}={sid}; HttpOnly; SameSite=Strict; Path=/{secure}"
             self._redirect("/", Set_Cookie=cookie)
             return
-        session = self.console.session(self._sid())
         csrf = str(form.get("csrf", ""))
         if session is None or not hmac.compare_digest(csrf.encode(), session.csrf.encode()):
             self._send(403, b"not logged in, or the form is stale: reload the page")
