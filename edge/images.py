@@ -1,10 +1,15 @@
-"""Decode images into HxWx3 uint8 RGB arrays (Pillow), with errors that name the file."""
+"""Decode images into HxWx3 uint8 RGB arrays (Pillow), with errors that name the file.
+
+A photo comes out as a viewer shows it: a phone stores a portrait photo's pixels sideways
+(or upside down) and says so in EXIF ``Orientation``, and facegate turns them upright. 16-bit
+grey samples are scaled to 8 bits, not clipped.
+"""
 
 from __future__ import annotations
 
 import os
 import pathlib
-from typing import IO, Union
+from typing import IO, Any, Union
 
 import numpy as np
 
@@ -14,6 +19,20 @@ Source = Union[str, "os.PathLike[str]", IO[bytes]]
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".pgm", ".bmp", ".webp"})
 """File endings taken as images wherever a folder of photos is read."""
+
+# EXIF Orientation -> the turn that shows the stored pixels upright (EXIF 2.32, tag 0x0112).
+_UPRIGHT = {
+    2: "FLIP_LEFT_RIGHT",
+    3: "ROTATE_180",
+    4: "FLIP_TOP_BOTTOM",
+    5: "TRANSPOSE",
+    6: "ROTATE_270",
+    7: "TRANSVERSE",
+    8: "ROTATE_90",
+}
+_ORIENTATION = 0x0112
+# HEIF's file-type box: ISO/IEC 23008-12 brands (an iPhone's default photo format).
+_HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif")
 
 MAX_PIXELS = 64_000_000
 """The largest image decoded (a 9,600 x 6,700 photo): its RGB array alone is 192 MB, and a
@@ -35,7 +54,9 @@ def load_rgb(source: Source, name: str | None = None) -> np.ndarray:
                     "megapixels facegate decodes; scale it down"
                 )
             image.load()
-            return np.asarray(image.convert("RGB"))
+            turn = _UPRIGHT.get(_orientation(image))
+            rgb = _to_rgb(image, label)
+            return np.asarray(rgb if turn is None else rgb.transpose(getattr(Image.Transpose, turn)))
     except FileNotFoundError:
         raise InputError(f"{label}: no such image") from None
     except Image.DecompressionBombError as exc:  # Pillow's own limit, met before ours by some formats
@@ -44,8 +65,54 @@ def load_rgb(source: Source, name: str | None = None) -> np.ndarray:
             f"down ({str(exc).split(',')[0]})"
         ) from None
     except UnidentifiedImageError:
+        if _is_heif(target):
+            raise InputError(
+                f"{label}: a HEIC/HEIF photo (an iPhone's default), which facegate does not decode; "
+                "export it as JPEG (on the iPhone: Settings > Camera > Formats > Most Compatible)"
+            ) from None
         raise InputError(
             f"{label}: cannot decode image (not a format Pillow reads: JPEG, PNG, ...)"
         ) from None
     except OSError as exc:  # truncated or damaged: Pillow's words, without an object's repr
         raise InputError(f"{label}: cannot decode image ({str(exc).split(' <')[0]})") from None
+
+
+def _orientation(image: Any) -> int:
+    """The EXIF Orientation tag, 1 (as stored) when absent or unreadable: a photo whose EXIF
+    is damaged is still decoded, as viewers do, as it is stored."""
+    try:
+        value = image.getexif().get(_ORIENTATION, 1)
+    except Exception:  # whatever Pillow's EXIF parser makes of damaged data: decode as stored
+        return 1
+    return value if isinstance(value, int) else 1
+
+
+def _to_rgb(image: Any, label: str) -> Any:
+    """RGB, with 16-bit grey (PNG, PGM) scaled to 8 bits: Pillow's own conversion clips every
+    sample above 255, which turns an ordinary 16-bit photo white."""
+    from PIL import Image
+
+    if image.mode.startswith("I;16") or image.mode == "I":
+        samples = np.asarray(image)  # uint16 or int32, as stored
+        if samples.size and (samples.min() < 0 or samples.max() > 65535):
+            raise InputError(f"{label}: samples beyond 16 bits; save it with 8 or 16 bits per sample")
+        if samples.size and samples.max() > 255:
+            samples = samples >> 8
+        image = Image.fromarray(samples.astype(np.uint8))
+    elif image.mode == "F":
+        raise InputError(f"{label}: floating-point samples; save it with 8 or 16 bits per sample")
+    return image.convert("RGB")
+
+
+def _is_heif(target: pathlib.Path | IO[bytes]) -> bool:
+    """Whether the file starts with a HEIF file-type box (``....ftyp`` and a HEIF brand)."""
+    try:
+        if isinstance(target, pathlib.Path):
+            with target.open("rb") as f:
+                head = f.read(12)
+        else:
+            target.seek(0)
+            head = target.read(12)
+    except (OSError, AttributeError, ValueError):
+        return False
+    return len(head) == 12 and head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS

@@ -1,0 +1,122 @@
+"""Decoding photos as people take them: turned by their EXIF Orientation, 16-bit grey,
+damaged EXIF, and the iPhone's HEIC named for what it is."""
+
+from __future__ import annotations
+
+import io
+import pathlib
+import struct
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from facegate.decide import OperatingPoint, verify
+from facegate.demo import PHOTOS
+from facegate.encoder import Encoder
+from facegate.enroll import Enroller, fingerprint
+from facegate.errors import InputError
+from facegate.gallery import Gallery
+from facegate.images import load_rgb
+from facegate.perception import Perception
+from tests.conftest import INT8_MODEL
+
+# Orientation -> how a camera stored the pixels of an upright picture (the inverse of the
+# turn a viewer applies): EXIF 2.32, tag 0x0112.
+STORED = {
+    1: None,
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_90,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_270,
+}
+
+
+def _stored(upright: Image.Image, orientation: int, fmt: str = "PNG", exif: bytes | None = None) -> bytes:
+    turn = STORED[orientation]
+    pixels = upright if turn is None else upright.transpose(turn)
+    if exif is None:
+        tags = Image.Exif()
+        tags[0x0112] = orientation
+        exif = tags.tobytes()
+    out = io.BytesIO()
+    pixels.save(out, fmt, exif=exif, **({"quality": 95} if fmt == "JPEG" else {}))
+    return out.getvalue()
+
+
+def test_every_exif_orientation_comes_out_upright() -> None:
+    # 5 x 3, every pixel different: any wrong turn or flip shows
+    upright = np.arange(5 * 3 * 3, dtype=np.uint8).reshape(3, 5, 3) * 5
+    image = Image.fromarray(upright)
+    for orientation in STORED:
+        data = _stored(image, orientation)
+        assert Image.open(io.BytesIO(data)).getexif()[0x0112] == orientation  # the tag was written
+        decoded = load_rgb(io.BytesIO(data))
+        np.testing.assert_array_equal(decoded, upright, err_msg=f"orientation {orientation}")
+
+
+def test_damaged_or_odd_exif_decodes_as_stored() -> None:
+    image = Image.fromarray(np.arange(60, dtype=np.uint8).reshape(4, 5, 3))
+    stored = np.asarray(image)
+    # one IFD entry: Orientation as the ASCII string "6" where a short belongs
+    odd = b"Exif\x00\x00II*\x00" + struct.pack("<IHHHI4sI", 8, 1, 0x0112, 2, 2, b"6\x00\x00\x00", 0)
+    for exif in (_exif_bytes(6)[:20], b"Exif\x00\x00MM\x00*garbage", odd, _exif_bytes(9)):
+        data = _stored(image, 1, exif=exif)
+        np.testing.assert_array_equal(load_rgb(io.BytesIO(data)), stored)
+
+
+def _exif_bytes(orientation: int) -> bytes:
+    tags = Image.Exif()
+    tags[0x0112] = orientation
+    return tags.tobytes()
+
+
+@pytest.mark.pi
+def test_a_phone_photo_stored_turned_is_recognised(tmp_path: pathlib.Path) -> None:
+    """A phone stores a portrait photo's pixels sideways, or upside down when it was held so,
+    and says so in EXIF. Read as stored, an upside-down face is one the landmarks cannot
+    follow, and the person is not recognised; turned upright by the tag, they are."""
+    enroller = Enroller(Perception(), Encoder(INT8_MODEL))
+    op = OperatingPoint.from_card(enroller.encoder.card, 1e-3)
+    with Gallery.open(tmp_path / "g.db", fingerprint(enroller.encoder)) as gallery:
+        enroller.enroll(gallery, "obama", [PHOTOS / "obama.jpg"])
+        templates = gallery.templates()
+    photo = Image.open(PHOTOS / "obama2.jpg").convert("RGB")
+    for orientation in (3, 6, 8):
+        path = tmp_path / f"phone{orientation}.jpg"
+        path.write_bytes(_stored(photo, orientation, "JPEG"))
+        assert verify(templates, enroller.sample(path).vector, "obama", op).accepted, orientation
+    # the same upside-down pixels without their tag: what facegate read before it read the tag
+    bare = tmp_path / "bare.jpg"
+    photo.transpose(Image.Transpose.ROTATE_180).save(bare, "JPEG", quality=95)
+    assert not verify(templates, enroller.sample(bare).vector, "obama", op).accepted
+
+
+def test_sixteen_bit_grey_is_scaled_not_clipped(tmp_path: pathlib.Path) -> None:
+    grey = np.asarray(Image.open(PHOTOS / "obama.jpg").convert("L"))
+    wide = grey.astype(np.uint16) * 257  # the same picture in 16 bits (255 -> 65535)
+    path = tmp_path / "grey16.png"
+    Image.fromarray(wide).save(path)
+    assert Image.open(path).mode.startswith("I")  # Pillow reads it as 16 or 32-bit integers
+    rgb = load_rgb(path)
+    assert rgb.shape == (*grey.shape, 3)
+    np.testing.assert_array_equal(rgb[..., 1], grey)  # Pillow's own conversion makes it white
+    floats = tmp_path / "float.tiff"
+    Image.fromarray(grey.astype(np.float32)).save(floats)
+    with pytest.raises(InputError, match="floating-point samples"):
+        load_rgb(floats)
+
+
+def test_heic_is_named_with_what_to_do(tmp_path: pathlib.Path) -> None:
+    heic = tmp_path / "IMG_0001.HEIC"
+    heic.write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64))
+    for source in (heic, io.BytesIO(heic.read_bytes())):
+        with pytest.raises(InputError, match=r"HEIC/HEIF photo .* export it as JPEG"):
+            load_rgb(source)
+    mp4 = tmp_path / "clip.jpg"
+    mp4.write_bytes(b"\x00\x00\x00\x18ftypisom" + bytes(64))
+    with pytest.raises(InputError, match="cannot decode image"):
+        load_rgb(mp4)
