@@ -84,12 +84,39 @@ def key(
 ) -> Any:
     """A config field: its default, type and check (a predicate and what it wants)."""
     spec = Key(default, kind, check, wants)
-    if isinstance(default, list):
-        return dataclasses.field(default_factory=lambda: list(default), metadata={"key": spec})
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata={"key": spec})
     return dataclasses.field(default=default, metadata={"key": spec})
 
 
 _ID_WANTS = "1-64 letters, digits, '_' or '-'"
+
+CONTROL_NAME = re.compile(r"[A-Z][A-Za-z0-9]{1,63}")  # libcamera's: AfMode, ExposureValue, ...
+
+
+def _control_value(v: Any) -> bool:
+    if isinstance(v, bool):
+        return True
+    if isinstance(v, (int, float)):
+        return math.isfinite(v)
+    return (
+        isinstance(v, list)
+        and 1 <= len(v) <= 8
+        and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+    )
+
+
+def _controls_check(v: dict[Any, Any]) -> bool:
+    return len(v) <= 32 and all(
+        isinstance(name, str) and CONTROL_NAME.fullmatch(name) and _control_value(value)
+        for name, value in v.items()
+    )
+
+
+_CONTROLS_WANTS = (
+    "a mapping of libcamera control names (AfMode, ExposureValue, ...) to a number, "
+    "true/false or a list of numbers (at most 32)"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +143,9 @@ class CameraConfig:
     overlap: bool | str = key(
         "auto", (bool, str), lambda v: isinstance(v, bool) or v == "auto", "true, false or auto"
     )
+    # picamera2 only: libcamera controls set when the camera starts (autofocus, exposure for a
+    # backlit door, ...); the camera refuses names it does not have (docs/RASPBERRY_PI.md)
+    controls: dict[str, Any] = key({}, dict, _controls_check, _CONTROLS_WANTS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -419,6 +449,10 @@ def _cross_checks(config: Config) -> None:
         raise ConfigError(f"{_where(path, 'decision.votes_to_decide')}: must not exceed decision.window")
     if c.camera.source in ("video", "folder") and not c.camera.path:
         raise ConfigError(f"{_where(path, 'camera.path')}: the {c.camera.source} source needs a path")
+    if c.camera.controls and c.camera.source != "picamera2":
+        raise ConfigError(
+            f"{_where(path, 'camera.controls')}: only the picamera2 source takes camera controls"
+        )
     if c.mqtt.tls_insecure and not c.mqtt.tls:
         raise ConfigError(f"{_where(path, 'mqtt.tls_insecure')}: only makes sense with mqtt.tls: true")
     if bool(c.mqtt.cert_file) != bool(c.mqtt.key_file):

@@ -45,7 +45,12 @@ class FrameSource(Protocol):
 
 
 class Picamera2Source:
-    def __init__(self, width: int, height: int, fmt: str = "XBGR8888") -> None:
+    """The Pi camera. ``controls``: libcamera controls (``camera.controls``) set as it starts,
+    each checked first against the ones this camera advertises."""
+
+    def __init__(
+        self, width: int, height: int, fmt: str = "XBGR8888", controls: dict[str, Any] | None = None
+    ) -> None:
         try:
             picamera2 = importlib.import_module("picamera2")
         except ImportError:
@@ -59,9 +64,36 @@ class Picamera2Source:
             )
         self.layout = PICAMERA2_LAYOUTS[fmt]
         self.camera = picamera2.Picamera2()
-        config = self.camera.create_preview_configuration(main={"size": (width, height), "format": fmt})
-        self.camera.configure(config)
-        self.camera.start()
+        try:
+            wanted = self._controls(controls or {})
+            config = self.camera.create_preview_configuration(
+                main={"size": (width, height), "format": fmt}, controls=wanted
+            )
+            self.camera.configure(config)
+            self.camera.start()
+        except BaseException:
+            self.camera.close()  # a camera left open is busy for the next try
+            raise
+
+    def _controls(self, controls: dict[str, Any]) -> dict[str, Any]:
+        advertised = self.camera.camera_controls
+        unknown = sorted(set(controls) - set(advertised))
+        if unknown:
+            raise FacegateError(
+                f"camera.controls: this camera has no {', '.join(unknown)} "
+                f"(it has: {', '.join(sorted(advertised))})"
+            )
+        for name, value in controls.items():
+            low, high = advertised[name][:2]
+            numbers = value if isinstance(value, list) else [value]
+            if isinstance(low, (int, float)) and isinstance(high, (int, float)) and low <= high:
+                outside = [x for x in numbers if not low <= x <= high]
+                if outside:
+                    raise FacegateError(
+                        f"camera.controls.{name}: {outside[0]!r} is outside this camera's range "
+                        f"{low} to {high}"
+                    )
+        return {name: tuple(v) if isinstance(v, list) else v for name, v in controls.items()}
 
     def frames(self) -> Iterator[Frame]:
         index = 0
@@ -207,7 +239,7 @@ def open_source(config: Config) -> FrameSource:
 def _open(config: Config) -> FrameSource:
     cam = config.camera
     if cam.source == "picamera2":
-        return Picamera2Source(cam.width, cam.height, cam.format)
+        return Picamera2Source(cam.width, cam.height, cam.format, cam.controls)
     if cam.source == "video":
         return VideoSource(str(cam.path), cam.loop)
     if cam.source == "folder":

@@ -90,6 +90,51 @@ def test_fake_picamera2_layouts(fake_picamera2: Any) -> None:
         Picamera2Source(64, 48, "YUV420")
 
 
+def test_camera_controls_reach_the_camera_checked(fake_picamera2: Any) -> None:
+    """``camera.controls`` (autofocus on a Camera Module 3, exposure for a backlit door) are
+    handed to picamera2 as it configures; a name the camera does not advertise, or a value
+    outside its range, is refused by name and the camera is closed for the next try."""
+    picamera2 = fake_picamera2
+    picamera2.Picamera2.script = [np.zeros((48, 64, 3), np.uint8)]
+    controls = {"AfMode": 2, "ExposureValue": 1, "FrameDurationLimits": [33333, 100000]}
+    raw = {"camera": {"width": 64, "height": 48, "controls": controls}}
+    config = validate(raw)
+    source = open_source(config)
+    camera = picamera2.Picamera2.instances[-1]
+    controls = camera.config["controls"]
+    assert controls["AfMode"] == 2 and controls["ExposureValue"] == 1.0
+    assert controls["FrameDurationLimits"] == (33333, 100000)  # libcamera's arrays as tuples
+    assert next(source.frames()).image.shape == (48, 64, 4)
+    source.close()
+    for bad, message in (
+        ({"AfMode": 2, "Focus": 1}, r"camera.controls: this camera has no Focus \(it has: AeEnable, "),
+        ({"ExposureValue": 9.5}, r"controls.ExposureValue: 9.5 is outside this camera's range -8.0 to 8.0"),
+        ({"FrameDurationLimits": [1000, 33333]}, r"FrameDurationLimits: 1000 is outside"),
+    ):
+        with pytest.raises(FacegateError, match=message):
+            Picamera2Source(64, 48, controls=bad)
+        assert picamera2.Picamera2.instances[-1].closed
+
+
+def test_camera_controls_are_checked_in_the_config() -> None:
+    for controls in (
+        {"afMode": 2},  # libcamera's names start with a capital
+        {"AfMode": "continuous"},
+        {"AfMode": None},
+        {"ExposureValue": float("nan")},
+        {"FrameDurationLimits": []},
+        {"FrameDurationLimits": [1, True]},
+        {"ScalerCrop": [[0, 0], [1, 1]]},
+        {f"Control{i}": 1 for i in range(33)},
+        ["AfMode"],
+    ):
+        with pytest.raises(ConfigError, match=r"camera\.controls"):
+            validate({"camera": {"controls": controls}})
+    with pytest.raises(ConfigError, match="only the picamera2 source takes camera controls"):
+        validate({"camera": {"source": "folder", "path": "x", "controls": {"AfMode": 2}}})
+    assert validate({}).camera.controls == {}
+
+
 def test_open_source_by_config(tmp_path: pathlib.Path) -> None:
     Image.fromarray(_gradient(0)).save(tmp_path / "a.png")
     source = open_source(validate({"camera": {"source": "folder", "path": str(tmp_path)}}))
