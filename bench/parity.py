@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from facegate.decide import OperatingPoint
+from facegate.decide import OperatingPoint, unit_distance
 from facegate.encoder import Encoder
 from facegate.errors import FacegateError
 from facegate.images import load_rgb
@@ -132,7 +132,7 @@ def load(path: pathlib.Path) -> dict[str, Any]:
 def _pair_distances(embeddings: np.ndarray) -> np.ndarray:
     unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
     i, j = np.triu_indices(len(unit), k=1)
-    return np.sqrt(np.maximum(2.0 - 2.0 * np.sum(unit[i] * unit[j], axis=1), 0.0))
+    return unit_distance(np.sum(unit[i] * unit[j], axis=1))
 
 
 def _labels(names: np.ndarray, image: np.ndarray) -> np.ndarray:
@@ -153,7 +153,7 @@ def device_decisions(embeddings: np.ndarray, labels: np.ndarray, threshold: floa
             rows = (labels == person) & (np.arange(len(labels)) != i)
             mean = unit[rows].sum(axis=0) if rows.any() else np.full(unit.shape[1], np.nan)
             templates.append(mean / np.linalg.norm(mean))
-        d = np.sqrt(np.maximum(2.0 - 2.0 * (np.asarray(templates) @ unit[i]), 0.0))
+        d = unit_distance(np.asarray(templates) @ unit[i])
         d = np.where(np.isnan(d), np.inf, d)
         best = int(np.argmin(d))
         own = d[people.index(str(labels[i]))]

@@ -38,7 +38,7 @@ from facegate.convert.evaluate import (
 from facegate.convert.head import fit_score
 from facegate.convert.identify import group_by_identity
 from facegate.convert.metrics import rates, threshold_at_far, wilson_interval
-from facegate.decide import far_key
+from facegate.decide import far_key, unit_distance
 from facegate.encoder import Encoder
 from facegate.errors import FacegateError
 from facegate.modelcard import write_card
@@ -107,7 +107,7 @@ def track_distances(
             f"need 2+ identities, one with {1 + frames}+ usable images, for {frames}-frame tracks"
         )
     gram = np.clip(templates @ np.stack(means).astype(np.float64).T, -1.0, 1.0)
-    distances = np.sqrt(np.maximum(2.0 - 2.0 * gram, 0.0)).ravel()
+    distances = unit_distance(gram).ravel()
     same = (np.arange(len(names))[:, None] == np.array(owners)[None, :]).ravel()
     return distances, same, len(names), len(means)
 

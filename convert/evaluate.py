@@ -14,7 +14,7 @@ import numpy as np
 from facegate.align import Similarity, chip_transform, extract_chip
 from facegate.convert.metrics import rates, tar_at_far, ten_fold, wilson_interval
 from facegate.convert.reference import load_reference
-from facegate.decide import OperatingPoint
+from facegate.decide import OperatingPoint, unit_distance
 from facegate.encoder import Encoder
 from facegate.errors import FacegateError, InputError
 from facegate.images import load_rgb
@@ -276,7 +276,7 @@ def all_pair_distances(
     labels = np.array([_identity(n) for n in names])
     upper = np.triu_indices(len(names), k=1)
     gram = np.clip(matrix @ matrix.T, -1.0, 1.0)[upper]
-    distances = np.sqrt(np.maximum(2.0 - 2.0 * gram, 0.0))
+    distances = unit_distance(gram)
     same = labels[upper[0]] == labels[upper[1]]
     # A failed image would be in len(names) - 1 pairs; with identity-folder
     # images there is no listed pair to fail, so failures are only counted.

@@ -131,7 +131,12 @@ def unit_embedding(embedding: np.ndarray, size: int) -> np.ndarray:
 def distances(templates: Templates, embedding: np.ndarray) -> np.ndarray:
     """Distance from ``embedding`` to every template (one matrix-vector product)."""
     e = unit_embedding(embedding, templates.matrix.shape[1])
-    dots = templates.matrix @ e
+    return unit_distance(templates.matrix @ e)
+
+
+def unit_distance(dots: Any) -> Any:
+    """Euclidean distance between unit vectors from their dot products (a number or an
+    array): sqrt(2 - 2 dot), never the square root of a rounding error below zero."""
     return np.sqrt(np.maximum(2.0 - 2.0 * dots, 0.0))
 
 
@@ -204,8 +209,7 @@ def identify(templates: Templates, embedding: np.ndarray, op: OperatingPoint) ->
 
 
 def _distance(dot: float) -> float:
-    """Euclidean distance between unit vectors from their dot product."""
-    return math.sqrt(max(2.0 - 2.0 * dot, 0.0))
+    return float(unit_distance(dot))
 
 
 @dataclasses.dataclass

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from facegate.decide import OperatingPoint, check_correction, unit_embedding
+from facegate.decide import OperatingPoint, check_correction, unit_distance, unit_embedding
 from facegate.errors import FacegateError
 from facegate.files import make_private
 from facegate.gallery import Gallery, ModelFingerprint, Person, Sample, write_transaction
@@ -252,7 +252,7 @@ class ReviewStore:
             return None
         totals = np.stack([np.frombuffer(r[2], "<f8") for r in rows])
         means = totals / np.maximum(np.linalg.norm(totals, axis=1, keepdims=True), 1e-12)
-        distances = np.sqrt(np.maximum(2.0 - 2.0 * (means @ v), 0.0))
+        distances = unit_distance(means @ v)
         best = int(np.argmin(distances))
         if distances[best] >= self.threshold:
             return None
