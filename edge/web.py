@@ -598,7 +598,9 @@ def _main_page(data: dict[str, Any], csrf: str, flash: str, review: bool) -> byt
             csrf,
             "<input type=text name=name id=enroll-name placeholder=name required> "
             "<input type=text name=display_name placeholder='shown as'> "
-            "<input type=file name=photo id=enroll-photo accept=image/*> "
+            # formats facegate decodes, JPEG first: Safari on a Mac then sends a HEIC photo as
+            # JPEG, as iOS always does (with image/* it sends the HEIC)
+            "<input type=file name=photo id=enroll-photo accept=image/jpeg,image/png,image/webp,image/bmp> "
             "<button id=enroll-upload>Enroll from photo</button> "
             "<button name=from_camera value=1 id=enroll-camera>Enroll from camera</button>",
             multipart=True,
