@@ -20,6 +20,12 @@ Source = Union[str, "os.PathLike[str]", IO[bytes]]
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".pgm", ".bmp", ".webp"})
 """File endings taken as images wherever a folder of photos is read."""
 
+FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "PPM")
+"""The Pillow decoders facegate runs, on files and on bytes from the network alike: JPEG (with
+a phone's MPO, a JPEG with a depth map or preview after it), PNG, WebP, BMP, and PGM/PPM.
+Pillow's other decoders (TIFF, SGI, DDS, PCX, ...) are never handed a byte: fewer decoders,
+less to attack."""
+
 # EXIF Orientation -> the turn that shows the stored pixels upright (EXIF 2.32, tag 0x0112).
 _UPRIGHT = {
     2: "FLIP_LEFT_RIGHT",
@@ -46,7 +52,7 @@ def load_rgb(source: Source, name: str | None = None) -> np.ndarray:
     label = name or (str(source) if isinstance(source, (str, os.PathLike)) else "image data")
     target = pathlib.Path(source) if isinstance(source, (str, os.PathLike)) else source
     try:
-        with Image.open(target) as image:
+        with Image.open(target, formats=FORMATS) as image:
             width, height = image.size
             if width * height > MAX_PIXELS:
                 raise InputError(
@@ -71,10 +77,14 @@ def load_rgb(source: Source, name: str | None = None) -> np.ndarray:
                 "export it as JPEG (on the iPhone: Settings > Camera > Formats > Most Compatible)"
             ) from None
         raise InputError(
-            f"{label}: cannot decode image (not a format Pillow reads: JPEG, PNG, ...)"
+            f"{label}: cannot decode image (not JPEG, PNG, WebP, BMP or PGM, the formats facegate reads)"
         ) from None
+    except InputError:
+        raise
     except OSError as exc:  # truncated or damaged: Pillow's words, without an object's repr
         raise InputError(f"{label}: cannot decode image ({str(exc).split(' <')[0]})") from None
+    except Exception as exc:  # a decoder's other failures on damaged bytes (a PGM header, ...)
+        raise InputError(f"{label}: cannot decode image (damaged: {type(exc).__name__})") from None
 
 
 def _orientation(image: Any) -> int:

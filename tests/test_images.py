@@ -98,16 +98,74 @@ def test_a_phone_photo_stored_turned_is_recognised(tmp_path: pathlib.Path) -> No
 def test_sixteen_bit_grey_is_scaled_not_clipped(tmp_path: pathlib.Path) -> None:
     grey = np.asarray(Image.open(PHOTOS / "obama.jpg").convert("L"))
     wide = grey.astype(np.uint16) * 257  # the same picture in 16 bits (255 -> 65535)
-    path = tmp_path / "grey16.png"
-    Image.fromarray(wide).save(path)
-    assert Image.open(path).mode.startswith("I")  # Pillow reads it as 16 or 32-bit integers
-    rgb = load_rgb(path)
-    assert rgb.shape == (*grey.shape, 3)
-    np.testing.assert_array_equal(rgb[..., 1], grey)  # Pillow's own conversion makes it white
-    floats = tmp_path / "float.tiff"
-    Image.fromarray(grey.astype(np.float32)).save(floats)
+    for name in ("grey16.png", "grey16.pgm"):
+        path = tmp_path / name
+        Image.fromarray(wide).save(path)
+        assert Image.open(path).mode.startswith("I")  # Pillow reads it as 16 or 32-bit integers
+        rgb = load_rgb(path)
+        assert rgb.shape == (*grey.shape, 3)
+        np.testing.assert_array_equal(rgb[..., 1], grey, err_msg=name)  # Pillow's convert: white
+    floats = tmp_path / "float.pfm"  # PGM's floating-point sibling, which Pillow's PPM reader reads
+    Image.fromarray(grey.astype(np.float32)).save(floats, "PPM")
     with pytest.raises(InputError, match="floating-point samples"):
         load_rgb(floats)
+
+
+def test_only_the_formats_facegate_reads_are_decoded(tmp_path: pathlib.Path) -> None:
+    """Bytes from the network reach only the JPEG, PNG, WebP, BMP and PGM decoders; a TIFF or
+    any other of Pillow's formats is refused before a decoder sees it."""
+    photo = Image.open(PHOTOS / "obama.jpg").convert("RGB").resize((40, 40))
+    for fmt in ("JPEG", "PNG", "WEBP", "BMP", "PPM"):
+        out = io.BytesIO()
+        photo.save(out, fmt)
+        assert load_rgb(io.BytesIO(out.getvalue())).shape == (40, 40, 3), fmt
+    mpo = io.BytesIO()  # a phone's JPEG with a second picture after it (depth map, preview)
+    photo.save(mpo, "MPO", save_all=True, append_images=[photo.resize((20, 20))])
+    assert Image.open(io.BytesIO(mpo.getvalue())).format == "MPO"
+    assert load_rgb(io.BytesIO(mpo.getvalue())).shape == (40, 40, 3)
+    for fmt in ("TIFF", "GIF", "SGI", "PCX", "TGA", "ICO", "DDS", "QOI"):
+        out = io.BytesIO()
+        try:
+            photo.save(out, fmt)
+        except (KeyError, OSError, ValueError):
+            continue  # this Pillow cannot write it: nothing to refuse
+        with pytest.raises(InputError, match="not JPEG, PNG, WebP, BMP or PGM"):
+            load_rgb(io.BytesIO(out.getvalue()), fmt)
+
+
+def test_damaged_images_are_refused_by_name() -> None:
+    """Bytes changed, inserted, cut: every outcome is a picture or an ``InputError`` (before,
+    a damaged PGM header escaped as ``ValueError`` from Pillow)."""
+    rng = np.random.default_rng(7)
+    photo = Image.open(PHOTOS / "obama.jpg").convert("RGB").resize((32, 32))
+    seeds = []
+    for fmt in ("JPEG", "PNG", "WEBP", "BMP", "PPM"):
+        out = io.BytesIO()
+        photo.save(out, fmt)
+        seeds.append(out.getvalue())
+    seeds.append(b"P5\n32 32\n255\n" + bytes(32 * 32))  # a header where the fuzz finds PGM's parser
+    outcomes = {"decoded": 0, "refused": 0}
+    for i in range(1500):
+        data = bytearray(seeds[i % len(seeds)])
+        for _ in range(int(rng.integers(1, 8))):
+            at = int(rng.integers(len(data)))
+            kind = rng.random()
+            if kind < 0.6:
+                data[at] = int(rng.integers(256))
+            elif kind < 0.8:
+                data[at:at] = rng.integers(256, size=int(rng.integers(1, 8))).astype(np.uint8).tobytes()
+            else:
+                del data[at : at + int(rng.integers(1, 16))]
+        try:
+            load_rgb(io.BytesIO(bytes(data)), f"case {i}")
+            outcomes["decoded"] += 1
+        except InputError as exc:
+            assert str(exc).startswith(f"case {i}: "), exc
+            outcomes["refused"] += 1
+    assert outcomes["decoded"] > 100 and outcomes["refused"] > 100  # both paths were exercised
+    for header in (b"P5\n32 32\n2\xa55\n", b"P5\n" + b"9" * 40 + b" 32\n255\n", b"P5\n32"):
+        with pytest.raises(InputError, match="cannot decode image"):
+            load_rgb(io.BytesIO(header + bytes(64)))
 
 
 def test_heic_is_named_with_what_to_do(tmp_path: pathlib.Path) -> None:
