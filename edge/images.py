@@ -7,6 +7,7 @@ grey samples are scaled to 8 bits, not clipped.
 
 from __future__ import annotations
 
+import math
 import os
 import pathlib
 from typing import IO, Any, Union
@@ -40,6 +41,12 @@ _ORIENTATION = 0x0112
 # HEIF's file-type box: ISO/IEC 23008-12 brands (an iPhone's default photo format).
 _HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif")
 
+JPEG_LONG_SIDE = 1600
+"""A JPEG larger than twice this (a phone's 12 or 48 megapixel photo) is decoded at 1/2, 1/4
+or 1/8 scale by the JPEG decoder itself, keeping at least this long side: a face the detector
+can find in it (a tenth of the picture) is then still 160 px or more, and the decoding takes
+a quarter of the memory and time or less, which a Pi enrolling from a phone photo needs."""
+
 MAX_PIXELS = 64_000_000
 """The largest image decoded (a 9,600 x 6,700 photo): its RGB array alone is 192 MB, and a
 small file can claim far more (a PNG of zeros), which a Pi would run out of memory on."""
@@ -59,6 +66,9 @@ def load_rgb(source: Source, name: str | None = None) -> np.ndarray:
                     f"{label}: {width} x {height} pixels is more than the {MAX_PIXELS // 1_000_000} "
                     "megapixels facegate decodes; scale it down"
                 )
+            if image.format == "JPEG" and max(width, height) >= 2 * JPEG_LONG_SIDE:
+                shrink = JPEG_LONG_SIDE / max(width, height)
+                image.draft(None, (math.ceil(width * shrink), math.ceil(height * shrink)))
             image.load()
             turn = _UPRIGHT.get(_orientation(image))
             rgb = _to_rgb(image, label)

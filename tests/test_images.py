@@ -17,7 +17,7 @@ from facegate.encoder import Encoder
 from facegate.enroll import Enroller, fingerprint
 from facegate.errors import InputError
 from facegate.gallery import Gallery
-from facegate.images import load_rgb
+from facegate.images import JPEG_LONG_SIDE, load_rgb
 from facegate.perception import Perception
 from tests.conftest import INT8_MODEL
 
@@ -93,6 +93,22 @@ def test_a_phone_photo_stored_turned_is_recognised(tmp_path: pathlib.Path) -> No
     bare = tmp_path / "bare.jpg"
     photo.transpose(Image.Transpose.ROTATE_180).save(bare, "JPEG", quality=95)
     assert not verify(templates, enroller.sample(bare).vector, "obama", op).accepted
+
+
+def test_a_phone_sized_jpeg_is_decoded_at_reduced_scale(tmp_path: pathlib.Path) -> None:
+    """A 12 megapixel phone photo is decoded at half scale by the JPEG decoder (a quarter of
+    the memory), turned by its EXIF tag all the same, and its face still enrolls."""
+    photo = Image.open(PHOTOS / "obama2.jpg").convert("RGB").resize((4032, 3024))
+    path = tmp_path / "phone.jpg"
+    path.write_bytes(_stored(photo, 6, "JPEG"))  # stored sideways, as a phone held on its side does
+    rgb = load_rgb(path)
+    assert rgb.shape == (1512, 2016, 3)  # turned back and halved: 4032 // 1600 = 2
+    assert max(rgb.shape) >= JPEG_LONG_SIDE
+    enroller = Enroller(Perception(), Encoder(INT8_MODEL))
+    assert enroller.sample(path).quality["eye_distance"] > 100
+    small = tmp_path / "small.jpg"
+    photo.resize((3199, 2399)).save(small)  # under twice the long side: decoded whole
+    assert load_rgb(small).shape == (2399, 3199, 3)
 
 
 def test_sixteen_bit_grey_is_scaled_not_clipped(tmp_path: pathlib.Path) -> None:
