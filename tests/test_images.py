@@ -109,6 +109,10 @@ def test_a_phone_sized_jpeg_is_decoded_at_reduced_scale(tmp_path: pathlib.Path) 
     small = tmp_path / "small.jpg"
     photo.resize((3199, 2399)).save(small)  # under twice the long side: decoded whole
     assert load_rgb(small).shape == (2399, 3199, 3)
+    huge = tmp_path / "108mp.jpg"  # over MAX_PIXELS, but decoded at 1/4: 3000 x 2250
+    photo.resize((12000, 9000)).save(huge, quality=80)
+    with pytest.warns(Image.DecompressionBombWarning):  # Pillow's, at 89 MP; facegate's limit holds
+        assert load_rgb(huge).shape == (2250, 3000, 3)
 
 
 def test_sixteen_bit_grey_is_scaled_not_clipped(tmp_path: pathlib.Path) -> None:
