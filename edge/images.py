@@ -53,8 +53,10 @@ small file can claim far more (a PNG of zeros), which a Pi would run out of memo
 counts at the scale it is decoded at: a phone's 108 megapixel photo is decoded at 1/4."""
 
 
-def load_rgb(source: Source, name: str | None = None) -> np.ndarray:
-    """Decode a file, or an open binary stream (``name`` labels it in errors)."""
+def load_rgb(source: Source, name: str | None = None, reduce: bool = True) -> np.ndarray:
+    """Decode a file, or an open binary stream (``name`` labels it in errors). ``reduce``: a
+    large JPEG at reduced scale (``JPEG_LONG_SIDE``); a camera's frames read from files keep
+    their own size."""
     from PIL import Image, UnidentifiedImageError
 
     label = name or (str(source) if isinstance(source, (str, os.PathLike)) else "image data")
@@ -62,7 +64,7 @@ def load_rgb(source: Source, name: str | None = None) -> np.ndarray:
     try:
         with Image.open(target, formats=FORMATS) as image:
             width, height = image.size
-            if image.format == "JPEG" and max(width, height) >= 2 * JPEG_LONG_SIDE:
+            if reduce and image.format == "JPEG" and max(width, height) >= 2 * JPEG_LONG_SIDE:
                 shrink = JPEG_LONG_SIDE / max(width, height)
                 image.draft(None, (math.ceil(width * shrink), math.ceil(height * shrink)))
             if image.size[0] * image.size[1] > MAX_PIXELS:  # what would be decoded, from the header

@@ -153,7 +153,7 @@ class FolderSource:
         index = 0
         while True:
             for f in self.files:
-                yield Frame(load_rgb(f), "RGB", index, time.time())
+                yield Frame(load_rgb(f, reduce=False), "RGB", index, time.time())
                 index += 1
             if not self.loop:
                 return

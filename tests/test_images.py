@@ -19,6 +19,7 @@ from facegate.errors import InputError
 from facegate.gallery import Gallery
 from facegate.images import JPEG_LONG_SIDE, load_rgb
 from facegate.perception import Perception
+from facegate.sources import FolderSource
 from tests.conftest import INT8_MODEL
 
 # Orientation -> how a camera stored the pixels of an upright picture (the inverse of the
@@ -113,6 +114,10 @@ def test_a_phone_sized_jpeg_is_decoded_at_reduced_scale(tmp_path: pathlib.Path) 
     photo.resize((12000, 9000)).save(huge, quality=80)
     with pytest.warns(Image.DecompressionBombWarning):  # Pillow's, at 89 MP; facegate's limit holds
         assert load_rgb(huge).shape == (2250, 3000, 3)
+    # a camera's frames read from a folder keep their size (boxes in events are in its pixels)
+    (tmp_path / "frames").mkdir()
+    photo.save(tmp_path / "frames" / "0001.jpg")
+    assert next(FolderSource(str(tmp_path / "frames")).frames()).image.shape == (3024, 4032, 3)
 
 
 def test_sixteen_bit_grey_is_scaled_not_clipped(tmp_path: pathlib.Path) -> None:
