@@ -1,8 +1,11 @@
 """Decode images into HxWx3 uint8 RGB arrays (Pillow), with errors that name the file.
 
-A photo comes out as a viewer shows it: a phone stores a portrait photo's pixels sideways
-(or upside down) and says so in EXIF ``Orientation``, and facegate turns them upright. 16-bit
-grey samples are scaled to 8 bits, not clipped.
+The one place where image bytes, from a file or from the network (an enroll command, an
+upload), meet a decoder: only the formats in ``FORMATS``, never more than ``MAX_PIXELS``
+(read from the header), and any failure on damaged bytes is an ``InputError``. A photo comes
+out as a viewer shows it: a phone stores a portrait photo's pixels sideways (or upside down)
+and says so in EXIF ``Orientation``, and facegate turns them upright. 16-bit grey samples
+are scaled to 8 bits, not clipped; a phone-sized JPEG is decoded at reduced scale.
 """
 
 from __future__ import annotations
