@@ -19,7 +19,7 @@ import numpy as np
 from facegate.encoder import Encoder
 from facegate.errors import FacegateError, InputError
 from facegate.gallery import Gallery, ModelFingerprint, Person, Sample, check_name
-from facegate.images import IMAGE_SUFFIXES, load_rgb
+from facegate.images import HEIF_SUFFIXES, IMAGE_SUFFIXES, load_rgb
 from facegate.perception import Face, Perception
 from facegate.progress import progress
 
@@ -120,8 +120,16 @@ class Enroller:
             check_name(folder.name)  # refuse a bad name before anything is written
         outcomes = []
         for folder in progress(folders, "enrolling"):
-            images = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-            outcomes.append(self.enroll(gallery, folder.name, images, keep_images, replace))
+            files = sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith("."))
+            # a HEIC goes to the decoder, which says how to export it; other files are named
+            images = [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES | HEIF_SUFFIXES]
+            outcome = self.enroll(gallery, folder.name, images, keep_images, replace)
+            outcome.refused += [
+                f"{f}: not a photo facegate reads ({', '.join(sorted(IMAGE_SUFFIXES))})"
+                for f in files
+                if f not in images
+            ]
+            outcomes.append(outcome)
         return outcomes
 
 

@@ -24,6 +24,9 @@ Source = Union[str, "os.PathLike[str]", IO[bytes]]
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".pgm", ".bmp", ".webp"})
 """File endings taken as images wherever a folder of photos is read."""
 
+HEIF_SUFFIXES = frozenset({".heic", ".heif", ".hif"})
+"""An iPhone's photos: read only to say how to export them as JPEG (``load_rgb``)."""
+
 FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "PPM")
 """The Pillow decoders facegate runs, on files and on bytes from the network alike: JPEG (with
 a phone's MPO, a JPEG with a depth map or preview after it), PNG, WebP, BMP, and PGM/PPM.

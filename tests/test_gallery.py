@@ -127,6 +127,27 @@ def test_refused_images_say_why(tmp_path: pathlib.Path, enroller: Enroller) -> N
         assert outcome.added == 1 and outcome.refused == [f"{blank}: no face found"]
 
 
+def test_a_folder_says_what_it_did_not_read(tmp_path: pathlib.Path, enroller: Enroller) -> None:
+    """``enroll --dir``: an iPhone's HEIC is refused with how to export it, another file is
+    named as not a photo, a hidden one is left alone (before, all were skipped in silence, and
+    a folder of HEIC photos said only "no usable image")."""
+    alice = tmp_path / "people" / "alice"
+    alice.mkdir(parents=True)
+    (alice / "a.jpg").write_bytes((PHOTOS / "obama.jpg").read_bytes())
+    (alice / "IMG_0001.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64))
+    (alice / "notes.txt").write_text("her good side")
+    (alice / ".DS_Store").write_bytes(b"\x00")
+    with _open(tmp_path / "g.db", enroller) as gallery:
+        (outcome,) = enroller.enroll_dir(gallery, tmp_path / "people")
+    assert outcome.added == 1
+    assert len(outcome.refused) == 2
+    assert "IMG_0001.HEIC: a HEIC/HEIF photo" in outcome.refused[0]
+    assert "export it as JPEG" in outcome.refused[0]
+    assert outcome.refused[1].endswith(
+        "notes.txt: not a photo facegate reads (.bmp, .jpeg, .jpg, .pgm, .png, .webp)"
+    )
+
+
 def test_group_photo_is_refused_for_enrollment(enroller: Enroller) -> None:
     scene = shared_path("datasets", "unlabeled_scenes")
     photos = sorted(scene.glob("*"))
