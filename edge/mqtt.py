@@ -58,6 +58,7 @@ ONLINE = dumps({"schema": SCHEMA, "state": "online"})
 OFFLINE = dumps({"schema": SCHEMA, "state": "offline"})
 DISCOVERY_EVERY_S = 10.0  # Home Assistant's "online" re-sends discovery at most this often
 PACKET_OVERHEAD = 64 * 1024  # topic and properties on top of the payload
+ACKED_KEPT_S = 10.0  # how long an acknowledgement waits for its publish() to return
 
 
 def client_for(config: Config, protocol: Any = mqtt.MQTTv311, client_id: str = "") -> mqtt.Client:
@@ -176,7 +177,8 @@ class Link:
         self._last_fail: str | None = None
         self.connected = threading.Event()
         self._lock = threading.Lock()
-        self._inflight: dict[int, pathlib.Path] = {}
+        self._inflight: dict[int, pathlib.Path] = {}  # event mid -> its outbox file
+        self._acked: dict[int, float] = {}  # mids acknowledged before _publish recorded them
         self._state: str | None = None
         self._people: tuple[str, ...] = ()  # whose presence entities are announced
         self._gone: set[str] = set()  # whose entities are still to be withdrawn
@@ -283,6 +285,7 @@ class Link:
         self.client.loop_stop()
         with self._lock:  # the new client numbers its messages from 1 again
             self._inflight.clear()
+            self._acked.clear()
             self.client = self._make_client()
         self.start()  # resends everything still in the outbox
 
@@ -326,14 +329,34 @@ class Link:
         self._publish(payload, path)
 
     def _publish(self, payload: bytes, path: pathlib.Path | None) -> None:
+        # Not under self._lock: paho calls _on_publish holding its lock on the messages in
+        # flight, which publish() takes too, so holding ours across publish() let each thread
+        # wait for the other for ever (a daemon wedged after a few thousand events). The
+        # acknowledgement may then come before the mid is recorded: _on_publish keeps it.
+        client = self.client
+        info = client.publish(self.topics.event, payload, qos=1, retain=False)
+        if path is None:
+            return
         with self._lock:
-            info = self.client.publish(self.topics.event, payload, qos=1, retain=False)
-            if path is not None:
+            if client is not self.client:
+                return  # replaced meanwhile (protocol fallback): start() sends the outbox again
+            acked = self._acked.pop(info.mid, None) is not None
+            if not acked:
                 self._inflight[info.mid] = path
+        if acked:
+            self.outbox.done(path)
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
         with self._lock:
             path = self._inflight.pop(mid, None)
+            if path is None and client is self.client:
+                # an event's acknowledgement that beat _publish, or a reply's, state's, ...: kept
+                # ACKED_KEPT_S (the same mid comes round again only after 65,535 publishes)
+                now = time.monotonic()
+                self._acked.pop(mid, None)
+                self._acked[mid] = now
+                while now - next(iter(self._acked.values())) > ACKED_KEPT_S:
+                    del self._acked[next(iter(self._acked))]
         if path is not None:
             self.outbox.done(path)
 

@@ -33,6 +33,7 @@ from facegate.encoder import Encoder
 from facegate.enroll import fingerprint
 from facegate.errors import FacegateError
 from facegate.gallery import Gallery
+from facegate.mqtt import Link
 from facegate.sources import ArraySource
 from tests.conftest import INT8_MODEL, ROBUSTNESS, ROOT
 from tests.mqtt_support import Broker, FeedSource, Proxy, Subscriber
@@ -691,3 +692,38 @@ def test_camera_that_drops_out_is_reported_and_reopened(
     cameras = [m[1].get("camera") for m in sub.messages if m[0].endswith("/state")]
     assert cameras[-1] == "ok", cameras
     sub.close()
+
+
+def test_events_published_while_acknowledgements_arrive_never_wedge(
+    broker: Broker, tmp_path: pathlib.Path
+) -> None:
+    """paho calls ``on_publish`` holding its lock on the messages in flight, which
+    ``publish()`` takes too. The link held its own lock across ``publish()`` and took it in
+    ``on_publish``, so an event published while the broker acknowledged the one before could
+    leave each thread waiting for the other for ever: the daemon wedged (the adversarial door
+    did, once, in CI). Here every acknowledgement is slowed, so every publish overlaps one."""
+    config = validate({"device": {"id": "d"}, "mqtt": {"port": broker.port, "outbox": str(tmp_path / "o")}})
+    link = Link(config, lambda request: True)
+    handler = link.client.on_publish
+
+    def slow(*args: Any) -> None:
+        time.sleep(0.002)  # in paho's thread, holding its lock
+        handler(*args)
+
+    link.client.on_publish = slow
+    link.start()
+    assert link.connected.wait(10)
+    published = threading.Event()
+
+    def publish() -> None:
+        for i in range(300):
+            link.publish_event({"event_id": f"{i:032x}"})
+        published.set()
+
+    threading.Thread(target=publish, daemon=True).start()
+    assert published.wait(30), "the link wedged: publish() and on_publish wait for each other"
+    deadline = time.monotonic() + 10
+    while link.pending and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert link.pending == 0  # each event's outbox file went once acknowledged, early or not
+    link.stop()
