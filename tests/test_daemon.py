@@ -370,7 +370,7 @@ def _daemon_process(
     )
 
 
-@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM", "SIGABRT"])
 def test_availability_goes_offline(
     broker: Broker,
     tmp_path: pathlib.Path,
@@ -388,6 +388,10 @@ def test_availability_goes_offline(
         sub.wait(lambda t, p: t.endswith("/availability") and p["state"] == "offline", timeout=30)
         if how == "SIGTERM":
             assert code == 0, (tmp_path / "daemon.log").read_text()[-2000:]
+        if how == "SIGABRT":  # systemd's watchdog: where every thread was goes to the journal
+            log = (tmp_path / "daemon.log").read_text()
+            assert code == -signal.SIGABRT and "Fatal Python error: Aborted" in log, log[-2000:]
+            assert "most recent call first" in log and 'daemon.py", line' in log, log[-2000:]
     finally:
         if child.poll() is None:
             child.kill()
