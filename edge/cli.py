@@ -206,14 +206,18 @@ def _fill_defaults(args: argparse.Namespace) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    import contextlib
     import faulthandler
+    import io
 
     from facegate.config import load_config
     from facegate.daemon import Daemon
 
     # systemd stops a daemon that stopped feeding its watchdog with SIGABRT: every thread's
-    # stack then goes to the journal, which says where it hung
-    faulthandler.enable(all_threads=True)
+    # stack then goes to the journal, which says where it hung (a stderr that is no file, as
+    # when run inside a test, has nowhere to put it)
+    with contextlib.suppress(io.UnsupportedOperation, AttributeError, ValueError):
+        faulthandler.enable(all_threads=True)
     return Daemon(load_config(args.config)).run()
 
 
