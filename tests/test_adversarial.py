@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 import threading
@@ -143,7 +144,13 @@ class Door:
     def stop(self) -> None:
         assert self.process is not None
         self.process.terminate()
-        assert self.process.wait(30) == 0, self.log.read_text()[-3000:]
+        try:
+            code = self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGABRT)  # as systemd's watchdog: every stack to the log
+            self.process.wait(30)
+            raise AssertionError("SIGTERM unheard for 30 s: " + self.log.read_text()[-6000:]) from None
+        assert code == 0, self.log.read_text()[-3000:]
 
     def went_offline(self) -> bool:
         return any(t.endswith("/availability") and p.get("state") == "offline" for t, p, _, _ in self._seen())
@@ -176,7 +183,13 @@ class Door:
         )
         assert not self.went_offline(), f"the daemon's link was cut after {after}"
         since = time.time()
-        self.watch.wait(lambda t, p: t == f"{BASE}/event" and p.get("ts", 0) > since, 1, 30)
+        try:
+            self.watch.wait(lambda t, p: t == f"{BASE}/event" and p.get("ts", 0) > since, 1, 30)
+        except AssertionError:
+            self.process.send_signal(signal.SIGABRT)  # wedged: where every thread is, to the log
+            self.process.wait(30)
+            log = self.log.read_text()[-6000:]
+            raise AssertionError(f"no event for 30 s after {after}: {log}") from None
         events = [b for t, b, at in list(self.watch.raw) if t == f"{BASE}/event" and at > since]
         assert any(verify_published(SECRET, "door1", f"{BASE}/event", b) for b in events), after
         reply = self.ask("list", {})
