@@ -86,7 +86,7 @@ class Picamera2Source:
         for name, value in controls.items():
             low, high = advertised[name][:2]
             numbers = value if isinstance(value, list) else [value]
-            if isinstance(low, (int, float)) and isinstance(high, (int, float)) and low <= high:
+            if isinstance(low, (int, float)) and isinstance(high, (int, float)) and low < high:
                 outside = [x for x in numbers if not low <= x <= high]
                 if outside:
                     raise FacegateError(
