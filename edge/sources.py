@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import logging
 import pathlib
 import time
 from collections.abc import Iterable, Iterator
@@ -25,6 +26,8 @@ import numpy as np
 from facegate.config import Config
 from facegate.errors import FacegateError, InputError
 from facegate.images import IMAGE_SUFFIXES, load_rgb
+
+log = logging.getLogger(__name__)
 
 # picamera2 format -> memory layout of the array it returns
 PICAMERA2_LAYOUTS = {"XBGR8888": "RGBX", "XRGB8888": "BGRX", "RGB888": "BGR", "BGR888": "RGB"}
@@ -140,21 +143,37 @@ class VideoSource:
 
 
 class FolderSource:
+    """The images of a folder as frames, in name order. One that cannot be read (damaged,
+    half written) is skipped and logged once; a folder none of whose images can be read is an
+    error, not a loop that yields nothing."""
+
     def __init__(self, path: str, loop: bool = False) -> None:
-        folder = pathlib.Path(path)
-        if not folder.is_dir():
-            raise FacegateError(f"camera.path {folder}: not a folder")
-        self.files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        self.folder = pathlib.Path(path)
+        if not self.folder.is_dir():
+            raise FacegateError(f"camera.path {self.folder}: not a folder")
+        self.files = sorted(f for f in self.folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
         if not self.files:
-            raise FacegateError(f"camera.path {folder}: no images")
+            raise FacegateError(f"camera.path {self.folder}: no images")
         self.loop = loop
+        self.skipped: set[pathlib.Path] = set()
 
     def frames(self) -> Iterator[Frame]:
         index = 0
         while True:
+            read = False
             for f in self.files:
-                yield Frame(load_rgb(f, reduce=False), "RGB", index, time.time())
+                try:
+                    image = load_rgb(f, reduce=False)
+                except InputError as exc:
+                    if f not in self.skipped:
+                        log.warning("camera.path: skipped %s", exc)
+                        self.skipped.add(f)
+                    continue
+                read = True
+                yield Frame(image, "RGB", index, time.time())
                 index += 1
+            if not read:
+                raise FacegateError(f"camera.path {self.folder}: none of its images can be read")
             if not self.loop:
                 return
 

@@ -69,6 +69,28 @@ def test_folder_source_sorted_and_looped(tmp_path: pathlib.Path) -> None:
         FolderSource(str(_empty(tmp_path)))
 
 
+def test_folder_source_skips_what_it_cannot_read(
+    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A damaged or half-written image is skipped and logged once, not the end of the daemon
+    (before, its InputError ended ``facegate run`` as a configuration error); a folder with
+    nothing readable is an error, not a loop that yields nothing."""
+    Image.fromarray(_gradient(0)).save(tmp_path / "0.png")
+    (tmp_path / "1.jpg").write_bytes(b"\xff\xd8\xff\xe0 half written")
+    Image.fromarray(_gradient(2)).save(tmp_path / "2.png")
+    looped = FolderSource(str(tmp_path), loop=True).frames()
+    with caplog.at_level("WARNING", logger="facegate.sources"):
+        frames = [next(looped) for _ in range(6)]
+    assert [int(f.image[0, 0, 1]) for f in frames] == [0, 40] * 3
+    skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(skipped) == 1 and "1.jpg: cannot decode image" in skipped[0]  # once, not every pass
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "x.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(FacegateError, match="none of its images can be read"):
+        next(FolderSource(str(bad), loop=True).frames())
+
+
 def test_missing_picamera2_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "picamera2", None)  # import fails
     with pytest.raises(FacegateError, match="python3-picamera2"):
