@@ -40,9 +40,7 @@ def _stored(upright: Image.Image, orientation: int, fmt: str = "PNG", exif: byte
     turn = STORED[orientation]
     pixels = upright if turn is None else upright.transpose(turn)
     if exif is None:
-        tags = Image.Exif()
-        tags[0x0112] = orientation
-        exif = tags.tobytes()
+        exif = _exif_bytes(orientation)
     out = io.BytesIO()
     pixels.save(out, fmt, exif=exif, **({"quality": 95} if fmt == "JPEG" else {}))
     return out.getvalue()

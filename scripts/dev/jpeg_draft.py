@@ -4,7 +4,7 @@
 
 - ``cost``: a bundled photo saved as a phone would (4032x3024, 12 MP; 8064x6048, 48 MP;
   JPEG quality 90), decoded by ``load_rgb`` in a fresh process, with the reduced-scale
-  decoding off (the long side limit set beyond the image) and on: milliseconds (median of 5)
+  decoding off (``load_rgb(reduce=False)``) and on: milliseconds (median of 5)
   and the process's peak RSS over what it held once facegate.images was imported.
 - ``effect``: every image of ``../shared/datasets`` whose long side is at least twice the
   limit, embedded from the full decoding and from the reduced one: the distance between the
@@ -22,11 +22,11 @@ import tempfile
 import numpy as np
 from PIL import Image
 
-import facegate.images
 from facegate.decide import OperatingPoint
 from facegate.demo import PHOTOS
 from facegate.encoder import Encoder
 from facegate.enroll import Enroller, RefusedError
+from facegate.images import JPEG_LONG_SIDE, load_rgb
 from facegate.modelcard import MODELS_DIR
 from facegate.perception import Perception
 
@@ -40,13 +40,12 @@ def hwm():  # this process's peak RSS in MB (VmHWM starts afresh at exec, unlike
     line = next(x for x in open("/proc/self/status") if x.startswith("VmHWM"))
     return int(line.split()[1]) / 1024
 base = hwm()
-if sys.argv[2] == "off":
-    images.JPEG_LONG_SIDE = 10**9
+reduce = sys.argv[2] == "on"
 data = open(sys.argv[1], "rb").read()
 times = []
 for _ in range(5):
     t0 = time.perf_counter()
-    rgb = images.load_rgb(io.BytesIO(data))
+    rgb = images.load_rgb(io.BytesIO(data), reduce=reduce)
     times.append(time.perf_counter() - t0)
     del rgb
 print(f"{statistics.median(times) * 1e3:.0f} {hwm() - base:.0f}")
@@ -69,7 +68,7 @@ def cost() -> None:
 
 
 def effect() -> None:
-    limit = facegate.images.JPEG_LONG_SIDE
+    limit = JPEG_LONG_SIDE
     large = []
     for path in sorted(DATASETS.rglob("*.jpg")):
         with Image.open(path) as image:
@@ -81,15 +80,11 @@ def effect() -> None:
     for path in large:
         data = path.read_bytes()
         try:
-            facegate.images.JPEG_LONG_SIDE = 10**9
-            full = enroller.sample_from_rgb(facegate.images.load_rgb(io.BytesIO(data)), str(path))
-            facegate.images.JPEG_LONG_SIDE = limit
-            reduced = enroller.sample_from_rgb(facegate.images.load_rgb(io.BytesIO(data)), str(path))
+            full = enroller.sample_from_rgb(load_rgb(io.BytesIO(data), reduce=False), str(path))
+            reduced = enroller.sample_from_rgb(load_rgb(io.BytesIO(data)), str(path))
         except RefusedError as exc:
             print(f"{path.relative_to(DATASETS)}: {exc}")
             continue
-        finally:
-            facegate.images.JPEG_LONG_SIDE = limit
         distances.append(float(np.linalg.norm(full.vector - reduced.vector)))
         print(f"{path.relative_to(DATASETS)}: distance {distances[-1]:.4f}")
     print(
