@@ -21,17 +21,28 @@ from facegate.errors import InputError
 
 Source = Union[str, "os.PathLike[str]", IO[bytes]]
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".pgm", ".bmp", ".webp"})
+# The formats facegate reads: Pillow's name for each decoder -> (what people call it, file endings).
+_READ = {
+    "JPEG": ("JPEG", (".jpg", ".jpeg")),  # with a phone's MPO: a JPEG with a depth map or preview after it
+    "PNG": ("PNG", (".png",)),
+    "WEBP": ("WebP", (".webp",)),
+    "BMP": ("BMP", (".bmp",)),
+    "PPM": ("PGM", (".pgm",)),
+}
+
+FORMATS = tuple(_READ)
+"""The Pillow decoders facegate runs, on files and on bytes from the network alike. Pillow's
+other decoders (TIFF, SGI, DDS, PCX, ...) are never handed a byte: fewer decoders, less to
+attack."""
+
+IMAGE_SUFFIXES = frozenset(suffix for _, suffixes in _READ.values() for suffix in suffixes)
 """File endings taken as images wherever a folder of photos is read."""
+
+_NAMES = [name for name, _ in _READ.values()]
+FORMAT_NAMES = ", ".join(_NAMES[:-1]) + " or " + _NAMES[-1]  # "JPEG, PNG, WebP, BMP or PGM"
 
 HEIF_SUFFIXES = frozenset({".heic", ".heif", ".hif"})
 """An iPhone's photos: read only to say how to export them as JPEG (``load_rgb``)."""
-
-FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "PPM")
-"""The Pillow decoders facegate runs, on files and on bytes from the network alike: JPEG (with
-a phone's MPO, a JPEG with a depth map or preview after it), PNG, WebP, BMP, and PGM/PPM.
-Pillow's other decoders (TIFF, SGI, DDS, PCX, ...) are never handed a byte: fewer decoders,
-less to attack."""
 
 # EXIF Orientation -> the turn that shows the stored pixels upright (EXIF 2.32, tag 0x0112).
 _UPRIGHT = {
@@ -96,7 +107,7 @@ def load_rgb(source: Source, name: str | None = None, reduce: bool = True) -> np
                 "export it as JPEG (on the iPhone: Settings > Camera > Formats > Most Compatible)"
             ) from None
         raise InputError(
-            f"{label}: cannot decode image (not JPEG, PNG, WebP, BMP or PGM, the formats facegate reads)"
+            f"{label}: cannot decode image (not {FORMAT_NAMES}, the formats facegate reads)"
         ) from None
     except InputError:
         raise
