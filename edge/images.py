@@ -21,13 +21,14 @@ from facegate.errors import InputError
 
 Source = Union[str, "os.PathLike[str]", IO[bytes]]
 
-# The formats facegate reads: Pillow's name for each decoder -> (what people call it, file endings).
+# The formats facegate reads: Pillow's name for each decoder -> (what people call it, file endings,
+# media type). JPEG first: a browser's file field lists them in this order (``MEDIA_TYPES``).
 _READ = {
-    "JPEG": ("JPEG", (".jpg", ".jpeg")),  # with a phone's MPO: a JPEG with a depth map or preview after it
-    "PNG": ("PNG", (".png",)),
-    "WEBP": ("WebP", (".webp",)),
-    "BMP": ("BMP", (".bmp",)),
-    "PPM": ("PGM", (".pgm",)),
+    "JPEG": ("JPEG", (".jpg", ".jpeg"), "image/jpeg"),  # with a phone's MPO: a depth map or preview after it
+    "PNG": ("PNG", (".png",), "image/png"),
+    "WEBP": ("WebP", (".webp",), "image/webp"),
+    "BMP": ("BMP", (".bmp",), "image/bmp"),
+    "PPM": ("PGM", (".pgm",), "image/x-portable-graymap"),
 }
 
 FORMATS = tuple(_READ)
@@ -35,10 +36,14 @@ FORMATS = tuple(_READ)
 other decoders (TIFF, SGI, DDS, PCX, ...) are never handed a byte: fewer decoders, less to
 attack."""
 
-IMAGE_SUFFIXES = frozenset(suffix for _, suffixes in _READ.values() for suffix in suffixes)
+IMAGE_SUFFIXES = frozenset(suffix for _, suffixes, _ in _READ.values() for suffix in suffixes)
 """File endings taken as images wherever a folder of photos is read."""
 
-_NAMES = [name for name, _ in _READ.values()]
+MEDIA_TYPES = tuple(media for _, _, media in _READ.values())
+"""What an upload field accepts (``accept``), JPEG first: Safari on a Mac then sends a HEIC
+photo as JPEG, as iOS always does (with ``image/*`` it sends the HEIC, which is refused)."""
+
+_NAMES = [name for name, _, _ in _READ.values()]
 FORMAT_NAMES = ", ".join(_NAMES[:-1]) + " or " + _NAMES[-1]  # "JPEG, PNG, WebP, BMP or PGM"
 
 HEIF_SUFFIXES = frozenset({".heic", ".heif", ".hif"})

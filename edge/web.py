@@ -47,7 +47,7 @@ from facegate.enroll import Enroller, RefusedError, one_usable_face
 from facegate.errors import FacegateError
 from facegate.fleet.store import refuse_if_fleet_owned
 from facegate.gallery import Gallery, Sample, printable_display_name
-from facegate.images import load_rgb
+from facegate.images import MEDIA_TYPES, load_rgb
 from facegate.livegallery import LiveGallery
 from facegate.ratelimit import Bucket, LogLimiter
 from facegate.review import ReviewStore, correct
@@ -598,9 +598,7 @@ def _main_page(data: dict[str, Any], csrf: str, flash: str, review: bool) -> byt
             csrf,
             "<input type=text name=name id=enroll-name placeholder=name required> "
             "<input type=text name=display_name placeholder='shown as'> "
-            # formats facegate decodes, JPEG first: Safari on a Mac then sends a HEIC photo as
-            # JPEG, as iOS always does (with image/* it sends the HEIC)
-            "<input type=file name=photo id=enroll-photo accept=image/jpeg,image/png,image/webp,image/bmp> "
+            f"<input type=file name=photo id=enroll-photo accept={','.join(MEDIA_TYPES)}> "
             "<button id=enroll-upload>Enroll from photo</button> "
             "<button name=from_camera value=1 id=enroll-camera>Enroll from camera</button>",
             multipart=True,
