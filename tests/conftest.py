@@ -17,6 +17,8 @@ MODELS = ROOT / "models"
 FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures"
 FLOAT_MODEL = MODELS / "dlib_resnet_v1_float32.tflite"
 INT8_MODEL = MODELS / "dlib_resnet_v1_int8.tflite"
+# The start of an iPhone photo: an ISO BMFF file-type box of brand heic (HEIF), then padding.
+HEIC_BYTES = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64)
 
 
 def shared_path(*parts: str) -> pathlib.Path:

@@ -30,7 +30,7 @@ from facegate.gallery import (
     Sample,
 )
 from facegate.perception import Perception
-from tests.conftest import FLOAT_MODEL, INT8_MODEL, ROOT, shared_path
+from tests.conftest import FLOAT_MODEL, HEIC_BYTES, INT8_MODEL, ROOT, shared_path
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +134,7 @@ def test_a_folder_says_what_it_did_not_read(tmp_path: pathlib.Path, enroller: En
     alice = tmp_path / "people" / "alice"
     alice.mkdir(parents=True)
     (alice / "a.jpg").write_bytes((PHOTOS / "obama.jpg").read_bytes())
-    (alice / "IMG_0001.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64))
+    (alice / "IMG_0001.HEIC").write_bytes(HEIC_BYTES)
     (alice / "notes.txt").write_text("her good side")
     (alice / ".DS_Store").write_bytes(b"\x00")
     with _open(tmp_path / "g.db", enroller) as gallery:

@@ -20,7 +20,7 @@ from facegate.gallery import Gallery
 from facegate.images import JPEG_LONG_SIDE, load_rgb
 from facegate.perception import Perception
 from facegate.sources import FolderSource
-from tests.conftest import INT8_MODEL
+from tests.conftest import HEIC_BYTES, INT8_MODEL
 
 # Orientation -> how a camera stored the pixels of an upright picture (the inverse of the
 # turn a viewer applies): EXIF 2.32, tag 0x0112.
@@ -193,7 +193,7 @@ def test_damaged_images_are_refused_by_name() -> None:
 
 def test_heic_is_named_with_what_to_do(tmp_path: pathlib.Path) -> None:
     heic = tmp_path / "IMG_0001.HEIC"
-    heic.write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64))
+    heic.write_bytes(HEIC_BYTES)
     for source in (heic, io.BytesIO(heic.read_bytes())):
         with pytest.raises(InputError, match=r"HEIC/HEIF photo .* export it as JPEG"):
             load_rgb(source)
