@@ -14,6 +14,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -322,6 +323,47 @@ def test_a_flood_of_idle_connections_does_not_stop_the_page(
         finally:
             for s in idle:
                 s.close()
+
+
+def test_logins_at_the_same_moment_each_keep_their_session(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Logins run in the page's request threads, and each rebuilds the session table (expired
+    and surplus sessions out). The rebuild is done under the console's lock: without it, logins
+    at the same moment each copy the table, add their own session and put their copy back,
+    and all but the last are logged out at once. A slow ``Session`` makes that overlap certain."""
+    from facegate import web
+
+    host = SimpleNamespace(config=SimpleNamespace(web=SimpleNamespace(session_hours=1.0), web_token=TOKEN))
+    console = web.Console(host)  # type: ignore[arg-type]
+    made = web.Session
+
+    def slow_session(*args: Any) -> web.Session:
+        time.sleep(0.02)
+        return made(*args)
+
+    monkeypatch.setattr(web, "Session", slow_session)
+
+    def burst(count: int, first: int) -> list[str | None]:
+        start = threading.Barrier(count)
+        sids: list[str | None] = [None] * count
+
+        def login(i: int) -> None:
+            start.wait()
+            sids[i] = console.login(TOKEN, f"192.0.2.{first + i}")  # one address each: no limit
+
+        threads = [threading.Thread(target=login, args=(i,)) for i in range(count)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return sids
+
+    sids = burst(8, 0)
+    assert all(sids) and len(set(sids)) == 8
+    assert all(console.session(sid) is not None for sid in sids)
+    # more at once than the table holds: it stays at its size, with a session for each newest login
+    more = burst(web.MAX_SESSIONS, 8)
+    assert all(more) and len(console.sessions) == web.MAX_SESSIONS
+    assert all(console.session(sid) is not None for sid in more)
 
 
 @pytest.mark.pi
