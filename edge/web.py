@@ -228,7 +228,8 @@ class Console:
             return None
         found = self.sessions.get(sid)
         if found is None or found.expires < time.monotonic():
-            self.sessions.pop(sid, None)
+            with self.login_lock:  # not while a login copies the table: it would fail half way
+                self.sessions.pop(sid, None)
             return None
         return found
 
