@@ -415,7 +415,8 @@ class Daemon:
         """Skip detection when nothing moves, no face is tracked and nothing waits on a frame."""
         threshold = self.config.idle.motion_threshold
         image = frame.image
-        thumb = image[::8, ::8].astype(np.float32)
+        thumb = image[::8, ::8, :3] if image.ndim == 3 else image[::8, ::8]  # not XBGR8888's fourth byte
+        thumb = thumb.astype(np.float32)
         thumb = thumb.mean(axis=2) if thumb.ndim == 3 else thumb
         previous, self._thumb = self._thumb, thumb
         busy = self.tracker.tracks or self.desk.waiting

@@ -34,7 +34,7 @@ from facegate.enroll import fingerprint
 from facegate.errors import FacegateError
 from facegate.gallery import Gallery
 from facegate.mqtt import Link
-from facegate.sources import ArraySource
+from facegate.sources import ArraySource, Frame
 from tests.conftest import INT8_MODEL, ROBUSTNESS, ROOT
 from tests.mqtt_support import Broker, FeedSource, Proxy, Subscriber
 
@@ -731,3 +731,28 @@ def test_events_published_while_acknowledgements_arrive_never_wedge(
         time.sleep(0.05)
     assert link.pending == 0  # each event's outbox file went once acknowledged, early or not
     link.stop()
+
+
+def test_the_motion_gate_reads_a_four_channel_frame_as_its_colours(
+    broker: Broker, tmp_path: pathlib.Path, obama_sample: Any
+) -> None:
+    """``idle.motion_threshold`` is a mean grey change, whatever the frame's memory layout:
+    picamera2's XBGR8888 frames carry a fourth byte that never changes, and averaged in, it
+    made the Pi's gate need a third more change than the same scene in RGB (a change of 2.5
+    read as 1.9, under the default 2.0, so the frame was skipped)."""
+    config = _config(tmp_path, broker.port, obama_sample, idle={"motion_threshold": 2.0, "check_every": 100})
+    still = np.full((480, 640, 3), 100, np.uint8)
+    Image.fromarray(still).save(tmp_path / "frame.png")  # the folder source's; steps are fed here
+    moved = still.copy()
+    moved[:, :320] += 5  # half the picture 5 grey levels brighter: a mean change of 2.5
+    for layout in ("RGB", "RGBX", "BGRX"):
+        daemon = Daemon(config)
+        daemon.link.start = lambda: None  # type: ignore[method-assign]  # this test needs no broker
+        try:
+            pad = [] if layout == "RGB" else [np.full((480, 640, 1), 255, np.uint8)]
+            for index, image in enumerate((still, still, moved)):
+                framed = np.ascontiguousarray(np.concatenate([image, *pad], axis=2))
+                daemon.step(Frame(framed, layout, index, 0.0))
+            assert daemon.counts["skipped_idle"] == 1, layout  # the second frame only
+        finally:
+            daemon.gallery.close()
