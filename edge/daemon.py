@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from facegate.config import Config, ConfigError, load_config
+from facegate.config import Config, load_config
 from facegate.decide import OperatingPoint, identify
 from facegate.detect import Detection
 from facegate.encoder import Encoder
@@ -539,21 +539,17 @@ class Daemon:
             return
         try:
             new = load_config(self.config.path)
-        except ConfigError as exc:
+            # everything that can refuse the new settings, before anything is changed
+            op = OperatingPoint.from_card(self.encoder.card, new.decision.far)
+            track_op = _track_op(new, self.encoder.card)
+        except FacegateError as exc:  # ConfigError, or a FAR or track mean the card has no threshold for
             log.error("reload refused, keeping the running config: %s", exc)
             raise FacegateError(f"reload refused: {exc}") from None
         changed = [s for s in RESTART_SECTIONS if getattr(new, s) != getattr(self.config, s)]
         if changed:
             log.warning("reload: changes to %s need a restart; not applied", ", ".join(changed))
-        self.op = OperatingPoint.from_card(self.encoder.card, new.decision.far)
-        self.origin = dataclasses.replace(
-            self.origin, threshold=self.op.threshold, target_far=self.op.target_far
-        )
-        try:
-            track_op = _track_op(new, self.encoder.card)  # before anything is changed
-        except FacegateError as exc:
-            log.error("reload refused, keeping the running config: %s", exc)
-            raise FacegateError(f"reload refused: {exc}") from None
+        self.op = op
+        self.origin = dataclasses.replace(self.origin, threshold=op.threshold, target_far=op.target_far)
         self.tracker.config = _tracker_config(new)
         self.track_op = track_op
         self.follower.recheck_s = new.decision.recheck_s

@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import getpass
 import json
+import logging
 import os
 import pathlib
 import signal
@@ -28,6 +29,7 @@ from PIL import Image
 from facegate.commands import sign, verify_published
 from facegate.config import validate
 from facegate.daemon import Daemon
+from facegate.decide import far_key
 from facegate.demo import PHOTOS
 from facegate.encoder import Encoder
 from facegate.enroll import fingerprint
@@ -640,6 +642,48 @@ def test_sighup_reload_applies_decision_settings_only(
         with pytest.raises(FacegateError, match="reload refused"):
             daemon.reload()
         assert daemon.config.decision.votes_to_decide == 2
+
+
+def test_a_reload_the_model_card_cannot_serve_is_refused_whole_and_logged(
+    tmp_path: pathlib.Path, frames: dict[str, np.ndarray], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A valid file the card has no threshold for (a FAR never calibrated; a track mean over
+    frames it was not calibrated for) changes nothing, and says why in the log: SIGHUP has no
+    other way to answer."""
+    from facegate.config import load_config
+
+    path = tmp_path / "config.yaml"
+    raw: dict[str, Any] = {
+        "camera": {"source": "folder", "path": str(tmp_path)},
+        "gallery": {"path": str(tmp_path / "gallery.db")},
+        "mqtt": {"port": 1, "outbox": str(tmp_path / "outbox")},
+        "decision": {"votes_to_decide": 3},
+    }
+    path.write_text(yaml.safe_dump(raw))
+    daemon = Daemon(load_config(path), ArraySource([frames["blank"]], loop=True))
+    card = daemon.encoder.card
+    before = (daemon.op, daemon.origin, daemon.track_op, daemon.config, daemon.tracker.config)
+    far = 0.01
+    assert far_key(far) not in card.thresholds
+    # a second FAR, so that the refusal below comes after a threshold that could be applied
+    card.data["thresholds"][far_key(far)] = {"target_far": far, "threshold": 0.5}
+    refused = [
+        ({"far": 1e-4}, "no threshold calibrated for FAR 0.0001"),
+        ({"far": far, "aggregate": "mean", "votes_to_decide": 2}, "no track threshold"),
+    ]
+    for decision, why in refused:
+        raw["decision"] = decision
+        path.write_text(yaml.safe_dump(raw))
+        caplog.clear()
+        with (
+            caplog.at_level(logging.ERROR, logger="facegate.daemon"),
+            pytest.raises(FacegateError, match=f"reload refused: .*{why}"),
+        ):
+            daemon.reload()
+        assert any(why in r.getMessage() for r in caplog.records), why
+        assert (daemon.op, daemon.origin, daemon.track_op, daemon.config, daemon.tracker.config) == before
+    daemon.source.close()
+    daemon.live.close()
 
 
 @pytest.mark.parametrize("overlap", [True, False], ids=["overlap", "serial"])
