@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from facegate.config import Config, load_config
+from facegate.config import SECTIONS, Config, load_config
 from facegate.decide import OperatingPoint, identify
 from facegate.detect import Detection
 from facegate.encoder import Encoder
@@ -53,7 +53,8 @@ from facegate.web import Console
 
 log = logging.getLogger(__name__)
 
-RESTART_SECTIONS = ("camera", "models", "mqtt", "gallery", "device", "homeassistant", "commands", "review")
+RELOADED_SECTIONS = ("decision", "gates", "idle")  # what SIGHUP applies; the rest needs a restart
+RESTART_SECTIONS = tuple(s for s in SECTIONS if s not in RELOADED_SECTIONS)
 
 
 def overlap_on(config: Config) -> bool:
@@ -555,5 +556,5 @@ class Daemon:
         self.follower.recheck_s = new.decision.recheck_s
         g = new.gates
         self.perception.gates = Gates(g.min_eye_distance, g.max_yaw, g.min_sharpness)
-        self.config = dataclasses.replace(self.config, decision=new.decision, gates=new.gates, idle=new.idle)
+        self.config = dataclasses.replace(self.config, **{s: getattr(new, s) for s in RELOADED_SECTIONS})
         log.info("reloaded %s: threshold %.4f at FAR %g", new.path, self.op.threshold, self.op.target_far)

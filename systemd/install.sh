@@ -158,4 +158,4 @@ system systemctl enable facegate.service
 if [ "$START" = 1 ]; then
   system systemctl restart facegate.service
 fi
-say "done. Edit $CONF_DIR/config.yaml (broker, camera), then: sudo systemctl reload facegate; facegate doctor"
+say "done. Edit $CONF_DIR/config.yaml (broker, camera), then: sudo systemctl restart facegate; facegate doctor"

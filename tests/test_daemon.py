@@ -614,7 +614,11 @@ def test_home_assistant_discovery_is_resent_when_it_comes_online(
 
 
 def test_sighup_reload_applies_decision_settings_only(
-    broker: Broker, tmp_path: pathlib.Path, frames: dict[str, np.ndarray], obama_sample: Any
+    broker: Broker,
+    tmp_path: pathlib.Path,
+    frames: dict[str, np.ndarray],
+    obama_sample: Any,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     from facegate.config import load_config
 
@@ -631,13 +635,19 @@ def test_sighup_reload_applies_decision_settings_only(
     with running(daemon):
         raw["decision"] = {"votes_to_decide": 2, "far": 0.001}
         raw["camera"]["max_fps"] = 3.0  # a camera change: needs a restart, not applied
+        raw["web"] = {"port": 8081}  # the same for every section but decision, gates and idle
+        raw["fleet"] = {"tombstone_days": 3.0}
         path.write_text(yaml.safe_dump(raw))
+        caplog.set_level(logging.WARNING, logger="facegate.daemon")
         daemon.reload_wanted.set()  # what SIGHUP does
         deadline = time.monotonic() + 10
         while daemon.config.decision.votes_to_decide != 2 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert daemon.config.decision.votes_to_decide == 2 and daemon.tracker.config.votes_to_decide == 2
         assert daemon.config.camera.max_fps == 10.0
+        assert daemon.config.web.port == 8080 and daemon.config.fleet.tombstone_days == 7.0
+        said = [r.getMessage() for r in caplog.records if "need a restart" in r.getMessage()]
+        assert said == ["reload: changes to camera, web, fleet need a restart; not applied"]
         path.write_text("decision: {votes_to_decide: many}\n")  # a broken file keeps the running config
         with pytest.raises(FacegateError, match="reload refused"):
             daemon.reload()
