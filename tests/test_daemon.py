@@ -229,6 +229,79 @@ def test_enroll_needs_a_valid_signature(
     sub.close()
 
 
+class _Scene:
+    """A camera that sees whatever ``image`` is now, at about 30 fps, until closed."""
+
+    def __init__(self, image: np.ndarray) -> None:
+        self.image = image
+        self.closed = threading.Event()
+
+    def frames(self) -> Iterator[Frame]:
+        index = 0
+        while not self.closed.wait(1 / 30):
+            yield Frame(self.image, "RGB", index, time.time())
+            index += 1
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+def _two_faces() -> np.ndarray:
+    from facegate.demo import scene
+
+    frame = np.full((480, 640, 3), 96, np.uint8)
+    for photo, x in (("obama2.jpg", 0), ("biden.jpg", 320)):
+        tile = scene(PHOTOS / photo, face_width=90.0, centre=(160.0, 240.0), size=(320, 480))
+        frame[:, x : x + 320] = tile
+    return frame
+
+
+def test_enroll_from_the_camera_takes_one_usable_face_or_times_out(
+    broker: Broker, tmp_path: pathlib.Path, frames: dict[str, np.ndarray], obama_sample: Any
+) -> None:
+    """``enroll`` with ``from_camera: true`` (docs/MQTT.md): nobody at the camera is a timeout
+    that enrolls nothing; two faces wait (which one is meant?); then the one face is enrolled,
+    and recognised by name the next time it comes."""
+    config = _config(
+        tmp_path,
+        broker.port,
+        obama_sample,
+        commands={"enabled": ["enroll"], "secret": SECRET},
+        decision={"verify_timeout_s": 3.0},
+    )
+    reply_to, topic = "facegate/door1/reply/cam", "facegate/door1/command/enroll"
+    sub = Subscriber(broker.port, ["facegate/door1/#"])
+    camera = _Scene(frames["blank"])
+
+    def ask(request_id: str) -> None:
+        body = {"id": request_id, "args": {"name": "biden", "from_camera": True}, "reply_to": reply_to}
+        sub.publish(topic, sign(SECRET, "door1", topic, body))
+
+    def answered(request_id: str, timeout: float = 20.0) -> list[dict[str, Any]]:
+        found = sub.wait(lambda t, p: t == reply_to and p["id"] == request_id, 1, timeout)
+        return [m[1] for m in found]
+
+    with running(Daemon(config, camera)) as daemon:
+        sub.wait(lambda t, p: t.endswith("/availability") and p["state"] == "online")
+        ask("nobody")
+        (timeout,) = answered("nobody")
+        assert timeout["ok"] is False and "timeout: no single usable face seen" in timeout["error"]
+        assert "biden" not in daemon.gallery
+        camera.image = _two_faces()
+        ask("camera")
+        time.sleep(1.5)
+        assert not [m for m in sub.messages if m[0] == reply_to and m[1]["id"] == "camera"]
+        camera.image = frames["biden"]
+        (done,) = answered("camera")
+        assert done["ok"] is True and done["result"] == {"name": "biden", "embeddings": 1}
+        camera.image = frames["blank"]  # biden leaves, and comes back
+        time.sleep(1.0)
+        camera.image = frames["biden"]
+        named = sub.wait(lambda t, p: t.endswith("/event") and p["identity"] == "biden", 1, 20)[0][1]
+        assert named["accepted"] is True
+    sub.close()
+
+
 @pytest.mark.pi
 def test_events_decided_while_the_broker_is_down_arrive_later(
     broker: Broker, tmp_path: pathlib.Path, frames: dict[str, np.ndarray], obama_sample: Any
