@@ -339,6 +339,43 @@ def test_events_decided_while_the_broker_is_down_arrive_later(
     sub.close()
 
 
+def test_events_still_in_the_outbox_when_the_daemon_stops_are_sent_at_its_next_start(
+    broker: Broker, tmp_path: pathlib.Path, frames: dict[str, np.ndarray], obama_sample: Any
+) -> None:
+    """Decided with no broker, then the daemon stopped (a reboot, a power cut): the events wait in
+    the outbox on disk and the next run sends them, as they were decided; a file an earlier run
+    left half written is removed, not sent."""
+    proxy = Proxy(broker.port)
+    proxy.down()  # no broker, from the start
+    config = _config(tmp_path, proxy.port, obama_sample)
+    feed = FeedSource()
+    with running(Daemon(config, feed)) as daemon:
+        for who in ("obama", "biden"):
+            feed.put(frames[who], 8)
+            feed.put(frames["blank"], 6)
+        feed.drained()
+        deadline = time.monotonic() + 20
+        while daemon.counts["events"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert daemon.counts["events"] == 2 and not daemon.link.connected.is_set()
+    outbox = tmp_path / "outbox"
+    kept = {json.loads(p.read_text())["event_id"]: json.loads(p.read_text()) for p in outbox.glob("*.json")}
+    assert len(kept) == 2
+    (outbox / "00000000000000000001-half.json.tmp").write_bytes(b'{"event_id": "ha')
+    proxy.close()
+    sub = Subscriber(broker.port, ["facegate/door1/event"])
+    config = _config(tmp_path, broker.port, obama_sample)
+    with running(Daemon(config, ArraySource([frames["blank"]], loop=True))) as daemon:
+        events, _ = _distinct_events(sub, 2)
+        assert {e["event_id"]: e for e in events} == kept  # as decided: the same ids, times, names
+        assert sorted(e["identity"] for e in events) == ["obama", "unknown"]
+        deadline = time.monotonic() + 10
+        while daemon.link.pending and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert daemon.link.pending == 0 and not list(outbox.iterdir())  # acknowledged; the half file gone
+    sub.close()
+
+
 def test_broker_killed_and_restarted_while_events_flow(
     tmp_path: pathlib.Path, frames: dict[str, np.ndarray], obama_sample: Any
 ) -> None:
