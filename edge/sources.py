@@ -4,6 +4,7 @@
   the configured format, read by memory layout: XBGR8888 is R, G, B, X in
   memory, XRGB8888 is B, G, R, X, RGB888 is B, G, R, BGR888 is R, G, B);
 - ``video``: a video file, or any URL FFmpeg opens (needs the ``video`` extra, PyAV);
+  a stream, like a camera, that drops out is a ``CameraLostError`` (reopened), a file ends;
 - ``folder``: the images of a folder, sorted by name;
 - ``opencv``: a V4L2/USB index or an RTSP URL, where OpenCV is installed;
 - ``ArraySource``: frames already in memory (tests, the demo).
@@ -39,6 +40,12 @@ class Frame:
     layout: str  # "RGB", "BGR", "RGBX", "BGRX" (ignored for grey)
     index: int
     wall: float  # time.time() when the frame was taken (or read)
+
+
+class CameraLostError(Exception):
+    """A live source (a stream, a camera) cannot be reached now or stopped giving frames. Not a
+    ``FacegateError``: waiting may mend it, so the daemon reports it and opens the source again
+    with backoff, where a configuration problem would end it."""
 
 
 class FrameSource(Protocol):
@@ -111,7 +118,11 @@ class Picamera2Source:
 
 
 class VideoSource:
-    """A video file (or stream URL) decoded by PyAV, optionally looped."""
+    """A video file, or a stream URL (``rtsp://...``, anything FFmpeg opens), decoded by PyAV.
+    A file ends (or loops); a stream that cannot be opened, stalls for ``STREAM_TIMEOUT_S`` or
+    ends is a ``CameraLostError``: an IP camera rebooting, or not up yet after a power cut."""
+
+    STREAM_TIMEOUT_S = 10.0
 
     def __init__(self, path: str, loop: bool = False) -> None:
         try:
@@ -119,23 +130,32 @@ class VideoSource:
         except ImportError:
             raise FacegateError("camera.source video needs PyAV: pip install 'facegate[video]'") from None
         self.path, self.loop = path, loop
+        self.stream = "://" in path
         self._container: Any = None
-        if "://" not in path and not pathlib.Path(path).is_file():  # a file: fail at start, not later
+        if not self.stream and not pathlib.Path(path).is_file():  # a file: fail at start, not later
             raise InputError(f"{path}: no such video file (camera.path)")
 
     def frames(self) -> Iterator[Frame]:
         index = 0
         while True:
             try:
-                self._container = self._av.open(self.path)
+                if self.stream:
+                    self._container = self._av.open(self.path, timeout=self.STREAM_TIMEOUT_S)
+                else:
+                    self._container = self._av.open(self.path)
             except (OSError, self._av.FFmpegError) as exc:
+                if self.stream:
+                    raise CameraLostError(f"{self.path}: cannot open the stream ({exc})") from None
                 raise InputError(f"{self.path}: cannot open video ({exc})") from None
             with self._container:
                 for decoded in self._container.decode(video=0):
                     yield Frame(decoded.to_ndarray(format="rgb24"), "RGB", index, time.time())
                     index += 1
-            if not self.loop:
-                return
+            if self.loop:
+                continue
+            if self.stream:
+                raise CameraLostError(f"{self.path}: the stream ended")
+            return
 
     def close(self) -> None:
         if self._container is not None:
@@ -189,6 +209,7 @@ class OpenCVSource:
             raise FacegateError(
                 "camera.source opencv needs OpenCV (pip install opencv-python-headless)"
             ) from None
+        self.path = path
         target = int(path) if isinstance(path, str) and path.isdigit() else path
         self.capture = self._cv2.VideoCapture(target)
         if not self.capture.isOpened():
@@ -200,8 +221,8 @@ class OpenCVSource:
         index = 0
         while True:
             ok, image = self.capture.read()
-            if not ok:
-                return
+            if not ok:  # a camera unplugged, a stream dropped: report it and open it again
+                raise CameraLostError(f"camera.path {self.path!r}: OpenCV read no frame")
             yield Frame(image, "BGR", index, time.time())
             index += 1
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pathlib
 import sys
+import types
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,9 @@ from facegate.errors import FacegateError, InputError
 from facegate.perception import to_rgb
 from facegate.sources import (
     ArraySource,
+    CameraLostError,
     FolderSource,
+    OpenCVSource,
     Picamera2Source,
     RotatedSource,
     VideoSource,
@@ -31,7 +34,8 @@ def _gradient(i: int) -> np.ndarray:
     return frame
 
 
-def test_video_file(tmp_path: pathlib.Path) -> None:
+def _clip(tmp_path: pathlib.Path) -> pathlib.Path:
+    """Six 128x96 frames of ``_gradient`` as an MPEG-4 file."""
     av = pytest.importorskip("av", reason="PyAV (the video extra) is not installed")
     path = tmp_path / "clip.mp4"
     with av.open(str(path), "w") as container:
@@ -42,6 +46,11 @@ def test_video_file(tmp_path: pathlib.Path) -> None:
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+    return path
+
+
+def test_video_file(tmp_path: pathlib.Path) -> None:
+    path = _clip(tmp_path)
     frames = list(VideoSource(str(path)).frames())
     assert len(frames) == 6 and frames[0].layout == "RGB" and frames[0].image.shape == (96, 128, 3)
     assert abs(int(frames[3].image[:, :, 1].mean()) - 60) < 8  # the decoded frames are the encoded ones
@@ -55,6 +64,53 @@ def test_video_errors(tmp_path: pathlib.Path) -> None:
     bad.write_bytes(b"not a video")
     with pytest.raises(InputError, match=r"bad\.mp4: cannot open video"):
         next(VideoSource(str(bad)).frames())
+
+
+def test_a_stream_that_ends_or_cannot_be_opened_is_a_lost_camera(tmp_path: pathlib.Path) -> None:
+    """A URL is a live source (an IP camera): unreachable, or ended, it is a ``CameraLostError`` that
+    the daemon reports and reopens with backoff, not a configuration error that ends it (an
+    IP camera still booting after a power cut) nor a clean end (a camera rebooting)."""
+    url = _clip(tmp_path).as_uri()  # a URL FFmpeg reads without a network: file:///...
+    frames = VideoSource(url).frames()
+    assert len([next(frames) for _ in range(6)]) == 6
+    with pytest.raises(CameraLostError, match="the stream ended"):
+        next(frames)
+    assert not issubclass(CameraLostError, FacegateError)  # what the daemon retries
+    with pytest.raises(CameraLostError, match="cannot open the stream"):
+        next(VideoSource((tmp_path / "camera-not-up-yet.mp4").as_uri()).frames())
+    looped = VideoSource(url, loop=True).frames()  # a looped URL starts again, as a file does
+    assert len([next(looped) for _ in range(8)]) == 8
+
+
+def test_an_opencv_camera_that_stops_giving_frames_is_a_lost_camera(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A USB camera unplugged, an RTSP stream dropped: ``VideoCapture.read`` says False. Before,
+    that ended the daemon as if a file had ended."""
+
+    class VideoCapture:  # OpenCV's camera, as far as OpenCVSource uses it
+        def __init__(self, target: Any) -> None:
+            self.target, self.left, self.settings = target, 3, {}
+
+        def isOpened(self) -> bool:  # noqa: N802 (OpenCV's name)
+            return True
+
+        def set(self, prop: int, value: int) -> None:
+            self.settings[prop] = value
+
+        def read(self) -> tuple[bool, np.ndarray | None]:
+            self.left -= 1
+            return (True, np.zeros((4, 6, 3), np.uint8)) if self.left >= 0 else (False, None)
+
+        def release(self) -> None:
+            pass
+
+    cv2 = types.SimpleNamespace(VideoCapture=VideoCapture, CAP_PROP_FRAME_WIDTH=3, CAP_PROP_FRAME_HEIGHT=4)
+    monkeypatch.setitem(sys.modules, "cv2", cv2)
+    source = OpenCVSource("0", 640, 480)
+    assert source.capture.target == 0 and source.capture.settings == {3: 640, 4: 480}
+    frames = source.frames()
+    assert [next(frames).layout for _ in range(3)] == ["BGR"] * 3
+    with pytest.raises(CameraLostError, match="OpenCV read no frame"):
+        next(frames)
 
 
 def test_folder_source_sorted_and_looped(tmp_path: pathlib.Path) -> None:
