@@ -148,9 +148,14 @@ class VideoSource:
                     raise CameraLostError(f"{self.path}: cannot open the stream ({exc})") from None
                 raise InputError(f"{self.path}: cannot open video ({exc})") from None
             with self._container:
-                for decoded in self._container.decode(video=0):
-                    yield Frame(decoded.to_ndarray(format="rgb24"), "RGB", index, time.time())
-                    index += 1
+                try:
+                    for decoded in self._container.decode(video=0):
+                        yield Frame(decoded.to_ndarray(format="rgb24"), "RGB", index, time.time())
+                        index += 1
+                except self._av.FFmpegError as exc:
+                    if not self.stream:
+                        raise
+                    raise CameraLostError(f"{self.path}: the stream stalled or broke ({exc})") from None
             if self.loop:
                 continue
             if self.stream:

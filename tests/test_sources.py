@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import pathlib
+import socket
 import sys
+import threading
+import time
 import types
 from typing import Any
 
@@ -80,6 +84,43 @@ def test_a_stream_that_ends_or_cannot_be_opened_is_a_lost_camera(tmp_path: pathl
         next(VideoSource((tmp_path / "camera-not-up-yet.mp4").as_uri()).frames())
     looped = VideoSource(url, loop=True).frames()  # a looped URL starts again, as a file does
     assert len([next(looped) for _ in range(8)]) == 8
+
+
+def test_a_stream_that_stalls_is_a_lost_camera(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An IP camera that hangs, before its first frame or in the middle of its stream: without a
+    timeout FFmpeg would wait for ever (and systemd's watchdog end the daemon); with one it is a
+    lost camera, reopened."""
+    av = pytest.importorskip("av", reason="PyAV (the video extra) is not installed")
+    monkeypatch.setattr(VideoSource, "STREAM_TIMEOUT_S", 0.5)
+    ts = io.BytesIO()
+    with av.open(ts, "w", format="mpegts") as container:  # a format sent as a stream
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 128, 96, "yuv420p"
+        for i in range(40):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(_gradient(i % 6), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    for sent, why in ((0, "cannot open the stream"), (len(ts.getvalue()) // 2, "the stream stalled")):
+        server = socket.create_server(("127.0.0.1", 0))
+        hold = threading.Event()
+
+        def camera(server: socket.socket = server, sent: int = sent, hold: threading.Event = hold) -> None:
+            conn, _ = server.accept()
+            conn.sendall(ts.getvalue()[:sent])
+            hold.wait(30)  # then nothing more, connection open
+            conn.close()
+
+        threading.Thread(target=camera, daemon=True).start()
+        got, started = 0, time.monotonic()
+        with pytest.raises(CameraLostError, match=why):
+            for _ in VideoSource(f"tcp://127.0.0.1:{server.getsockname()[1]}").frames():
+                got += 1
+        assert time.monotonic() - started < 10 and (got > 0) is (sent > 0)
+        hold.set()
+        server.close()
 
 
 def test_an_opencv_camera_that_stops_giving_frames_is_a_lost_camera(monkeypatch: pytest.MonkeyPatch) -> None:
