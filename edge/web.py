@@ -584,7 +584,12 @@ def _main_page(data: dict[str, Any], csrf: str, flash: str, review: bool) -> byt
     rows = "".join(
         f"<tr><td>{e(p.name)}</td><td>{e(p.display_name)}</td><td>{p.embeddings}</td>"
         f"<td>{data['corrections'].get(p.name, 0)}</td><td>"
-        + _form("/remove", csrf, f"<input type=hidden name=name value='{e(p.name)}'><button>Remove</button>")
+        + _form(
+            "/remove",
+            csrf,
+            f"<input type=hidden name=name value='{e(p.name)}'>"
+            f"<button id='remove-{e(p.name)}'>Remove</button>",
+        )
         + "</td></tr>"
         for p in data["people"]
     )

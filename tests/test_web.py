@@ -293,12 +293,37 @@ def test_enroll_review_and_correct_in_a_real_browser(
         assert "barack enrolled" in _wait(flash, what="the camera enrollment")
         stage.image = frames["blank"]
         _shot(browser, "gallery")
+
+        # removed, biden is a stranger again; ignored, no longer reported; then forgotten
+        browser.find_element(By.ID, "remove-biden").click()
+        assert "biden removed" in _wait(flash, what="the removal")
+        assert "biden" not in browser.find_element(By.ID, "people").text
+        events = daemon.counts["events"]
+        stage.image = frames["biden"]
+        _wait(lambda: daemon.counts["events"] > events, what="the stranger's event")
+        stage.image = frames["blank"]
+        browser.get(base + "/")
+        group = _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "div.group"), what="the queue")[0]
+        gid = group.get_attribute("id").split("-")[1]
+        browser.find_element(By.ID, f"ignore-{gid}").click()
+        assert f"group {gid} ignored" in _wait(flash, what="the ignore")
+        events = daemon.counts["events"]
+        stage.image = frames["biden"]
+        _wait(lambda: daemon.counts["ignored_strangers"] >= 1, what="the ignored stranger")
+        stage.image = frames["blank"]
+        assert daemon.counts["events"] == events  # seen, and not reported
+        browser.get(base + "/")
+        forget = browser.find_element(By.ID, f"delete-{gid}")
+        assert forget.text == "Forget"
+        forget.click()
+        assert f"group {gid} deleted" in _wait(flash, what="the deletion")
+        assert not browser.find_elements(By.CSS_SELECTOR, "div.group")
         browser.find_element(By.ID, "logout").click()
         _wait(lambda: browser.current_url.endswith("/login"), what="the logout")
         browser.get(base + "/")
         assert browser.current_url.endswith("/login")
     with Gallery.open(tmp_path / "gallery.db", fingerprint(Encoder(INT8_MODEL))) as gallery:
-        assert sorted(p.name for p in gallery.people()) == ["barack", "biden", "obama"]
+        assert sorted(p.name for p in gallery.people()) == ["barack", "obama"]
         assert gallery.negatives("obama") == []
 
 
