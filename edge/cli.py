@@ -131,6 +131,9 @@ def _cmd_gallery(args: argparse.Namespace) -> int:
                 gallery.remove(name)
                 print(f"removed {name}")
         elif action == "rename":
+            from facegate.fleet.store import refuse_if_fleet_owned
+
+            refuse_if_fleet_owned(gallery, args.old, "rename")
             gallery.rename(args.old, args.new)
             print(f"renamed {args.old} -> {args.new}")
         elif action == "export":

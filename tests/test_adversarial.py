@@ -661,6 +661,24 @@ def test_a_removal_removes_on_every_path(broker: Broker, tmp_path: pathlib.Path)
         assert _in_files(path, fleet_vector.tobytes())
         refused = ask("remove", {"name": "fleet_person"})
         assert refused["ok"] is False and "fleet authority" in refused["error"]
+        # nor renamed out of the fleet's reach: its removal below would then miss the copy
+        renamed = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "facegate",
+                "gallery",
+                "rename",
+                "fleet_person",
+                "kept",
+                "--gallery",
+                str(path),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+        assert renamed.returncode != 0 and "fleet authority" in renamed.stderr, renamed.stderr
         fleet(f"{FLEET}/people/fleet_person", {"kind": "tombstone", "name": "fleet_person", "version": 2})
         deadline = time.monotonic() + 10
         while _in_files(path, fleet_vector.tobytes()) and time.monotonic() < deadline:

@@ -42,11 +42,13 @@ def owned_by_fleet(gallery: Gallery, name: str) -> bool:
     return row is not None and not row[0] and name in gallery
 
 
-def refuse_if_fleet_owned(gallery: Gallery, name: str) -> None:
+def refuse_if_fleet_owned(gallery: Gallery, name: str, verb: str = "remove") -> None:
+    """Refuse to ``verb`` (remove, rename) locally a person the fleet gave: a removal would leave
+    the device out of step, and a renamed copy would be out of reach of the fleet's removal."""
     if owned_by_fleet(gallery, name):
         raise FacegateError(
-            f"{name!r} came from the fleet; remove it on the fleet authority (`facegate gallery "
-            "remove` there, then `facegate fleet publish`): every device then drops it"
+            f"{name!r} came from the fleet; {verb} it on the fleet authority (`facegate gallery "
+            f"{verb}` there, then `facegate fleet publish`): every device then follows"
         )
 
 
