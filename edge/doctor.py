@@ -119,6 +119,16 @@ def check_camera(config: Config) -> Check:
                 "check the ribbon cable; `rpicam-hello --list-cameras`",
             )
         return Check("camera", OK, f"{len(cameras)} camera(s): {cameras[0].get('Model', '?')}")
+    if cam.source == "video":
+        try:
+            importlib.import_module("av")
+        except ImportError:
+            return Check(
+                "camera",
+                FAIL,
+                "camera.source video but PyAV is not installed",
+                "pip install 'facegate[video]'",
+            )
     if cam.source in ("video", "folder"):
         path = pathlib.Path(str(cam.path))
         if not path.exists() and "://" not in str(cam.path):

@@ -9,6 +9,7 @@ import shutil
 import stat
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -218,3 +219,34 @@ def test_doctor_passes_with_a_broker_and_a_gallery(tmp_path: pathlib.Path) -> No
         assert re.search(r"^OK\s+broker .*accepts this device's login", text, re.M)
     finally:
         broker.stop()
+
+
+def test_doctor_checks_the_camera_the_config_names(
+    tmp_path: pathlib.Path, fake_picamera2: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Pi camera as libcamera lists it (none: the ribbon cable), and each other source's
+    own needs: PyAV for a video or stream, OpenCV for a V4L2 index, a folder that exists."""
+    from facegate.config import validate
+    from facegate.doctor import check_camera
+
+    pi = validate({"camera": {"source": "picamera2"}})
+    found = check_camera(pi)
+    assert found.level == OK and "1 camera(s): imx708" in found.detail
+    monkeypatch.setattr(fake_picamera2.Picamera2, "attached", [])
+    none = check_camera(pi)
+    assert none.level == FAIL and "libcamera sees no camera" in none.detail and "ribbon" in none.fix
+    monkeypatch.setitem(sys.modules, "picamera2", None)  # not importable: python3-picamera2 missing
+    assert "apt install python3-picamera2" in check_camera(pi).fix
+
+    clip = tmp_path / "door.mp4"
+    clip.write_bytes(b"")
+    video = validate({"camera": {"source": "video", "path": str(clip)}})
+    stream = validate({"camera": {"source": "video", "path": "rtsp://192.0.2.7/stream1"}})
+    usb = validate({"camera": {"source": "opencv", "path": "0"}})
+    missing = validate({"camera": {"source": "folder", "path": str(tmp_path / "nowhere")}})
+    assert check_camera(missing).level == FAIL and "does not exist" in check_camera(missing).detail
+    monkeypatch.setitem(sys.modules, "av", None)
+    monkeypatch.setitem(sys.modules, "cv2", None)
+    for config, why in ((video, "PyAV"), (stream, "PyAV"), (usb, "OpenCV")):
+        check = check_camera(config)
+        assert check.level == FAIL and why in check.detail, check

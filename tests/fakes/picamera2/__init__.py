@@ -1,6 +1,7 @@
 """A stand-in for picamera2 that honours the part of its API facegate uses.
 
-``Picamera2()``, ``camera_controls``, ``create_preview_configuration(main={"size",
+``Picamera2.global_camera_info()`` (the cameras in ``Picamera2.attached``), ``Picamera2()``,
+``camera_controls``, ``create_preview_configuration(main={"size",
 "format"}, controls={...})``, ``configure``, ``start``, ``capture_array("main")``,
 ``stop``, ``close``. The controls are a Camera Module 3's (with autofocus), as
 (min, max, default); ``configure`` refuses one the camera does not advertise, as
@@ -41,6 +42,20 @@ class Picamera2:
     # Captures numbered across instances; those in [start, stop) fail, as a camera that drops out.
     fail_between: ClassVar[tuple[int, int]] = (0, 0)
     captures: ClassVar[int] = 0
+    # What libcamera reports for a Camera Module 3 on a Pi 5's first camera port.
+    attached: ClassVar[list[dict[str, Any]]] = [
+        {
+            "Model": "imx708",
+            "Location": 2,
+            "Rotation": 180,
+            "Id": "/base/axi/pcie@120000/rp1/i2c@88000/imx708@1a",
+            "Num": 0,
+        }
+    ]
+
+    @staticmethod
+    def global_camera_info() -> list[dict[str, Any]]:
+        return [dict(c) for c in Picamera2.attached]
 
     def __init__(self, camera_num: int = 0) -> None:
         self.config: dict[str, Any] | None = None
