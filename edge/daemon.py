@@ -131,7 +131,7 @@ class Daemon:
         self.reload_wanted = threading.Event()
         self._thumb: np.ndarray | None = None
         self._since_detect = 0
-        self._present: tuple[str, ...] = ()
+        self._present: tuple[tuple[str, ...], int] = ((), 0)
         self._state_at = 0.0
         self._last_event: Event | None = None
         self._health_seen: Health | None = None
@@ -497,7 +497,9 @@ class Daemon:
             return name
 
     def _publish_state(self, now: float, force: bool = False) -> None:
-        present = tuple(sorted({str(t.decided.name) for t in self.tracker.tracks.values() if t.decided}))
+        decided = [t.decided for t in self.tracker.tracks.values() if t.decided is not None]
+        present = tuple(sorted({d.name for d in decided if d.name is not None}))
+        strangers = sum(d.name is None for d in decided)
         fleet = self.fleet.status if self.fleet is not None else None
         health = self._health()
         # a change of health (a refusal counted, say) is published too, at most every 5 s
@@ -505,13 +507,13 @@ class Daemon:
         if (
             not force
             and not changed
-            and present == self._present
+            and (present, strangers) == self._present
             and now - self._state_at < 60
             and fleet is self._fleet_seen
         ):
             return
         self._fleet_seen, self._health_seen = fleet, health
-        self._present, self._state_at = present, now
+        self._present, self._state_at = (present, strangers), now
         state = State(
             present,
             self._last_event,
@@ -520,6 +522,7 @@ class Daemon:
             self.camera,
             health,
             fleet,
+            strangers,
         )
         self.link.publish_state(state.as_dict())
 

@@ -105,13 +105,14 @@ class Health:
 class State:
     """The retained summary for dashboards."""
 
-    present: tuple[str, ...]
+    present: tuple[str, ...]  # the known people at the camera now (decided tracks)
     last: Event | None
     people_enrolled: int
     frames: int
     camera: str
     health: Health
     fleet: dict[str, Any] | None = None
+    strangers: int = 0  # faces at the camera now decided unknown
     ts: float = dataclasses.field(default_factory=time.time)
 
     def as_dict(self) -> dict[str, Any]:
@@ -121,7 +122,8 @@ class State:
             "schema": SCHEMA,
             "time": iso(self.ts),
             "present": list(self.present),
-            "known_present": any(p != "None" for p in self.present),
+            "known_present": bool(self.present),
+            "unknown_present": self.strangers,
             "last": None
             if last is None
             else {

@@ -10,6 +10,15 @@ neither admits nor rejects anyone, and a person standing at the door is
 announced once, not thirty times a second. A track not seen for
 ``max_missing`` frames is dropped. Frames whose face failed a quality gate
 add no vote (they are not evidence either way).
+
+A decided track goes on voting. When ``votes_to_decide`` of the last ``window``
+votes since its decision agree on another answer, someone else stands where the
+decided person stood (they swapped places within ``max_missing`` frames): the
+track ends and a new one, with a new id, takes its place. With ``votes`` that
+new track is decided on those votes at once (the evidence any track needs);
+with ``mean``, on the mean of its own next faces. So a stranger who steps into
+a known person's place is reported, and a known person who steps into a
+stranger's place is recognised, each once.
 """
 
 from __future__ import annotations
@@ -65,6 +74,7 @@ class Track:
     frames: int = 0
     missing: int = 0
     decided: Decision | None = None
+    since: collections.deque[tuple[str | None, float]] | None = None  # votes after the decision
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,18 +117,23 @@ class Tracker:
             if track is None:
                 track = Track(next(self._ids), obs.box, collections.deque(maxlen=self.config.window))
                 self.tracks[track.id] = track
-            self.assigned.append(track)
-            seen.add(track.id)
             track.box, track.missing = obs.box, 0
             track.frames += 1
             if obs.usable:
                 track.votes.append((obs.vote, obs.distance))
+                if track.since is not None:
+                    track.since.append((obs.vote, obs.distance))
+                    if self._someone_else(track):
+                        track = self._successor(track)
                 if mean and obs.embedding is not None and len(track.embeddings) < self.config.votes_to_decide:
                     track.embeddings.append(obs.embedding)
+            self.assigned.append(track)
+            seen.add(track.id)
             if track.decided is None:
                 decision = self._decide_mean(track, judge) if mean and judge else self._decide(track)
                 if decision is not None:
                     track.decided = decision
+                    track.since = collections.deque(maxlen=self.config.window)
                     decisions.append(decision)
         for track_id in list(self.tracks):
             if track_id not in seen:
@@ -144,6 +159,28 @@ class Tracker:
                 out[i] = self.tracks[track_id]
                 used.add(track_id)
         return out
+
+    def _someone_else(self, track: Track) -> bool:
+        """``votes_to_decide`` of the votes since the track's decision agree on another answer."""
+        assert track.decided is not None and track.since is not None
+        decided = track.decided.name
+        counts = collections.Counter(name for name, _ in track.since if name != decided)
+        return bool(counts) and counts.most_common(1)[0][1] >= self.config.votes_to_decide
+
+    def _successor(self, track: Track) -> Track:
+        """A new, undecided track in ``track``'s place; with ``votes`` it holds the votes since
+        the decision (enough to decide it on this frame), with ``mean`` nothing yet."""
+        assert track.since is not None
+        del self.tracks[track.id]
+        keep = () if self.config.aggregate == "mean" else track.since
+        new = Track(
+            next(self._ids),
+            track.box,
+            collections.deque(keep, maxlen=self.config.window),
+            frames=len(keep) or 1,
+        )
+        self.tracks[new.id] = new
+        return new
 
     def _decide_mean(self, track: Track, judge: Judge) -> Decision | None:
         if len(track.embeddings) < self.config.votes_to_decide:

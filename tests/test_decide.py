@@ -171,6 +171,45 @@ def test_lost_tracks_are_dropped_and_a_return_is_a_new_track() -> None:
     assert first[0].track != again[0].track  # announced again after leaving
 
 
+def test_someone_else_in_a_decided_place_is_a_new_track_decided_once() -> None:
+    """A stranger steps into alice's place (the boxes overlap, no frame is missed): alice's
+    track ends and a new one is decided unknown, once, on as many votes as any track needs;
+    then alice comes back into the stranger's place and is recognised, once."""
+    tracker = Tracker(TrackerConfig(votes_to_decide=3, window=5))
+    votes = ["alice"] * 3 + [None, "alice", None, None] + [None] * 4 + ["alice"] * 3 + [None, "alice"]
+    decisions = []
+    for i, vote in enumerate(votes):
+        made = tracker.update([Observation(_moved(BOX, i % 3), vote, distance=0.3 if vote else 0.6)])
+        decisions += [(i, d) for d in made]
+    assert [(i, d.name, d.votes) for i, d in decisions] == [(2, "alice", 3), (6, None, 3), (13, "alice", 3)]
+    ids = [d.track for _, d in decisions]
+    assert len(set(ids)) == 3 and list(tracker.tracks) == [ids[-1]]  # each ended track is gone
+    # with a vote in two for another name, or gated frames, a decided track stays as it is
+    steady = Tracker(TrackerConfig(votes_to_decide=3, window=5))
+    for vote in ["bob"] * 3 + [None, "bob", "carol", "bob", None, "bob"]:
+        steady.update([Observation(BOX, vote)])
+    steady.update([Observation(BOX, None, usable=False)] * 1)
+    (track,) = steady.tracks.values()
+    assert track.id == 1 and track.decided is not None and track.decided.name == "bob"
+
+
+def test_someone_else_in_a_mean_decided_place_is_decided_on_their_own_faces() -> None:
+    """With ``aggregate: mean`` the new track's decision is the mean of its own faces only."""
+    alice, stranger = np.eye(4)[0], np.eye(4)[1]
+
+    def judge(mean: np.ndarray) -> tuple[str | None, float]:
+        distance = float(np.linalg.norm(mean - alice))
+        return ("alice" if distance < 0.5 else None), distance
+
+    tracker = Tracker(TrackerConfig(votes_to_decide=3, window=5, aggregate="mean"))
+    made = []
+    for vector, vote in [(alice, "alice")] * 3 + [(stranger, None)] * 5:
+        made += tracker.update([Observation(BOX, vote, embedding=vector)], judge)
+    assert [(d.name, d.votes) for d in made] == [("alice", 3), (None, 3)]
+    assert made[1].distance == pytest.approx(np.sqrt(2))  # the stranger's faces alone
+    assert made[0].track != made[1].track
+
+
 def test_bad_tracker_config() -> None:
     with pytest.raises(ValueError, match="votes_to_decide"):
         TrackerConfig(votes_to_decide=6, window=5)

@@ -209,8 +209,10 @@ def test_a_verify_gets_fresh_evidence_from_a_followed_face(
 def test_someone_else_in_a_followed_place_is_seen_at_the_next_check(
     broker: Broker, tmp_path: pathlib.Path, standing: list[np.ndarray], obama_sample: Any
 ) -> None:
-    """Swapping places with a decided person (same box) is seen at the next check; from then
-    on the track is in doubt and every frame goes through the whole pipeline again."""
+    """Swapping places with a decided person (same box, no frame without a face) is seen at the
+    next check; the track is then in doubt, every frame goes through the whole pipeline, and
+    once their votes agree the newcomer is a new track, decided and reported (a stranger here),
+    then followed in turn."""
     config = _config(tmp_path, broker.port, obama_sample, decision={"recheck_s": 0.2})
     biden = scene(PHOTOS / "biden.jpg", perception=Perception())
     sub = Subscriber(broker.port, ["facegate/door1/#"])
@@ -220,18 +222,30 @@ def test_someone_else_in_a_followed_place_is_seen_at_the_next_check(
         feed.put(standing[0][:, :, :3].copy(), 8)
         feed.drained(PATIENCE)
         time.sleep(0.3)
+        (first,) = daemon.tracker.tracks
+        assert daemon.tracker.tracks[first].decided.name == "obama"
+        sub.wait(
+            lambda t, p: (
+                t.endswith("/state")
+                and (p["present"], p["known_present"], p["unknown_present"]) == (["obama"], True, 0)
+            )
+        )
         feed.put(biden, 20)
         feed.drained(PATIENCE)
         time.sleep(0.3)
-        (track_id,) = daemon.tracker.tracks
-        assert daemon.tracker.tracks[track_id].decided.name == "obama"
-        check = daemon.follower.checks[track_id]
-        assert check.agreed is False
+        known, stranger = (m[1] for m in sub.wait(lambda t, p: t.endswith("/event"), 2))
+        (second,) = daemon.tracker.tracks
+        assert (known["identity"], known["track"]) == ("obama", first)
+        assert (stranger["identity"], stranger["track"], stranger["votes"]) == ("unknown", second, 3)
+        assert second != first and daemon.tracker.tracks[second].decided.name is None
+        state = [m[1] for m in sub.messages if m[0].endswith("/state")][-1]
+        assert (state["present"], state["known_present"], state["unknown_present"]) == ([], False, 1)
         before = daemon.counts["followed"]
-        feed.put(biden, 5)
+        feed.put(biden, 20)
         feed.drained(PATIENCE)
         time.sleep(0.3)
-        assert daemon.counts["followed"] == before  # in doubt: no frame followed
+        assert daemon.counts["followed"] > before  # decided in turn: followed again
+        assert daemon.counts["events"] == 2
     sub.close()
 
 
