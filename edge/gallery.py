@@ -169,11 +169,19 @@ def check_display_name(text: str) -> str:
     return text
 
 
+RESERVED_NAMES = frozenset({"unknown"})  # an event's identity for a stranger: never a person's name
+
+
 def check_name(name: str) -> str:
     if not isinstance(name, str) or NAME_PATTERN.fullmatch(name) is None:
         raise FacegateError(
             f"invalid name {name!r}: use 1-64 letters, digits, '_', '.' or '-', starting with a letter "
             "or digit (it becomes part of MQTT topics); put spaces in --display-name"
+        )
+    if name.lower() in RESERVED_NAMES:
+        raise FacegateError(
+            f"invalid name {name!r}: events name a stranger 'unknown', so no person may be called "
+            "that; pick another name (and --display-name for how it is shown)"
         )
     return name
 

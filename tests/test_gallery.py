@@ -311,6 +311,9 @@ def test_bad_vectors_and_names_are_refused(tmp_path: pathlib.Path, enroller: Enr
             gallery.add("x", [Sample(np.zeros(64, np.float32), "short")])
         with pytest.raises(FacegateError, match="invalid name"):
             gallery.add("+/#", [Sample(_vector(0), "s")])
+        for word in ("unknown", "Unknown"):  # what an event says of a stranger
+            with pytest.raises(FacegateError, match="events name a stranger 'unknown'"):
+                gallery.add(word, [Sample(_vector(0), "s")])
         # every path in (CLI, MQTT, the page, the fleet) ends here: a display name is read as shown
         for display in NOT_PRINTABLE:
             with pytest.raises(FacegateError, match="invalid display name"):
