@@ -537,10 +537,11 @@ class Daemon:
 
     # --- reload ----------------------------------------------------------------
 
-    def reload(self) -> None:
-        """Re-read the config's decision and gate settings; the gallery reloads itself."""
+    def reload(self) -> list[str]:
+        """Re-read the config's decision, gate and idle settings (the gallery reloads itself);
+        returns the sections that changed in the file but need a restart."""
         if self.config.path is None:
-            return
+            return []
         try:
             new = load_config(self.config.path)
             # everything that can refuse the new settings, before anything is changed
@@ -561,3 +562,4 @@ class Daemon:
         self.perception.gates = Gates(g.min_eye_distance, g.max_yaw, g.min_sharpness)
         self.config = dataclasses.replace(self.config, **{s: getattr(new, s) for s in RELOADED_SECTIONS})
         log.info("reloaded %s: threshold %.4f at FAR %g", new.path, self.op.threshold, self.op.target_far)
+        return changed

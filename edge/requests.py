@@ -56,7 +56,7 @@ class Host(Protocol):
     @property
     def gallery(self) -> Gallery: ...
 
-    def reload(self) -> None: ...
+    def reload(self) -> list[str]: ...
 
 
 @dataclasses.dataclass
@@ -181,8 +181,9 @@ class Desk:
             d.gallery.remove(command.args["name"])
             self.answer(request, command, ok=True, result={"removed": command.args["name"]})
         elif command.name == "reload":
-            d.reload()
-            self.answer(request, command, ok=True, result={"people_enrolled": d.live.count()})
+            restart = d.reload()
+            result = {"people_enrolled": d.live.count(), "needs_restart": restart}
+            self.answer(request, command, ok=True, result=result)
         elif command.name in REVIEW_COMMANDS:
             self.answer(request, command, ok=True, result=self._review(command))
         elif command.name == "enroll":

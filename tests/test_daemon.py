@@ -739,9 +739,11 @@ def test_sighup_reload_applies_decision_settings_only(
         "gallery": {"path": str(tmp_path / "gallery.db")},
         "mqtt": {"port": broker.port, "outbox": str(tmp_path / "outbox")},
         "decision": {"votes_to_decide": 3},
+        "commands": {"enabled": ["reload"], "secret": SECRET},
     }
     path.write_text(yaml.safe_dump(raw))
     daemon = Daemon(load_config(path), ArraySource([frames["blank"]], loop=True))
+    sub = Subscriber(broker.port, ["facegate/+/reply/#"])
     with running(daemon):
         raw["decision"] = {"votes_to_decide": 2, "far": 0.001}
         raw["camera"]["max_fps"] = 3.0  # a camera change: needs a restart, not applied
@@ -758,10 +760,20 @@ def test_sighup_reload_applies_decision_settings_only(
         assert daemon.config.web.port == 8080 and daemon.config.fleet.tombstone_days == 7.0
         said = [r.getMessage() for r in caplog.records if "need a restart" in r.getMessage()]
         assert said == ["reload: changes to camera, web, fleet need a restart; not applied"]
+        # the same over MQTT: the reply says what still needs a restart
+        assert daemon.link.connected.wait(10)
+        topic, reply_to = (
+            f"facegate/{daemon.config.device.id}/command/reload",
+            f"facegate/{daemon.config.device.id}/reply/r",
+        )
+        sub.publish(topic, sign(SECRET, daemon.config.device.id, topic, {"id": "r1", "reply_to": reply_to}))
+        answer = sub.wait(lambda t, p: t == reply_to and p["id"] == "r1")[0][1]
+        assert answer["ok"] is True and answer["result"]["needs_restart"] == ["camera", "web", "fleet"]
         path.write_text("decision: {votes_to_decide: many}\n")  # a broken file keeps the running config
         with pytest.raises(FacegateError, match="reload refused"):
             daemon.reload()
         assert daemon.config.decision.votes_to_decide == 2
+    sub.close()
 
 
 def test_a_reload_the_model_card_cannot_serve_is_refused_whole_and_logged(
