@@ -211,3 +211,29 @@ class FeedSource:
 
     def close(self) -> None:
         self.queue.put(None)
+
+
+class Stage:
+    """A camera that shows whatever scene the test puts in front of it, ~30 frames a second."""
+
+    def __init__(self, image: np.ndarray) -> None:
+        self.image = image
+        self.stopped = threading.Event()
+
+    def frames(self) -> Iterator[Frame]:
+        index = 0
+        while not self.stopped.is_set():
+            yield Frame(self.image, "RGB", index, time.time())
+            index += 1
+            time.sleep(0.03)
+
+    def close(self) -> None:
+        self.stopped.set()
+
+
+def until(condition: Callable[[], Any], timeout: float = 20.0) -> Any:
+    """Poll ``condition`` every 50 ms until it is true or ``timeout`` seconds pass; its last value."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return value

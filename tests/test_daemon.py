@@ -38,7 +38,7 @@ from facegate.gallery import Gallery
 from facegate.mqtt import Link
 from facegate.sources import ArraySource, Frame
 from tests.conftest import INT8_MODEL, ROBUSTNESS, ROOT
-from tests.mqtt_support import Broker, FeedSource, Proxy, Subscriber
+from tests.mqtt_support import Broker, FeedSource, Proxy, Stage, Subscriber, until
 
 SECRET = "a-long-enough-test-secret"
 
@@ -229,23 +229,6 @@ def test_enroll_needs_a_valid_signature(
     sub.close()
 
 
-class _Scene:
-    """A camera that sees whatever ``image`` is now, at about 30 fps, until closed."""
-
-    def __init__(self, image: np.ndarray) -> None:
-        self.image = image
-        self.closed = threading.Event()
-
-    def frames(self) -> Iterator[Frame]:
-        index = 0
-        while not self.closed.wait(1 / 30):
-            yield Frame(self.image, "RGB", index, time.time())
-            index += 1
-
-    def close(self) -> None:
-        self.closed.set()
-
-
 def _two_faces() -> np.ndarray:
     from facegate.demo import scene
 
@@ -271,7 +254,7 @@ def test_enroll_from_the_camera_takes_one_usable_face_or_times_out(
     )
     reply_to, topic = "facegate/door1/reply/cam", "facegate/door1/command/enroll"
     sub = Subscriber(broker.port, ["facegate/door1/#"])
-    camera = _Scene(frames["blank"])
+    camera = Stage(frames["blank"])
 
     def ask(request_id: str) -> None:
         body = {"id": request_id, "args": {"name": "biden", "from_camera": True}, "reply_to": reply_to}
@@ -321,10 +304,7 @@ def test_events_decided_while_the_broker_is_down_arrive_later(
             feed.put(frames[who], 8)
             feed.put(frames["blank"], 6)
         feed.drained()
-        deadline = time.monotonic() + 20
-        while daemon.counts["events"] < 3 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert daemon.counts["events"] == 3  # decided with no broker; the camera loop never waited
+        assert until(lambda: daemon.counts["events"] == 3)  # decided with no broker; the loop never waited
         assert not [m for m in sub.messages if m[0].endswith("/event")]
         assert daemon.link.pending == 3  # kept in the outbox
         proxy.up()
@@ -354,10 +334,7 @@ def test_events_still_in_the_outbox_when_the_daemon_stops_are_sent_at_its_next_s
             feed.put(frames[who], 8)
             feed.put(frames["blank"], 6)
         feed.drained()
-        deadline = time.monotonic() + 20
-        while daemon.counts["events"] < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert daemon.counts["events"] == 2 and not daemon.link.connected.is_set()
+        assert until(lambda: daemon.counts["events"] == 2) and not daemon.link.connected.is_set()
     outbox = tmp_path / "outbox"
     kept = {json.loads(p.read_text())["event_id"]: json.loads(p.read_text()) for p in outbox.glob("*.json")}
     assert len(kept) == 2
@@ -369,10 +346,8 @@ def test_events_still_in_the_outbox_when_the_daemon_stops_are_sent_at_its_next_s
         events, _ = _distinct_events(sub, 2)
         assert {e["event_id"]: e for e in events} == kept  # as decided: the same ids, times, names
         assert sorted(e["identity"] for e in events) == ["obama", "unknown"]
-        deadline = time.monotonic() + 10
-        while daemon.link.pending and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert daemon.link.pending == 0 and not list(outbox.iterdir())  # acknowledged; the half file gone
+        assert until(lambda: daemon.link.pending == 0, 10)  # acknowledged, so removed
+        assert not list(outbox.iterdir())  # and the half-written file is gone
     sub.close()
 
 

@@ -26,31 +26,13 @@ from facegate.demo import PHOTOS
 from facegate.encoder import Encoder
 from facegate.enroll import fingerprint
 from facegate.gallery import Gallery
-from facegate.sources import Frame
 from tests.conftest import INT8_MODEL
+from tests.mqtt_support import Stage
 from tests.test_daemon import running
 from tests.test_gallery import NOT_PRINTABLE
 
 TOKEN = "a-long-enough-page-token"
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-
-
-class Stage:
-    """A camera that shows whatever scene the test puts in front of it, ~30 frames a second."""
-
-    def __init__(self, image: np.ndarray) -> None:
-        self.image = image
-        self.stopped = threading.Event()
-
-    def frames(self) -> Iterator[Frame]:
-        index = 0
-        while not self.stopped.is_set():
-            yield Frame(self.image, "RGB", index, time.time())
-            index += 1
-            time.sleep(0.03)
-
-    def close(self) -> None:
-        self.stopped.set()
 
 
 def _daemon(tmp: pathlib.Path, port: int, stage: Stage, review: bool = True, **web: Any) -> Daemon:
