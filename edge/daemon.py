@@ -241,6 +241,7 @@ class Daemon:
             while time.monotonic() < deadline and not self.stopping.is_set():
                 self.notifier.watchdog()
                 self.desk.handle()
+                self.desk.expire(time.monotonic())  # a request waiting on frames gets its timeout
                 if self.console is not None:
                     self.console.run_jobs()
                 self.stopping.wait(0.2)

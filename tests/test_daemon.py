@@ -793,6 +793,36 @@ def test_a_reload_the_model_card_cannot_serve_is_refused_whole_and_logged(
     daemon.live.close()
 
 
+def test_a_verify_waiting_while_the_camera_is_lost_still_times_out(
+    broker: Broker,
+    tmp_path: pathlib.Path,
+    frames: dict[str, np.ndarray],
+    obama_sample: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    fake_picamera2: Any,
+) -> None:
+    """The camera fails on every capture: no frame comes, yet a waiting verify is answered
+    ``timeout`` at its deadline (and its place under ``commands.max_pending`` freed), not
+    left waiting until the camera returns."""
+    picamera2 = fake_picamera2
+    monkeypatch.setattr(picamera2.Picamera2, "script", [frames["obama"]])
+    monkeypatch.setattr(picamera2.Picamera2, "captures", 0)
+    monkeypatch.setattr(picamera2.Picamera2, "fail_between", (0, 10**9))
+    config = _config(tmp_path, broker.port, obama_sample, camera={"source": "picamera2", "overlap": False})
+    sub = Subscriber(broker.port, ["facegate/door1/#"])
+    reply_to = "facegate/door1/reply/lost"
+    with running(Daemon(config)) as daemon:
+        sub.wait(lambda t, p: t.endswith("/state") and str(p.get("camera", "")).startswith("lost"))
+        sub.publish(
+            "facegate/door1/command/verify",
+            {"id": "v1", "args": {"claim": "obama", "timeout_s": 1.0}, "reply_to": reply_to},
+        )
+        answer = sub.wait(lambda t, p: t == reply_to and p["id"] == "v1", 1, 10)[0][1]
+        assert answer["ok"] is True and answer["result"]["reason"] == "timeout"
+        assert answer["result"]["accepted"] is False and not daemon.desk.verifies
+    sub.close()
+
+
 @pytest.mark.parametrize("overlap", [True, False], ids=["overlap", "serial"])
 def test_camera_that_drops_out_is_reported_and_reopened(
     broker: Broker,
