@@ -69,9 +69,11 @@ def overlap_on(config: Config) -> bool:
     return cores > config.models.threads
 
 
-def _tracker_config(config: Config) -> TrackerConfig:
+def _tracker_config(config: Config, op: OperatingPoint) -> TrackerConfig:
+    """The tracker's settings; a face further than the operating threshold from the faces that
+    decided its track is someone else in that place (``facegate.track``)."""
     d = config.decision
-    return TrackerConfig(d.votes_to_decide, d.window, d.min_iou, d.max_missing, d.aggregate)
+    return TrackerConfig(d.votes_to_decide, d.window, d.min_iou, d.max_missing, d.aggregate, op.threshold)
 
 
 def _track_op(config: Config, card: ModelCard) -> OperatingPoint | None:
@@ -94,7 +96,7 @@ class Daemon:
         self.enroller = Enroller(self.perception, self.encoder)
         self.op = OperatingPoint.from_card(self.encoder.card, config.decision.far)
         self.live = LiveGallery(config.gallery.path, fingerprint(self.encoder))
-        self.tracker = Tracker(_tracker_config(config))
+        self.tracker = Tracker(_tracker_config(config, self.op))
         self.track_op = _track_op(config, self.encoder.card)
         r, ha = config.review, config.homeassistant
         self.review = (
@@ -556,7 +558,7 @@ class Daemon:
             log.warning("reload: changes to %s need a restart; not applied", ", ".join(changed))
         self.op = op
         self.origin = dataclasses.replace(self.origin, threshold=op.threshold, target_far=op.target_far)
-        self.tracker.config = _tracker_config(new)
+        self.tracker.config = _tracker_config(new, op)
         self.track_op = track_op
         self.follower.recheck_s = new.decision.recheck_s
         g = new.gates

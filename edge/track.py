@@ -11,14 +11,19 @@ announced once, not thirty times a second. A track not seen for
 ``max_missing`` frames is dropped. Frames whose face failed a quality gate
 add no vote (they are not evidence either way).
 
-A decided track goes on voting. When ``votes_to_decide`` of the last ``window``
-votes since its decision agree on another answer, someone else stands where the
-decided person stood (they swapped places within ``max_missing`` frames): the
-track ends and a new one, with a new id, takes its place. With ``votes`` that
-new track is decided on those votes at once (the evidence any track needs);
-with ``mean``, on the mean of its own next faces. So a stranger who steps into
-a known person's place is reported, and a known person who steps into a
-stranger's place is recognised, each once.
+A decided track is watched for someone else taking its place (two people swapped
+without the face leaving the frame). With ``same_person`` set (the daemon sets
+the operating threshold), a frame after the decision is someone else's when it
+both names another answer than the decision and shows a face further than
+``same_person`` from the faces that decided the track. When ``votes_to_decide``
+of the last ``window`` frames are, the track ends and a new one, with a new id,
+takes its place, started from those frames and decided as any track is. So a
+stranger who steps into a known person's place is reported, and a known person
+who steps into a stranger's place is recognised, each once. Either test alone
+splits one person: frames of one visit drift past the threshold as the head
+turns (still named the same), and with ``aggregate: mean`` a face decided
+unknown by its mean can be named frame by frame at the single-face threshold
+(still the same face).
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ import itertools
 from collections.abc import Callable, Sequence
 
 import numpy as np
+
+from facegate.decide import unit_distance
 
 Box = tuple[float, float, float, float]  # left, top, right, bottom
 UNKNOWN = None
@@ -74,7 +81,10 @@ class Track:
     frames: int = 0
     missing: int = 0
     decided: Decision | None = None
-    since: collections.deque[tuple[str | None, float]] | None = None  # votes after the decision
+    # the usable frames' (vote, distance, embedding), the last ``window``; after the decision,
+    # the frames since it
+    recent: collections.deque[Observation] | None = None
+    anchor: np.ndarray | None = None  # unit mean of the faces that decided the track
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +94,7 @@ class TrackerConfig:
     min_iou: float = 0.3
     max_missing: int = 10
     aggregate: str = "votes"  # or "mean": decide from the mean embedding of votes_to_decide frames
+    same_person: float | None = None  # a face further than this from a decided track's is someone else
 
     def __post_init__(self) -> None:
         if self.aggregate not in AGGREGATES:
@@ -120,20 +131,21 @@ class Tracker:
             track.box, track.missing = obs.box, 0
             track.frames += 1
             if obs.usable:
-                track.votes.append((obs.vote, obs.distance))
-                if track.since is not None:
-                    track.since.append((obs.vote, obs.distance))
-                    if self._someone_else(track):
-                        track = self._successor(track)
-                if mean and obs.embedding is not None and len(track.embeddings) < self.config.votes_to_decide:
-                    track.embeddings.append(obs.embedding)
+                if track.recent is None:
+                    track.recent = collections.deque(maxlen=self.config.window)
+                track.recent.append(obs)
+                if track.decided is not None and self._someone_else(track):
+                    track = self._successor(track)
+                else:
+                    self._vote(track, obs)
             self.assigned.append(track)
             seen.add(track.id)
             if track.decided is None:
                 decision = self._decide_mean(track, judge) if mean and judge else self._decide(track)
                 if decision is not None:
                     track.decided = decision
-                    track.since = collections.deque(maxlen=self.config.window)
+                    track.anchor = self._anchor(track)
+                    track.recent = collections.deque(maxlen=self.config.window)
                     decisions.append(decision)
         for track_id in list(self.tracks):
             if track_id not in seen:
@@ -160,25 +172,55 @@ class Tracker:
                 used.add(track_id)
         return out
 
-    def _someone_else(self, track: Track) -> bool:
-        """``votes_to_decide`` of the votes since the track's decision agree on another answer."""
-        assert track.decided is not None and track.since is not None
+    def _vote(self, track: Track, obs: Observation) -> None:
+        track.votes.append((obs.vote, obs.distance))
+        if (
+            self.config.aggregate == "mean"
+            and obs.embedding is not None
+            and len(track.embeddings) < self.config.votes_to_decide
+        ):
+            track.embeddings.append(obs.embedding)
+
+    def _anchor(self, track: Track) -> np.ndarray | None:
+        """The unit mean of the faces the track was decided on, or None without embeddings."""
+        faces = [o.embedding for o in track.recent or () if o.embedding is not None]
+        if self.config.same_person is None or not faces:
+            return None
+        mean = np.mean(faces, axis=0)
+        return mean / max(float(np.linalg.norm(mean)), 1e-12)
+
+    def _others(self, track: Track) -> list[Observation]:
+        """The frames since the decision that name someone else than the decision did and whose
+        face is further than ``same_person`` from the faces that decided the track."""
+        if track.anchor is None or self.config.same_person is None or track.decided is None:
+            return []
         decided = track.decided.name
-        counts = collections.Counter(name for name, _ in track.since if name != decided)
-        return bool(counts) and counts.most_common(1)[0][1] >= self.config.votes_to_decide
+        return [
+            o
+            for o in track.recent or ()
+            if o.vote != decided
+            and o.embedding is not None
+            and unit_distance(float(np.dot(o.embedding, track.anchor))) > self.config.same_person
+        ]
+
+    def _someone_else(self, track: Track) -> bool:
+        return len(self._others(track)) >= self.config.votes_to_decide
 
     def _successor(self, track: Track) -> Track:
-        """A new, undecided track in ``track``'s place; with ``votes`` it holds the votes since
-        the decision (enough to decide it on this frame), with ``mean`` nothing yet."""
-        assert track.since is not None
+        """A new, undecided track in ``track``'s place, started from the frames of the
+        newcomer: with ``votes`` their votes, with ``mean`` their faces (enough, either way,
+        to decide it on this frame when they agree)."""
+        others = self._others(track)
         del self.tracks[track.id]
-        keep = () if self.config.aggregate == "mean" else track.since
         new = Track(
             next(self._ids),
             track.box,
-            collections.deque(keep, maxlen=self.config.window),
-            frames=len(keep) or 1,
+            collections.deque(maxlen=self.config.window),
+            frames=len(others),
+            recent=collections.deque(others, maxlen=self.config.window),
         )
+        for obs in others:
+            self._vote(new, obs)
         self.tracks[new.id] = new
         return new
 

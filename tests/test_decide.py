@@ -18,7 +18,7 @@ from facegate.encoder import Encoder
 from facegate.errors import FacegateError
 from facegate.gallery import Templates
 from facegate.modelcard import load_card
-from facegate.track import Observation, Tracker, TrackerConfig, iou
+from facegate.track import Judge, Observation, Tracker, TrackerConfig, iou
 from tests.conftest import FLOAT_MODEL, INT8_MODEL
 
 OP = OperatingPoint(1e-3, 0.4, score_a=20.0, score_b=-50.0)
@@ -171,43 +171,80 @@ def test_lost_tracks_are_dropped_and_a_return_is_a_new_track() -> None:
     assert first[0].track != again[0].track  # announced again after leaving
 
 
+ALICE, STRANGER = np.eye(128)[0], np.eye(128)[1]  # unit faces sqrt(2) apart; frames 0.15 off them
+
+
 def test_someone_else_in_a_decided_place_is_a_new_track_decided_once() -> None:
     """A stranger steps into alice's place (the boxes overlap, no frame is missed): alice's
     track ends and a new one is decided unknown, once, on as many votes as any track needs;
     then alice comes back into the stranger's place and is recognised, once."""
-    tracker = Tracker(TrackerConfig(votes_to_decide=3, window=5))
-    votes = ["alice"] * 3 + [None, "alice", None, None] + [None] * 4 + ["alice"] * 3 + [None, "alice"]
+    tracker = Tracker(TrackerConfig(votes_to_decide=3, window=5, same_person=0.4))
+    people = "AAA" + "SASS" + "SSSS" + "AAA" + "SA"
     decisions = []
-    for i, vote in enumerate(votes):
-        made = tracker.update([Observation(_moved(BOX, i % 3), vote, distance=0.3 if vote else 0.6)])
-        decisions += [(i, d) for d in made]
+    for i, who in enumerate(people):
+        face, vote = (ALICE, "alice") if who == "A" else (STRANGER, None)
+        seen = _near(face, 0.15, i)
+        obs = Observation(_moved(BOX, i % 3), vote, distance=0.3 if vote else 0.6, embedding=seen)
+        decisions += [(i, d) for d in tracker.update([obs])]
     assert [(i, d.name, d.votes) for i, d in decisions] == [(2, "alice", 3), (6, None, 3), (13, "alice", 3)]
     ids = [d.track for _, d in decisions]
     assert len(set(ids)) == 3 and list(tracker.tracks) == [ids[-1]]  # each ended track is gone
-    # with a vote in two for another name, or gated frames, a decided track stays as it is
-    steady = Tracker(TrackerConfig(votes_to_decide=3, window=5))
-    for vote in ["bob"] * 3 + [None, "bob", "carol", "bob", None, "bob"]:
-        steady.update([Observation(BOX, vote)])
-    steady.update([Observation(BOX, None, usable=False)] * 1)
-    (track,) = steady.tracks.values()
-    assert track.id == 1 and track.decided is not None and track.decided.name == "bob"
 
 
-def test_someone_else_in_a_mean_decided_place_is_decided_on_their_own_faces() -> None:
-    """With ``aggregate: mean`` the new track's decision is the mean of its own faces only."""
-    alice, stranger = np.eye(4)[0], np.eye(4)[1]
-
-    def judge(mean: np.ndarray) -> tuple[str | None, float]:
-        distance = float(np.linalg.norm(mean - alice))
-        return ("alice" if distance < 0.5 else None), distance
-
-    tracker = Tracker(TrackerConfig(votes_to_decide=3, window=5, aggregate="mean"))
+def test_a_decided_person_whose_names_waver_stays_one_track() -> None:
+    """The same face getting other names now and then (unknown, a look-alike), or refused by
+    a gate, is the same person; so is a face that changed (a turn, the light) and still gets
+    the decided name: no new track, no second event. Someone else needs both: other names,
+    from a face unlike the one decided."""
+    tracker = Tracker(TrackerConfig(votes_to_decide=3, window=5, same_person=0.4))
+    votes = ["bob"] * 3 + [None, "carol", None, None, "carol", None, "bob"]
     made = []
-    for vector, vote in [(alice, "alice")] * 3 + [(stranger, None)] * 5:
-        made += tracker.update([Observation(BOX, vote, embedding=vector)], judge)
-    assert [(d.name, d.votes) for d in made] == [("alice", 3), (None, 3)]
-    assert made[1].distance == pytest.approx(np.sqrt(2))  # the stranger's faces alone
-    assert made[0].track != made[1].track
+    for i, vote in enumerate(votes):
+        made += tracker.update([Observation(BOX, vote, embedding=_near(ALICE, 0.15, i))])
+    made += tracker.update([Observation(BOX, None, usable=False)])
+    for i in range(5):  # bob turned or lit otherwise: far from the faces that decided him, still bob
+        made += tracker.update([Observation(BOX, "bob", embedding=_near(ALICE, 0.6, 20 + i))])
+    (track,) = tracker.tracks.values()
+    assert [d.name for d in made] == ["bob"] and track.id == 1
+
+
+def test_without_same_person_a_track_keeps_its_decision() -> None:
+    tracker = Tracker(TrackerConfig(votes_to_decide=2, window=3))
+    made = []
+    for i, who in enumerate("AASSSS"):
+        face, vote = (ALICE, "alice") if who == "A" else (STRANGER, None)
+        made += tracker.update([Observation(BOX, vote, embedding=_near(face, 0.15, i))])
+    assert [d.name for d in made] == ["alice"]
+
+
+def test_mean_decisions_are_redecided_on_a_new_face_only() -> None:
+    """With ``aggregate: mean`` a face decided unknown by its mean (at the stricter track
+    threshold) whose single frames are named (at the single-face threshold) is still one
+    person: decided once, not again and again. Someone else in a decided place is decided on
+    their own faces."""
+
+    def judge_within(limit: float) -> Judge:
+        def judge(mean: np.ndarray) -> tuple[str | None, float]:
+            distance = float(np.linalg.norm(mean - ALICE))
+            return ("alice" if distance < limit else None), distance
+
+        return judge
+
+    strict = Tracker(TrackerConfig(votes_to_decide=3, window=5, aggregate="mean", same_person=0.4))
+    made = []
+    for i in range(12):  # each frame names alice; the mean of 3 (~0.09 off) misses 0.05
+        made += strict.update(
+            [Observation(BOX, "alice", embedding=_near(ALICE, 0.15, i))], judge_within(0.05)
+        )
+    assert [d.name for d in made] == [None]
+
+    tracker = Tracker(TrackerConfig(votes_to_decide=3, window=5, aggregate="mean", same_person=0.4))
+    made = []
+    for i, who in enumerate("AAASSS"):
+        face, vote = (ALICE, "alice") if who == "A" else (STRANGER, None)
+        made += tracker.update([Observation(BOX, vote, embedding=_near(face, 0.15, i))], judge_within(0.2))
+    assert [d.name for d in made] == ["alice", None] and made[0].track != made[1].track
+    assert made[1].distance == pytest.approx(np.sqrt(2), abs=0.2)  # the newcomer's faces alone
 
 
 def test_bad_tracker_config() -> None:
