@@ -225,7 +225,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_watch(args: argparse.Namespace) -> int:
-    """Print what a device publishes: events, replies, availability, state."""
+    """Print what a device publishes: events, replies, availability, state. Subscribes on every
+    (re)connection, so a broker restart does not end the watch in silence."""
     import paho.mqtt.client as mqtt
 
     from facegate.config import load_config, validate
@@ -235,15 +236,32 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     m = config.mqtt
     client = client_for(config)
     topic = f"{m.prefix}/{args.device or config.device.id}/#"
+    host, port = args.host or m.host, args.port or m.port
+    refused: list[str] = []
+
+    def connected(client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:  # a wrong login, say: retrying will not mend it
+            refused.append(str(reason))
+            client.disconnect()
+            return
+        client.subscribe(topic, qos=1)
+        print(f"watching {topic} on {host}:{port} (Ctrl-C to stop)", file=sys.stderr, flush=True)
 
     def show(client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         print(f"{message.topic} {message.payload.decode(errors='replace')}", flush=True)
 
+    client.on_connect = connected
     client.on_message = show
-    client.connect(args.host or m.host, args.port or m.port)
-    client.subscribe(topic, qos=1)
-    print(f"watching {topic} (Ctrl-C to stop)", file=sys.stderr)
+    try:
+        client.connect(host, port)
+    except (OSError, ValueError) as exc:
+        raise FacegateError(
+            f"cannot reach the MQTT broker at {host}:{port} ({getattr(exc, 'strerror', None) or exc}); "
+            "is it running, and are mqtt.host and mqtt.port right? (`facegate doctor` checks)"
+        ) from None
     client.loop_forever()
+    if refused:
+        raise FacegateError(f"the MQTT broker at {host}:{port} refused the connection: {refused[0]}")
     return 0
 
 

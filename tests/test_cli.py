@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 import pathlib
+import queue
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
 
 import pytest
 from PIL import Image
 
 from facegate.cli import main
 from facegate.demo import PHOTOS
+from tests.conftest import ROOT
 
 
 @pytest.fixture(scope="module")
@@ -128,3 +136,78 @@ def test_doctor_advice_names_the_configs_gallery(tmp_path: pathlib.Path) -> None
     config = validate({"gallery": {"path": str(tmp_path / "g.db")}})
     check = check_gallery(config)
     assert f"--gallery {tmp_path / 'g.db'}" in check.fix
+
+
+def _lines(stream: Any) -> queue.Queue[str]:
+    """A child's output, line by line, read in a thread of its own."""
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in stream], daemon=True).start()
+    return lines
+
+
+def _next(lines: queue.Queue[str], match: str, timeout: float = 20.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        if match in line:
+            return line
+    raise AssertionError(f"no line with {match!r} in {timeout} s")
+
+
+def test_watch_prints_what_the_device_publishes_across_a_broker_restart(tmp_path: pathlib.Path) -> None:
+    """``facegate watch``: each message on one line; the broker restarted under it, it
+    subscribes again and goes on; a broker that is not there, or refuses the login, is one
+    line saying so, not a traceback."""
+    from tests.mqtt_support import Broker, Subscriber
+
+    broker = Broker(tmp_path)
+    command = [sys.executable, "-m", "facegate", "watch", "--host", "127.0.0.1", "--port", str(broker.port)]
+    child = subprocess.Popen(
+        [*command, "--device", "door9"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    sender = None
+    try:
+        out, err = _lines(child.stdout), _lines(child.stderr)
+        _next(err, "watching facegate/door9/#")
+        sender = Subscriber(broker.port, ["facegate/nothing"])
+        sender.client.publish("facegate/door9/event", '{"identity": "alice"}', qos=1).wait_for_publish(5)
+        sender.client.publish("facegate/door8/event", '{"identity": "bob"}', qos=1).wait_for_publish(5)
+        assert _next(out, "facegate/door9/event") == 'facegate/door9/event {"identity": "alice"}\n'
+        sender.close()
+        broker.kill()
+        broker.start()
+        _next(err, "watching facegate/door9/#", timeout=30)  # back, and subscribed again
+        sender = Subscriber(broker.port, ["facegate/nothing"])
+        sender.client.publish("facegate/door9/state", '{"camera": "ok"}', qos=1).wait_for_publish(5)
+        assert "door9/state" in _next(out, "door9/state")
+        assert out.empty()  # door8 was never shown
+    finally:
+        child.terminate()
+        child.wait(10)
+        if sender is not None:
+            sender.close()
+        broker.stop()
+    nobody = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert nobody.returncode == 2 and "cannot reach the MQTT broker" in nobody.stderr
+    assert "Traceback" not in nobody.stderr
+    passwords = tmp_path / "passwords"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwords), "door", "right"], check=True)
+    (tmp_path / "locked").mkdir()
+    as_root = "user root\n" if os.geteuid() == 0 else ""  # else mosquitto drops to a user who cannot read it
+    locked = Broker(tmp_path / "locked", extra=f"{as_root}password_file {passwords}\n")
+    try:
+        config = tmp_path / "config.yaml"
+        config.write_text(f"mqtt: {{port: {locked.port}, username: door, password: wrong}}\n")
+        wrong = subprocess.run(
+            [sys.executable, "-m", "facegate", "watch", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+        )
+        assert wrong.returncode == 2 and "refused the connection" in wrong.stderr, wrong.stderr
+    finally:
+        locked.stop()
