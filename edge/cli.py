@@ -230,18 +230,18 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     import paho.mqtt.client as mqtt
 
     from facegate.config import load_config, validate
-    from facegate.mqtt import client_for
+    from facegate.mqtt import client_for, refused, unreachable
 
     config = load_config(args.config) if args.config else validate({})
     m = config.mqtt
     client = client_for(config)
     topic = f"{m.prefix}/{args.device or config.device.id}/#"
     host, port = args.host or m.host, args.port or m.port
-    refused: list[str] = []
+    refusals: list[str] = []
 
     def connected(client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:  # a wrong login, say: retrying will not mend it
-            refused.append(str(reason))
+            refusals.append(str(reason))
             client.disconnect()
             return
         client.subscribe(topic, qos=1)
@@ -255,13 +255,10 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     try:
         client.connect(host, port)
     except (OSError, ValueError) as exc:
-        raise FacegateError(
-            f"cannot reach the MQTT broker at {host}:{port} ({getattr(exc, 'strerror', None) or exc}); "
-            "is it running, and are mqtt.host and mqtt.port right? (`facegate doctor` checks)"
-        ) from None
+        raise FacegateError(unreachable(host, port, exc)) from None
     client.loop_forever()
-    if refused:
-        raise FacegateError(f"the MQTT broker at {host}:{port} refused the connection: {refused[0]}")
+    if refusals:
+        raise FacegateError(refused(host, port, refusals[0]))
     return 0
 
 

@@ -81,6 +81,23 @@ def client_for(config: Config, protocol: Any = mqtt.MQTTv311, client_id: str = "
     return client
 
 
+def unreachable(host: str, port: int, exc: BaseException) -> str:
+    """What to tell someone whose command could not open a connection to the broker."""
+    why = getattr(exc, "strerror", None) or exc
+    return (
+        f"cannot reach the MQTT broker at {host}:{port} ({why}); is it running, and are mqtt.host "
+        "and mqtt.port right? (`facegate doctor` checks)"
+    )
+
+
+def refused(host: str, port: int, reason: str) -> str:
+    """What to tell someone whose connection the broker refused (a wrong login, say)."""
+    return (
+        f"the MQTT broker at {host}:{port} refused the connection: {reason} "
+        "(check mqtt.username and mqtt.password)"
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class Topics:
     base: str

@@ -75,6 +75,15 @@ class Broker:
         self.log.close()
 
 
+def locked_broker(workdir: pathlib.Path, user: str = "door", password: str = "right") -> Broker:
+    """A mosquitto that refuses a login with the wrong password (``mosquitto_passwd``)."""
+    workdir.mkdir(exist_ok=True)
+    passwords = workdir / "passwords"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwords), user, password], check=True)
+    as_root = "user root\n" if os.geteuid() == 0 else ""  # else mosquitto drops to a user who cannot read it
+    return Broker(workdir, extra=f"{as_root}password_file {passwords}\n")
+
+
 class Subscriber:
     """Collects messages (topic, JSON or raw payload, properties, arrival time)."""
 

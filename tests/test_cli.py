@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import queue
 import subprocess
@@ -161,7 +160,7 @@ def test_watch_prints_what_the_device_publishes_across_a_broker_restart(tmp_path
     """``facegate watch``: each message on one line; the broker restarted under it, it
     subscribes again and goes on; a broker that is not there, or refuses the login, is one
     line saying so, not a traceback."""
-    from tests.mqtt_support import Broker, Subscriber
+    from tests.mqtt_support import Broker, Subscriber, locked_broker
 
     broker = Broker(tmp_path)
     command = [sys.executable, "-m", "facegate", "watch", "--host", "127.0.0.1", "--port", str(broker.port)]
@@ -193,11 +192,7 @@ def test_watch_prints_what_the_device_publishes_across_a_broker_restart(tmp_path
     nobody = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert nobody.returncode == 2 and "cannot reach the MQTT broker" in nobody.stderr
     assert "Traceback" not in nobody.stderr
-    passwords = tmp_path / "passwords"
-    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwords), "door", "right"], check=True)
-    (tmp_path / "locked").mkdir()
-    as_root = "user root\n" if os.geteuid() == 0 else ""  # else mosquitto drops to a user who cannot read it
-    locked = Broker(tmp_path / "locked", extra=f"{as_root}password_file {passwords}\n")
+    locked = locked_broker(tmp_path / "locked")
     try:
         config = tmp_path / "config.yaml"
         config.write_text(f"mqtt: {{port: {locked.port}, username: door, password: wrong}}\n")

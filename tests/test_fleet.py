@@ -3,6 +3,7 @@ mosquitto, and through two brokers joined by a bridge."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import pathlib
@@ -227,6 +228,31 @@ def _authority_config(tmp: pathlib.Path, port: int, keys: Keys) -> Any:
             "fleet": {"enabled": True, "prefix": PREFIX, "private_key_file": str(keys[0])},
         }
     )
+
+
+def test_publish_and_status_say_why_the_broker_cannot_be_used(tmp_path: pathlib.Path, keys: Keys) -> None:
+    """Nothing listening, or a wrong login: one error naming it, and no publish counted as
+    sent (a refused login used to look connected)."""
+    from tests.mqtt_support import free_port, locked_broker
+
+    with Gallery.open(tmp_path / "authority.db", fingerprint(Encoder(INT8_MODEL))) as gallery:
+        gallery.add("alice", [Sample(np.eye(128, dtype=np.float32)[0], "a")])
+    nobody = _authority_config(tmp_path, free_port(), keys)
+    for run in (fleet.status, fleet.publish):
+        with pytest.raises(fleet.FleetError, match="cannot reach the MQTT broker"):
+            run(nobody, wait_s=0.1)
+    locked = locked_broker(tmp_path / "locked")
+    try:
+        config = _authority_config(tmp_path, locked.port, keys)
+        config = dataclasses.replace(
+            config, mqtt=dataclasses.replace(config.mqtt, username="door", password="wrong")
+        )
+        for run in (fleet.status, fleet.publish):
+            with pytest.raises(fleet.FleetError, match="refused the connection"):
+                run(config, wait_s=0.1)
+    finally:
+        locked.stop()
+    assert not (tmp_path / "authority.db.fleet.json").exists()  # nothing recorded as published
 
 
 def _start_device(tmp: pathlib.Path, name: str, port: int, keys: Keys) -> subprocess.Popen[bytes]:

@@ -161,10 +161,16 @@ class _Reports:
         self.devices: dict[str, dict[str, Any]] = {}
         self.manifest: dict[str, Any] | None = None
         self._connected = threading.Event()
+        self._refused: str | None = None
         self.client = client_for(config, client_id=f"facegate-authority-{os.getpid()}")
         self.client.on_message = self._on_message
-        self.client.on_connect = lambda *a: self._connected.set()
+        self.client.on_connect = self._on_connect
         self.m = config.mqtt
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:  # a wrong login, say: nothing may be published as if it went out
+            self._refused = str(reason)
+        self._connected.set()
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         with contextlib.suppress(ValueError, KeyError, TypeError):
@@ -175,11 +181,19 @@ class _Reports:
                 self.devices[str(body["device"])] = body
 
     def __enter__(self) -> _Reports:
-        self.client.connect(self.m.host, self.m.port, keepalive=self.m.keepalive)
+        from facegate.mqtt import refused, unreachable
+
+        try:
+            self.client.connect(self.m.host, self.m.port, keepalive=self.m.keepalive)
+        except (OSError, ValueError) as exc:
+            raise FleetError(unreachable(self.m.host, self.m.port, exc)) from None
         self.client.loop_start()
         if not self._connected.wait(10):
             self.__exit__()
             raise FleetError(f"no answer from the broker at {self.m.host}:{self.m.port}")
+        if self._refused is not None:
+            self.__exit__()
+            raise FleetError(refused(self.m.host, self.m.port, self._refused))
         self.client.subscribe([(self.topics.devices, 1), (self.topics.manifest, 1)])
         return self
 
