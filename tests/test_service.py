@@ -250,3 +250,18 @@ def test_doctor_checks_the_camera_the_config_names(
     for config, why in ((video, "PyAV"), (stream, "PyAV"), (usb, "OpenCV")):
         check = check_camera(config)
         assert check.level == FAIL and why in check.detail, check
+
+
+def test_doctor_tells_a_wrong_broker_login_from_a_right_one(tmp_path: pathlib.Path) -> None:
+    from facegate.config import validate
+    from tests.mqtt_support import locked_broker
+
+    broker = locked_broker(tmp_path / "broker", user="door", password="right")
+    try:
+        tries = (("wrong", FAIL, "refused"), ("right", OK, "accepts this device's login"))
+        for password, level, said in tries:
+            config = validate({"mqtt": {"port": broker.port, "username": "door", "password": password}})
+            check = check_broker(config, timeout=5)
+            assert check.level == level and said in check.detail, check
+    finally:
+        broker.stop()
