@@ -113,6 +113,10 @@ def _cmd_gallery(args: argparse.Namespace) -> int:
             count = rebuild(gallery, _enroller(args))
         print(f"rebuilt {count} embedding(s) with {args.model.name}")
         return 0
+    from facegate.fleet.store import (
+        refuse_if_fleet_owned,
+    )  # remove and rename: the fleet's people stay its own
+
     with _open_gallery(args, any_model=action == "list") as gallery:
         if action == "list":
             people = gallery.people()
@@ -124,15 +128,11 @@ def _cmd_gallery(args: argparse.Namespace) -> int:
                     extra = f" ({p.display_name})" if p.display_name != p.name else ""
                     print(f"  {p.name}{extra}: {p.embeddings} embedding(s), {p.images} kept image(s)")
         elif action == "remove":
-            from facegate.fleet.store import refuse_if_fleet_owned
-
             for name in args.names:
                 refuse_if_fleet_owned(gallery, name)
                 gallery.remove(name)
                 print(f"removed {name}")
         elif action == "rename":
-            from facegate.fleet.store import refuse_if_fleet_owned
-
             refuse_if_fleet_owned(gallery, args.old, "rename")
             gallery.rename(args.old, args.new)
             print(f"renamed {args.old} -> {args.new}")

@@ -139,10 +139,8 @@ class VideoSource:
         index = 0
         while True:
             try:
-                if self.stream:
-                    self._container = self._av.open(self.path, timeout=self.STREAM_TIMEOUT_S)
-                else:
-                    self._container = self._av.open(self.path)
+                timeout = {"timeout": self.STREAM_TIMEOUT_S} if self.stream else {}
+                self._container = self._av.open(self.path, **timeout)
             except (OSError, self._av.FFmpegError) as exc:
                 if self.stream:
                     raise CameraLostError(f"{self.path}: cannot open the stream ({exc})") from None

@@ -36,6 +36,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from facegate.decide import unit_distance
+from facegate.encoder import l2_normalise
 
 Box = tuple[float, float, float, float]  # left, top, right, bottom
 UNKNOWN = None
@@ -81,9 +82,8 @@ class Track:
     frames: int = 0
     missing: int = 0
     decided: Decision | None = None
-    # the usable frames' (vote, distance, embedding), the last ``window``; after the decision,
-    # the frames since it
-    recent: collections.deque[Observation] | None = None
+    # the last ``window`` usable observations; once decided, only those since the decision
+    recent: collections.deque[Observation] = dataclasses.field(default_factory=collections.deque)
     anchor: np.ndarray | None = None  # unit mean of the faces that decided the track
 
 
@@ -126,16 +126,14 @@ class Tracker:
         self.assigned = []
         for obs, track in zip(observations, matched):
             if track is None:
-                track = Track(next(self._ids), obs.box, collections.deque(maxlen=self.config.window))
-                self.tracks[track.id] = track
+                track = self._new_track(obs.box)
             track.box, track.missing = obs.box, 0
             track.frames += 1
             if obs.usable:
-                if track.recent is None:
-                    track.recent = collections.deque(maxlen=self.config.window)
                 track.recent.append(obs)
-                if track.decided is not None and self._someone_else(track):
-                    track = self._successor(track)
+                others = self._others(track)
+                if len(others) >= self.config.votes_to_decide:
+                    track = self._successor(track, others)
                 else:
                     self._vote(track, obs)
             self.assigned.append(track)
@@ -145,7 +143,7 @@ class Tracker:
                 if decision is not None:
                     track.decided = decision
                     track.anchor = self._anchor(track)
-                    track.recent = collections.deque(maxlen=self.config.window)
+                    track.recent.clear()
                     decisions.append(decision)
         for track_id in list(self.tracks):
             if track_id not in seen:
@@ -172,6 +170,14 @@ class Tracker:
                 used.add(track_id)
         return out
 
+    def _new_track(self, box: Box) -> Track:
+        window = self.config.window
+        track = Track(
+            next(self._ids), box, collections.deque(maxlen=window), recent=collections.deque(maxlen=window)
+        )
+        self.tracks[track.id] = track
+        return track
+
     def _vote(self, track: Track, obs: Observation) -> None:
         track.votes.append((obs.vote, obs.distance))
         if (
@@ -182,46 +188,38 @@ class Tracker:
             track.embeddings.append(obs.embedding)
 
     def _anchor(self, track: Track) -> np.ndarray | None:
-        """The unit mean of the faces the track was decided on, or None without embeddings."""
-        faces = [o.embedding for o in track.recent or () if o.embedding is not None]
+        """The unit mean of the faces the track was decided on; None when there is no
+        ``same_person`` to compare with, or no embeddings."""
+        faces = [o.embedding for o in track.recent if o.embedding is not None]
         if self.config.same_person is None or not faces:
             return None
-        mean = np.mean(faces, axis=0)
-        return mean / max(float(np.linalg.norm(mean)), 1e-12)
+        return l2_normalise(np.mean(faces, axis=0))
 
     def _others(self, track: Track) -> list[Observation]:
         """The frames since the decision that name someone else than the decision did and whose
-        face is further than ``same_person`` from the faces that decided the track."""
-        if track.anchor is None or self.config.same_person is None or track.decided is None:
+        face is further than ``same_person`` from the faces that decided the track (none
+        before a decision, or without an anchor)."""
+        limit, anchor, decided = self.config.same_person, track.anchor, track.decided
+        if limit is None or anchor is None or decided is None:
             return []
-        decided = track.decided.name
         return [
             o
-            for o in track.recent or ()
-            if o.vote != decided
+            for o in track.recent
+            if o.vote != decided.name
             and o.embedding is not None
-            and unit_distance(float(np.dot(o.embedding, track.anchor))) > self.config.same_person
+            and unit_distance(float(np.dot(o.embedding, anchor))) > limit
         ]
 
-    def _someone_else(self, track: Track) -> bool:
-        return len(self._others(track)) >= self.config.votes_to_decide
-
-    def _successor(self, track: Track) -> Track:
-        """A new, undecided track in ``track``'s place, started from the frames of the
-        newcomer: with ``votes`` their votes, with ``mean`` their faces (enough, either way,
-        to decide it on this frame when they agree)."""
-        others = self._others(track)
+    def _successor(self, track: Track, others: list[Observation]) -> Track:
+        """A new, undecided track in ``track``'s place, started from ``others``, the frames of
+        the newcomer: with ``votes`` their votes, with ``mean`` their faces (enough, either
+        way, to decide it on this frame when they agree)."""
         del self.tracks[track.id]
-        new = Track(
-            next(self._ids),
-            track.box,
-            collections.deque(maxlen=self.config.window),
-            frames=len(others),
-            recent=collections.deque(others, maxlen=self.config.window),
-        )
+        new = self._new_track(track.box)
+        new.frames = len(others)
+        new.recent.extend(others)
         for obs in others:
             self._vote(new, obs)
-        self.tracks[new.id] = new
         return new
 
     def _decide_mean(self, track: Track, judge: Judge) -> Decision | None:
