@@ -32,6 +32,7 @@ import contextlib
 import dataclasses
 import logging
 import pathlib
+import secrets
 import ssl
 import sys
 import threading
@@ -59,6 +60,15 @@ OFFLINE = dumps({"schema": SCHEMA, "state": "offline"})
 DISCOVERY_EVERY_S = 10.0  # Home Assistant's "online" re-sends discovery at most this often
 PACKET_OVERHEAD = 64 * 1024  # topic and properties on top of the payload
 ACKED_KEPT_S = 10.0  # how long an acknowledgement waits for its publish() to return
+
+
+def private_client_id(stem: str) -> str:
+    """``stem`` and 64 random bits. A broker drops a client when another connects with its
+    client id (MQTT's session takeover), and connecting takes no secret on many brokers: an
+    id that could be guessed from the device's topics would let a stranger cut the door off
+    at will. facegate keeps no broker session between connections, so nothing needs the id
+    to stay the same across starts."""
+    return f"{stem}-{secrets.token_hex(8)}"
 
 
 def client_for(config: Config, protocol: Any = mqtt.MQTTv311, client_id: str = "") -> mqtt.Client:
@@ -202,13 +212,13 @@ class Link:
         self._stopping = False
         m = config.mqtt
         self.protocol = mqtt.MQTTv5 if m.protocol in ("auto", "5") else mqtt.MQTTv311
+        self.client_id = m.client_id or private_client_id(f"facegate-{self.topics.device}")
         self.client = self._make_client()
 
     # --- connection -----------------------------------------------------------
 
     def _make_client(self) -> mqtt.Client:
-        m = self.config.mqtt
-        client = client_for(self.config, self.protocol, m.client_id or f"facegate-{self.topics.device}")
+        client = client_for(self.config, self.protocol, self.client_id)
         client.enable_logger(log)
         client.will_set(self.topics.availability, OFFLINE, qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=60)

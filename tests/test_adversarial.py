@@ -340,6 +340,37 @@ def test_fleet_topics_from_a_stranger(door: Door) -> None:
     cleaner.close()
 
 
+GUESSED_CLIENT_IDS = [
+    "facegate-door1",
+    "door1",
+    "facegate",
+    "facegate-door1-1",
+    "facegate_door1",
+    "FACEGATE-DOOR1",
+]
+
+
+def test_a_stranger_taking_a_guessed_client_id(door: Door) -> None:
+    """A broker drops a client when another connects with its client id (MQTT's session
+    takeover), and it takes no secret to connect with one. The door's id must not be one
+    a stranger can guess from its topics: each guess below connects, stays a second, and
+    leaves; the door is never thrown off (its log shows no new connection) and stays alive."""
+    connects = door.log.read_text().count("connected to MQTT broker")
+    for client_id in GUESSED_CLIENT_IDS:
+        for protocol in (mqtt.MQTTv5, mqtt.MQTTv311):
+            client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol)
+            client.connect("127.0.0.1", door.broker.port)
+            client.loop_start()
+            time.sleep(1.0)
+            client.disconnect()
+            client.loop_stop()
+            TRIED["client id takeover"] += 1
+    door.assert_alive("connections with guessed client ids")
+    log = door.log.read_text()
+    assert log.count("connected to MQTT broker") == connects, log[-3000:]
+    assert "MQTT disconnected" not in log, log[-3000:]
+
+
 def test_replays_retained_poison_and_restarts(door: Door) -> None:
     """A signed command captured on the wire runs once: replayed at once, retained on the
     broker (re-delivered at every connect), or replayed after a restart, it is refused. A

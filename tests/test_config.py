@@ -90,6 +90,20 @@ def test_replies_stay_in_the_device_tree(tmp_path: pathlib.Path) -> None:
     assert link.reply_topic(Request(topic, b"{}"), "zigbee2mqtt/lock/set") == "facegate/d/reply"
 
 
+def test_the_client_id_is_unguessable_unless_one_is_set(tmp_path: pathlib.Path) -> None:
+    """Two starts of one device connect under two ids that its topics do not give away
+    (tests/test_adversarial.py shows why); mqtt.client_id, when set, is used as it is, and
+    kept when the link falls back to MQTT 3.1.1 and makes a new client."""
+    raw = {"device": {"id": "door1"}, "mqtt": {"outbox": str(tmp_path / "o")}}
+    ids = [Link(validate(raw), lambda r: True).client._client_id.decode() for _ in range(2)]
+    assert ids[0] != ids[1]
+    assert all(i.startswith("facegate-door1-") and len(i) == len("facegate-door1-") + 16 for i in ids), ids
+    fixed = Link(validate({**raw, "mqtt": {**raw["mqtt"], "client_id": "acl-door1"}}), lambda r: True)
+    assert fixed.client._client_id == b"acl-door1"
+    fixed.client = fixed._make_client()
+    assert fixed.client._client_id == b"acl-door1"
+
+
 @pytest.mark.parametrize(
     ("raw", "message"),
     [

@@ -6,7 +6,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import pathlib
 import threading
 import time
@@ -155,14 +154,14 @@ class _Reports:
     """A short MQTT session that reads the fleet's retained device reports and manifest."""
 
     def __init__(self, config: Any, prefix: str) -> None:
-        from facegate.mqtt import client_for
+        from facegate.mqtt import client_for, private_client_id
 
         self.topics = FleetTopics(prefix)
         self.devices: dict[str, dict[str, Any]] = {}
         self.manifest: dict[str, Any] | None = None
         self._connected = threading.Event()
         self._refused: str | None = None
-        self.client = client_for(config, client_id=f"facegate-authority-{os.getpid()}")
+        self.client = client_for(config, client_id=private_client_id("facegate-authority"))
         self.client.on_message = self._on_message
         self.client.on_connect = self._on_connect
         self.m = config.mqtt
