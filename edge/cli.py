@@ -283,11 +283,16 @@ def _cmd_fleet(args: argparse.Namespace) -> int:
             f"{result['seq']} ({result['manifest_hash'][:12]}), {result['tombstones']} tombstone(s) kept"
         )
     else:
-        hash_ = (result["manifest_hash"] or "")[:12]
-        print(f"manifest {result['seq']} ({hash_}): {result['people']} people")
+        if result["manifest_refused"]:
+            print(f"the retained manifest is not this fleet's ({result['manifest_refused']})")
+        else:
+            hash_ = (result["manifest_hash"] or "")[:12]
+            print(f"manifest {result['seq']} ({hash_}): {result['people']} people")
     for device, r in result["devices"].items():
         state = "converged" if r["converged"] else "NOT converged"
         print(f"  {device}: manifest {r['seq']} ({(r['hash'] or '')[:12]}), {r['people']} people, {state}")
+    if result["ignored_reports"]:
+        print(f"  {result['ignored_reports']} report(s) ignored: not what a device publishes (see the log)")
     return 0
 
 

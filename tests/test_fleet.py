@@ -362,6 +362,90 @@ def test_two_daemons_converge_and_an_offline_one_drops_a_removed_person(
         broker.stop()
 
 
+REPORT = {"schema": 1, "device": "door1", "seq": 3, "hash": "b" * 64, "people": 2, "converged": True}
+HOSTILE_REPORTS: dict[str, bytes] = {
+    "seq-text": json.dumps({**REPORT, "device": "seq-text", "seq": "many"}).encode(),
+    "seq-huge": json.dumps({**REPORT, "device": "seq-huge", "seq": 10**400}).encode(),
+    "seq-inf": b'{"schema": 1, "device": "seq-inf", "seq": 1e999}',
+    "seq-object": json.dumps({**REPORT, "device": "seq-object", "seq": {"a": 1}}).encode(),
+    "seq-negative": json.dumps({**REPORT, "device": "seq-negative", "seq": -4}).encode(),
+    "seq-true": json.dumps({**REPORT, "device": "seq-true", "seq": True}).encode(),
+    "hash-number": json.dumps({**REPORT, "device": "hash-number", "hash": 7}).encode(),
+    "people-text": json.dumps({**REPORT, "device": "people-text", "people": "all"}).encode(),
+    "converged-text": json.dumps({**REPORT, "device": "converged-text", "converged": "yes"}).encode(),
+    "refused-list": json.dumps({**REPORT, "device": "refused-list", "refused": [1]}).encode(),
+    "poser": json.dumps({**REPORT, "device": "door1", "seq": 10**6}).encode(),  # door1's name, not topic
+    "list": b"[1, 2, 3]",
+    "deep": b"[" * 100_000 + b"]" * 100_000,
+    "binary": b"\xff\xfe\x00",
+}
+
+
+def test_the_authority_reads_device_reports_as_untrusted(tmp_path: pathlib.Path, keys: Keys) -> None:
+    """A device's report is retained on a topic anyone on the broker can write. Reports that
+    do not hold what a device publishes, or that name another device than their topic, are
+    left out of ``fleet publish`` and ``fleet status`` (and counted), never a traceback, and
+    never taken as a device's acknowledgement of a removal."""
+    broker = Broker(tmp_path)
+    config = _authority_config(tmp_path, broker.port, keys)
+    with Gallery.open(tmp_path / "authority.db", fingerprint(Encoder(INT8_MODEL))) as gallery:
+        gallery.add("alice", [Sample(np.eye(128, dtype=np.float32)[0], "a")])
+    sub = Subscriber(broker.port, [f"{PREFIX}/#"])
+    try:
+        sub.publish(f"{PREFIX}/devices/door1", {**REPORT, "seq": 0, "converged": False}, retain=True)
+        for device, payload in HOSTILE_REPORTS.items():
+            sub.client.publish(f"{PREFIX}/devices/{device}", payload, qos=1, retain=True).wait_for_publish(5)
+        for run in (fleet.publish, fleet.status):
+            result = run(config, wait_s=0.5)
+            assert list(result["devices"]) == ["door1"], result
+            assert result["devices"]["door1"]["seq"] == 0, result  # not the poser's 10**6
+            assert result["ignored_reports"] == len(HOSTILE_REPORTS), result
+        with Gallery.open(tmp_path / "authority.db", fingerprint(Encoder(INT8_MODEL))) as gallery:
+            gallery.remove("alice")
+        published = fleet.publish(config, wait_s=0.5)
+        assert published["tombstones"] == 1  # door1 (seq 0) has not acknowledged
+        shown_status = fleet.status(config, wait_s=0.5)
+        assert shown_status["manifest_refused"] is None
+        assert (shown_status["seq"], shown_status["people"]) == (published["seq"], 0)
+        forged = fleet.sign_message(
+            fleet.Ed25519Signer(fleet.keygen(tmp_path / "other")[0]),
+            f"{PREFIX}/manifest",
+            {"kind": "manifest", "seq": 99, "people": {"mallory": 1}},
+        )
+        sub.client.publish(f"{PREFIX}/manifest", forged, qos=1, retain=True).wait_for_publish(5)
+        shown_status = fleet.status(config, wait_s=0.5)
+        assert shown_status["seq"] is None and shown_status["people"] is None, shown_status
+        assert str(shown_status["manifest_refused"]).startswith("bad signature"), shown_status
+        raw = {
+            "gallery": {"path": str(tmp_path / "authority.db")},
+            "mqtt": {"host": "127.0.0.1", "port": broker.port},
+            "fleet": {"enabled": True, "prefix": PREFIX, "private_key_file": str(keys[0])},
+        }
+        (tmp_path / "authority.yaml").write_text(yaml.safe_dump(raw))
+        shown = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "facegate",
+                "fleet",
+                "status",
+                "--config",
+                str(tmp_path / "authority.yaml"),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert shown.returncode == 0, shown.stderr
+        assert "door1: manifest 0" in shown.stdout, shown.stdout
+        assert f"{len(HOSTILE_REPORTS)} report(s) ignored" in shown.stdout, shown.stdout
+        assert "the retained manifest is not this fleet's (bad signature" in shown.stdout, shown.stdout
+    finally:
+        sub.close()
+        broker.stop()
+
+
 def test_through_two_brokers_joined_by_a_bridge(
     tmp_path: pathlib.Path, keys: Keys, samples: dict[str, Sample]
 ) -> None:

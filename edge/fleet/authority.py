@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -14,9 +13,11 @@ from typing import Any
 import numpy as np
 
 from facegate.files import write_private_json
-from facegate.fleet.keys import signer_for
+from facegate.fleet.keys import signer_for, verifier_for
 from facegate.fleet.messages import (
     MANIFEST,
+    MAX_PEOPLE,
+    MAX_VERSION,
     PERSON,
     TOMBSTONE,
     FleetError,
@@ -24,9 +25,12 @@ from facegate.fleet.messages import (
     Signer,
     encode_vectors,
     manifest_hash,
+    parse_report,
     sign_message,
+    signature_refusal,
 )
-from facegate.gallery import Gallery
+from facegate.gallery import NAME_PATTERN, Gallery
+from facegate.wire import PayloadError, parse_object
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +161,9 @@ class _Reports:
         from facegate.mqtt import client_for, private_client_id
 
         self.topics = FleetTopics(prefix)
-        self.devices: dict[str, dict[str, Any]] = {}
-        self.manifest: dict[str, Any] | None = None
+        self.devices: dict[str, dict[str, Any]] = {}  # device -> its report, checked
+        self.ignored: dict[str, str] = {}  # topic -> why what is retained there is no report
+        self.manifest: bytes | None = None  # as retained: status checks its signature
         self._connected = threading.Event()
         self._refused: str | None = None
         self.client = client_for(config, client_id=private_client_id("facegate-authority"))
@@ -172,12 +177,19 @@ class _Reports:
         self._connected.set()
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
-        with contextlib.suppress(ValueError, KeyError, TypeError):
-            body = json.loads(message.payload)
-            if message.topic == self.topics.manifest:
-                self.manifest = body
-            else:
-                self.devices[str(body["device"])] = body
+        topic, payload = str(message.topic), bytes(message.payload)
+        if topic == self.topics.manifest:
+            self.manifest = payload or None
+            return
+        if not payload:
+            return  # a report being cleared
+        try:
+            report = parse_report(topic, payload, self.topics)
+        except PayloadError as exc:
+            self.ignored[topic] = str(exc)
+            log.warning("fleet: ignored %s: not a device's report (%s)", topic[:200], exc)
+            return
+        self.devices[report.pop("device")] = report
 
     def __enter__(self) -> _Reports:
         from facegate.mqtt import refused, unreachable
@@ -204,10 +216,7 @@ class _Reports:
         self.client.loop_stop()
 
     def summary(self) -> dict[str, dict[str, Any]]:
-        return {
-            d: {k: r.get(k) for k in ("seq", "hash", "converged", "people", "refused")}
-            for d, r in sorted(self.devices.items())
-        }
+        return dict(sorted(self.devices.items()))
 
 
 def publish(config: Any, full: bool = False, wait_s: float = 2.0) -> dict[str, Any]:
@@ -223,7 +232,7 @@ def publish(config: Any, full: bool = False, wait_s: float = 2.0) -> dict[str, A
         authority = Authority(gallery, signer_for(config), config.fleet.prefix, path)
         with _Reports(config, config.fleet.prefix) as reports:
             reports.wait(wait_s)
-            acknowledged = {d: int(r["seq"]) for d, r in reports.devices.items() if r.get("seq") is not None}
+            acknowledged = {d: r["seq"] for d, r in reports.devices.items() if r["seq"] is not None}
             messages = authority.plan(full=full)
             messages += authority.collect(acknowledged, config.fleet.tombstone_days * 86400)
             infos = [reports.client.publish(t, payload, qos=1, retain=True) for t, payload in messages]
@@ -238,6 +247,7 @@ def publish(config: Any, full: bool = False, wait_s: float = 2.0) -> dict[str, A
             "manifest_hash": manifest_hash(people),
             "tombstones": len(authority.state["removed"]),
             "devices": reports.summary(),
+            "ignored_reports": len(reports.ignored),
         }
     finally:
         gallery.close()
@@ -247,11 +257,23 @@ def status(config: Any, wait_s: float = 2.0) -> dict[str, Any]:
     """``facegate fleet status``: the manifest on the broker and what each device reports."""
     with _Reports(config, config.fleet.prefix) as reports:
         reports.wait(wait_s)
-    manifest = reports.manifest or {}
-    people = manifest.get("people")
+    seq, people, refused = None, None, None
+    if reports.manifest is not None:
+        try:
+            fields = parse_object(reports.manifest, config.mqtt.max_payload, "manifest")
+            refusal = signature_refusal(reports.topics.manifest, fields, verifier_for(config))
+            if refusal is None:
+                seq = fields.integer("seq", 0, MAX_VERSION)
+                people = fields.versions("people", NAME_PATTERN, MAX_PEOPLE, MAX_VERSION)
+            else:
+                refused = f"{refusal[0]}: {refusal[1]}"
+        except (PayloadError, ValueError) as exc:  # ValueError: a sig that is not base64
+            refused = f"malformed: {exc}"
     return {
-        "seq": manifest.get("seq"),
-        "people": len(people) if isinstance(people, dict) else None,
-        "manifest_hash": manifest_hash(people) if isinstance(people, dict) else None,
+        "seq": seq,
+        "people": len(people) if people is not None else None,
+        "manifest_hash": manifest_hash(people) if people is not None else None,
+        "manifest_refused": refused,  # what is retained there is not this fleet's manifest
         "devices": reports.summary(),
+        "ignored_reports": len(reports.ignored),
     }

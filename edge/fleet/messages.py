@@ -12,8 +12,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from facegate.config import ID_PATTERN
 from facegate.errors import FacegateError
-from facegate.wire import dumps
+from facegate.wire import Fields, PayloadError, dumps, parse_object
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,9 @@ MAX_VERSION = 2**53  # versions stay exact in every JSON parser
 MAX_PEOPLE = 100_000
 SHA256 = re.compile(r"[0-9a-f]{64}")
 BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+MAX_REPORT_BYTES = 64 << 10  # a device's report is a few hundred bytes
+REASON = re.compile(r"[a-z][a-z ]{0,39}")  # a refusal's reason, as FleetSync counts them
+MAX_REASONS = 32
 
 
 class Signer(Protocol):
@@ -95,3 +99,38 @@ def sign_message(signer: Signer, topic: str, body: dict[str, Any]) -> bytes:
 
 def manifest_hash(people: dict[str, int]) -> str:
     return hashlib.sha256(json.dumps(people, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def signature_refusal(topic: str, fields: Fields, verifier: Verifier) -> tuple[str, str] | None:
+    """None when a fleet message is this fleet's, signed for ``topic``; else why not, as
+    (reason, detail). PayloadError when its ``sig`` is not base64."""
+    body = fields.data
+    sig = base64.b64decode(str(fields.string("sig", 200, BASE64, "base64")), validate=True)
+    if body.get("schema") != SCHEMA or isinstance(body.get("schema"), bool):
+        return "schema", f"schema {str(body.get('schema'))[:20]}, this version reads {SCHEMA}"
+    if body.get("alg") != verifier.algorithm or not verifier.verify(signed_bytes(topic, body), sig):
+        return "bad signature", f"not signed by this fleet's {verifier.algorithm} key"
+    return None
+
+
+def parse_report(topic: str, payload: bytes, topics: FleetTopics) -> dict[str, Any]:
+    """A device's report (``FleetMember.report``) as the authority reads it: the fields a
+    device publishes, each checked, from the device its topic names. Anyone on the broker can
+    write there, so anything else raises PayloadError: it is not a device's report."""
+    fields = parse_object(payload, MAX_REPORT_BYTES, "device report")
+    device = str(fields.string("device", 64, ID_PATTERN, "a device id"))
+    if topic != topics.device(device):
+        raise PayloadError("wrong topic", f"a report from {device!r} on {topic[:200]!r}")
+    if fields.integer("schema", SCHEMA, SCHEMA) != SCHEMA:
+        raise PayloadError("bad field", f"schema must be {SCHEMA}")
+    reasons = fields.object("refused", required=False)
+    if len(reasons.data) > MAX_REASONS or not all(REASON.fullmatch(r) for r in reasons.data):
+        raise PayloadError("bad field", f"refused must map at most {MAX_REASONS} reasons to counts")
+    return {
+        "device": device,
+        "seq": fields.integer("seq", 0, MAX_VERSION, required=False),
+        "hash": fields.string("hash", 64, SHA256, "a sha256", required=False),
+        "people": fields.integer("people", 0, MAX_PEOPLE),
+        "converged": fields.boolean("converged"),
+        "refused": {r: reasons.integer(r, 0, MAX_VERSION) for r in reasons.data},
+    }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import binascii
 import logging
 from collections import Counter
@@ -17,14 +16,13 @@ from facegate.fleet.messages import (
     MAX_PEOPLE,
     MAX_VERSION,
     PERSON,
-    SCHEMA,
     SHA256,
     TOMBSTONE,
     FleetTopics,
     Verifier,
     decode_vectors,
     manifest_hash,
-    signed_bytes,
+    signature_refusal,
 )
 from facegate.gallery import NAME_PATTERN, printable_display_name
 from facegate.ratelimit import LogLimiter
@@ -130,15 +128,9 @@ class FleetSync:
 
     def _checked(self, topic: str, fields: Fields) -> str:
         body = fields.data
-        sig = base64.b64decode(str(fields.string("sig", 200, BASE64, "base64")), validate=True)
-        if body.get("schema") != SCHEMA:
-            shown = str(body.get("schema"))[:20]
-            return self._refuse(topic, "schema", f"schema {shown}, this device reads {SCHEMA}")
-        if body.get("alg") != self.verifier.algorithm or not self.verifier.verify(
-            signed_bytes(topic, body), sig
-        ):
-            why = f"not signed by this fleet's {self.verifier.algorithm} key"
-            return self._refuse(topic, "bad signature", why)
+        refusal = signature_refusal(topic, fields, self.verifier)
+        if refusal is not None:
+            return self._refuse(topic, *refusal)
         # Signed by the authority from here on; still checked field by field, as an authority
         # with a bug (or a stolen HMAC key) must not be able to stop a device either.
         kind = fields.string("kind", 16)
