@@ -229,13 +229,18 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     (re)connection, so a broker restart does not end the watch in silence."""
     import paho.mqtt.client as mqtt
 
+    from facegate.commands import verify_published
     from facegate.config import load_config, validate
     from facegate.mqtt import client_for, refused, unreachable
+    from facegate.wire import printable
 
     config = load_config(args.config) if args.config else validate({})
     m = config.mqtt
     client = client_for(config)
-    topic = f"{m.prefix}/{args.device or config.device.id}/#"
+    device = args.device or config.device.id
+    base = f"{m.prefix}/{device}"
+    topic = f"{base}/#"
+    secret = config.command_secret
     host, port = args.host or m.host, args.port or m.port
     refusals: list[str] = []
 
@@ -248,7 +253,15 @@ def _cmd_watch(args: argparse.Namespace) -> int:
         print(f"watching {topic} on {host}:{port} (Ctrl-C to stop)", file=sys.stderr, flush=True)
 
     def show(client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        print(f"{message.topic} {message.payload.decode(errors='replace')}", flush=True)
+        """One line per message, whatever it holds: anyone on the broker may publish here, so
+        control characters are shown escaped, never sent to the terminal as they are. With
+        the command secret, events and replies say whether the device published them."""
+        line = f"{printable(message.topic)} {printable(message.payload.decode(errors='replace'))}"
+        signed = message.topic == f"{base}/event" or message.topic.startswith(f"{base}/reply")
+        if secret is not None and signed:
+            ok = verify_published(secret, device, message.topic, message.payload)
+            line += "  [hmac ok]" if ok else f"  [NOT FROM {device}: hmac missing or wrong]"
+        print(line, flush=True)
 
     client.on_connect = connected
     client.on_message = show

@@ -128,6 +128,16 @@ def _shown(value: object, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def printable(text: str) -> str:
+    """``text`` for a terminal or a log line: every character that is not printable (control
+    characters, escape sequences, line breaks, bidirectional overrides) written as its Python
+    escape, so what someone else wrote cannot move the cursor, retitle the window, set the
+    clipboard, or pose as another line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 _MISSING = object()
 
 

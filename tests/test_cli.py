@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import pytest
+import yaml
 from PIL import Image
 
 from facegate.cli import main
@@ -154,6 +155,63 @@ def _next(lines: queue.Queue[str], match: str, timeout: float = 20.0) -> str:
         if match in line:
             return line
     raise AssertionError(f"no line with {match!r} in {timeout} s")
+
+
+def test_watch_shows_what_others_wrote_harmlessly_and_says_what_the_device_signed(
+    tmp_path: pathlib.Path,
+) -> None:
+    """Anyone on the broker can publish under the device's topics. ``watch`` escapes what a
+    terminal would act on (an OSC 52 sequence sets the clipboard, ESC [2J clears the screen,
+    a newline forges a line, U+202E reverses text), and with the command secret in its config
+    marks each event and reply as published by the device or not."""
+    from facegate.commands import sign_published
+    from tests.mqtt_support import Broker, Subscriber
+
+    broker = Broker(tmp_path)
+    secret = "watch-test-command-secret-0123"
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {"device": {"id": "door9"}, "mqtt": {"port": broker.port}, "commands": {"secret": secret}}
+        )
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-m", "facegate", "watch", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    sender = None
+    try:
+        out, err = _lines(child.stdout), _lines(child.stderr)
+        _next(err, "watching facegate/door9/#")
+        sender = Subscriber(broker.port, ["facegate/nothing"])
+        genuine = sign_published(secret.encode(), "door9", "facegate/door9/event", b'{"identity":"alice"}')
+        hostile = '{"identity":"\x1b]52;c;cm0gLXJmIH4=\x07\x1b[2J\u202eeve"}\nfacegate/door9/event {"x":1}'
+        for topic, payload in [
+            ("facegate/door9/event", genuine),
+            ("facegate/door9/event", hostile.encode()),
+            ("facegate/door9/reply/app", b'{"ok":true}'),
+            ("facegate/door9/\u202estate", b"{}"),  # mosquitto refuses control characters in topics
+        ]:
+            sender.client.publish(topic, payload, qos=1).wait_for_publish(5)
+        lines = [_next(out, "facegate/door9/") for _ in range(4)]
+        assert lines[0] == f"facegate/door9/event {genuine.decode()}  [hmac ok]\n"
+        assert lines[1] == (
+            'facegate/door9/event {"identity":"\\x1b]52;c;cm0gLXJmIH4=\\x07\\x1b[2J\\u202eeve"}\\n'
+            'facegate/door9/event {"x":1}  [NOT FROM door9: hmac missing or wrong]\n'
+        )
+        assert lines[2].endswith("  [NOT FROM door9: hmac missing or wrong]\n")
+        assert lines[3] == "facegate/door9/\\u202estate {}\n"  # not an event or reply: no mark
+        assert not any("\x1b" in line or "\u202e" in line for line in lines)
+        assert out.empty()
+    finally:
+        child.terminate()
+        child.wait(10)
+        if sender is not None:
+            sender.close()
+        broker.stop()
 
 
 def test_watch_prints_what_the_device_publishes_across_a_broker_restart(tmp_path: pathlib.Path) -> None:
