@@ -259,7 +259,7 @@ def _cmd_watch(args: argparse.Namespace) -> int:
         line = f"{printable(message.topic)} {printable(message.payload.decode(errors='replace'))}"
         signed = message.topic == f"{base}/event" or message.topic.startswith(f"{base}/reply")
         if secret is not None and signed:
-            ok = verify_published(secret, device, message.topic, message.payload)
+            ok = verify_published(secret, device, message.topic, bytes(message.payload))
             line += "  [hmac ok]" if ok else f"  [NOT FROM {device}: hmac missing or wrong]"
         print(line, flush=True)
 
