@@ -18,6 +18,7 @@ import numpy as np
 
 from facegate.encoder import Encoder
 from facegate.errors import FacegateError, InputError
+from facegate.fleet.store import refuse_if_fleet_owned
 from facegate.gallery import Gallery, ModelFingerprint, Person, Sample, check_name
 from facegate.images import HEIF_SUFFIXES, IMAGE_SUFFIXES, load_rgb
 from facegate.perception import Face, Perception
@@ -96,6 +97,7 @@ class Enroller:
         display_name: str | None = None,
     ) -> Outcome:
         check_name(name)
+        refuse_if_fleet_owned(gallery, name, "enroll")
         samples, refused = [], []
         for path in paths:
             try:

@@ -222,6 +222,7 @@ class Desk:
     def _enroll(self, command: Command, request: Request, sample: Sample) -> None:
         d = self.daemon
         d.live.writable()
+        refuse_if_fleet_owned(d.gallery, command.args["name"], "enroll")
         person = d.gallery.add(command.args["name"], [sample], display_name=command.args.get("display_name"))
         self.answer(request, command, ok=True, result={"name": person.name, "embeddings": person.embeddings})
 

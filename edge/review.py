@@ -38,6 +38,7 @@ from PIL import Image
 from facegate.decide import OperatingPoint, check_correction, unit_distance, unit_embedding
 from facegate.errors import FacegateError
 from facegate.files import make_private
+from facegate.fleet.store import refuse_if_fleet_owned
 from facegate.gallery import Gallery, ModelFingerprint, Person, Sample, write_transaction
 
 log = logging.getLogger(__name__)
@@ -291,6 +292,7 @@ class ReviewStore:
         group = self.group(group_id)
         if group.status != "open" or group.faces == 0:
             raise ReviewError(f"group {group_id} is {group.status} and holds no faces to enroll")
+        refuse_if_fleet_owned(gallery, name, "enroll")
         rows = self._db.execute(
             "SELECT vector, quality FROM faces WHERE group_id = ? ORDER BY quality DESC LIMIT ?",
             (group_id, ASSIGN_BEST),

@@ -17,6 +17,7 @@ import numpy as np
 
 from facegate.errors import FacegateError
 from facegate.files import write_private_json
+from facegate.fleet.store import refuse_if_fleet_owned
 from facegate.gallery import (
     SCHEMA_VERSION,
     Gallery,
@@ -83,6 +84,9 @@ def import_(
             f"exported from model {model.name} ({model.sha256[:12]}), this gallery uses "
             f"{gallery.model.name} ({gallery.model.sha256[:12]})",
         )
+    for p in people:  # before anything is written
+        if replace and isinstance(p, dict):
+            refuse_if_fleet_owned(gallery, str(p.get("name")), "import")
     imported, skipped = [], []
     for p in people:
         if p["name"] in gallery and not replace:

@@ -258,6 +258,7 @@ class Console:
                 vector, "review page, from the camera", {k: round(v, 4) for k, v in face.quality.items()}
             )
         d.live.writable()
+        refuse_if_fleet_owned(d.gallery, name, "enroll")
         person = d.gallery.add(name, [sample], display_name=display)
         return f"{person.name} enrolled ({person.embeddings} embedding(s))"
 

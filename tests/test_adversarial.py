@@ -643,7 +643,7 @@ def test_a_removal_removes_on_every_path(broker: Broker, tmp_path: pathlib.Path)
         tmp_path,
         broker.port,
         sample,
-        commands={"enabled": ["verify", "list", "remove"], "secret": SECRET},
+        commands={"enabled": ["verify", "list", "remove", "enroll"], "secret": SECRET},
         fleet={"enabled": True, "signature": "hmac", "hmac_key": FLEET_KEY, "prefix": FLEET},
     )
     path = tmp_path / "gallery.db"
@@ -710,6 +710,34 @@ def test_a_removal_removes_on_every_path(broker: Broker, tmp_path: pathlib.Path)
             text=True,
         )
         assert renamed.returncode != 0 and "fleet authority" in renamed.stderr, renamed.stderr
+        # nor added to here: the fleet's next entry for the person would drop those faces unsaid
+        photo = base64.b64encode((PHOTOS / "obama.jpg").read_bytes()).decode()
+        added = ask("enroll", {"name": "fleet_person", "jpeg": photo})
+        assert added["ok"] is False and "enroll it on the fleet authority" in added["error"], added
+        with Gallery.open(tmp_path / "other.db", model) as other:
+            other.add("fleet_person", [sample])
+        transfer = tmp_path / "export.json"
+        for args in (
+            ["enroll", "fleet_person", str(PHOTOS / "obama.jpg")],
+            ["gallery", "export", str(transfer), "--gallery", str(tmp_path / "other.db")],
+            ["gallery", "import", str(transfer), "--replace"],
+        ):
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "facegate",
+                    *args,
+                    *(["--gallery", str(path)] if "--gallery" not in args else []),
+                ],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+            )
+            if args[1] != "export":
+                assert done.returncode != 0 and "on the fleet authority" in done.stderr, (args, done.stderr)
+        with Gallery.open(path, model) as gallery:
+            assert len(gallery.embeddings("fleet_person")) == 1  # the fleet's one face, alone
         fleet(f"{FLEET}/people/fleet_person", {"kind": "tombstone", "name": "fleet_person", "version": 2})
         deadline = time.monotonic() + 10
         while _in_files(path, fleet_vector.tobytes()) and time.monotonic() < deadline:

@@ -17,6 +17,8 @@ import pytest
 from facegate.demo import PHOTOS
 from facegate.encoder import Encoder
 from facegate.enroll import fingerprint
+from facegate.errors import FacegateError
+from facegate.fleet.store import GalleryStore
 from facegate.gallery import Gallery, ModelFingerprint, Sample
 from facegate.images import load_rgb
 from facegate.perception import Perception
@@ -114,6 +116,12 @@ def test_assign_enrolls_the_best_faces_and_forgets_the_group(tmp_path: pathlib.P
         }
         assert len(groups) == 1  # three photos of one man: one stranger
         group = groups.pop()
+        fleet = GalleryStore(Gallery.open(path, fingerprint(encoder)))
+        fleet.put("michelle", "Michelle", 1, vectors[:1])  # a person the fleet gave
+        with pytest.raises(FacegateError, match="came from the fleet; enroll it on the fleet authority"):
+            store.assign(group, "michelle", gallery)  # its next entry would drop these faces
+        assert gallery.embeddings("michelle").shape == (1, 128) and len(store.groups()) == 1
+        fleet.gallery.close()
         person = store.assign(group, "barack", gallery, display_name="Barack")
         assert person.embeddings == min(3, ASSIGN_BEST) and person.display_name == "Barack"
         assert store.groups() == []

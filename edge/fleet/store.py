@@ -42,13 +42,23 @@ def owned_by_fleet(gallery: Gallery, name: str) -> bool:
     return row is not None and not row[0] and name in gallery
 
 
+_ON_THE_AUTHORITY = {
+    "remove": "facegate gallery remove",
+    "rename": "facegate gallery rename",
+    "enroll": "facegate enroll",
+    "import": "facegate gallery import",
+}
+
+
 def refuse_if_fleet_owned(gallery: Gallery, name: str, verb: str = "remove") -> None:
-    """Refuse to ``verb`` (remove, rename) locally a person the fleet gave: a removal would leave
-    the device out of step, and a renamed copy would be out of reach of the fleet's removal."""
+    """Refuse to ``verb`` (remove, rename, enroll, import) locally a person the fleet gave: a
+    removal would leave the device out of step, a renamed copy would be out of reach of the
+    fleet's removal, and faces added here would be dropped, unsaid, by the fleet's next entry
+    for that person."""
     if owned_by_fleet(gallery, name):
         raise FacegateError(
-            f"{name!r} came from the fleet; {verb} it on the fleet authority (`facegate gallery "
-            f"{verb}` there, then `facegate fleet publish`): every device then follows"
+            f"{name!r} came from the fleet; {verb} it on the fleet authority (`{_ON_THE_AUTHORITY[verb]}` "
+            "there, then `facegate fleet publish`): every device then follows"
         )
 
 
