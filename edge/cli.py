@@ -117,7 +117,8 @@ def _cmd_gallery(args: argparse.Namespace) -> int:
         refuse_if_fleet_owned,
     )  # remove and rename: the fleet's people stay its own
 
-    with _open_gallery(args, any_model=action == "list") as gallery:
+    # import is how a new device gets its people: it makes the gallery it fills
+    with _open_gallery(args, create=action == "import", any_model=action == "list") as gallery:
         if action == "list":
             people = gallery.people()
             if args.json:

@@ -25,6 +25,8 @@ from facegate.gallery import (
     ModelFingerprint,
     ModelMismatchError,
     Sample,
+    check_display_name,
+    check_name,
 )
 
 
@@ -70,12 +72,16 @@ def _export(gallery: Gallery, path: str | os.PathLike[str], images: bool) -> int
 def import_(
     gallery: Gallery, path: str | os.PathLike[str], replace: bool = False
 ) -> tuple[list[str], list[str]]:
-    """Add the people of an export; returns (imported, skipped because they exist)."""
+    """Add the people of an export; returns (imported, skipped because they exist). The whole
+    file is checked before anything is written: a file that is not an export, or that holds
+    a bad entry anywhere, imports no one."""
     path = pathlib.Path(path)
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
         model = ModelFingerprint(**doc["model"])
         people = doc["people"]
+        if not isinstance(people, list):
+            raise TypeError("people is not a list")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise FacegateError(f"{path}: not a facegate gallery export ({exc})") from None
     if model.sha256 != gallery.model.sha256:
@@ -84,23 +90,51 @@ def import_(
             f"exported from model {model.name} ({model.sha256[:12]}), this gallery uses "
             f"{gallery.model.name} ({gallery.model.sha256[:12]})",
         )
-    for p in people:  # before anything is written
-        if replace and isinstance(p, dict):
-            refuse_if_fleet_owned(gallery, str(p.get("name")), "import")
+    entries = [_entry(gallery, path, i, p) for i, p in enumerate(people)]
+    if replace:
+        for name, *_ in entries:
+            refuse_if_fleet_owned(gallery, name, "import")
     imported, skipped = [], []
-    for p in people:
-        if p["name"] in gallery and not replace:
-            skipped.append(p["name"])
+    for name, samples, display_name, metadata in entries:
+        if name in gallery and not replace:
+            skipped.append(name)
             continue
-        samples = [
-            Sample(
-                np.asarray(e["vector"], np.float32),
-                e["source"],
-                e.get("quality", {}),
-                bytes.fromhex(e["image"]) if "image" in e else None,
-            )
-            for e in p["embeddings"]
-        ]
-        gallery.add(p["name"], samples, p.get("display_name"), p.get("metadata"), replace=True)
-        imported.append(p["name"])
+        gallery.add(name, samples, display_name, metadata, replace=True)
+        imported.append(name)
     return imported, skipped
+
+
+def _entry(
+    gallery: Gallery, path: pathlib.Path, index: int, person: object
+) -> tuple[str, list[Sample], str | None, dict[str, object] | None]:
+    """One person of an export, checked as ``Gallery.add`` would check it."""
+    where = f"{path}: person {index + 1}"
+    try:
+        if not isinstance(person, dict):
+            raise TypeError("not an object")
+        name = check_name(person["name"])
+        display_name = person.get("display_name")
+        if display_name is not None:
+            check_display_name(display_name)
+        metadata = person.get("metadata")
+        if metadata is not None and not isinstance(metadata, dict):
+            raise TypeError("metadata is not an object")
+        embeddings = person["embeddings"]
+        if not isinstance(embeddings, list) or not embeddings:
+            raise TypeError("no embeddings")
+        samples = []
+        for e in embeddings:
+            if not isinstance(e, dict) or not isinstance(e.get("source", ""), str):
+                raise TypeError("an embedding is not an object with a source")
+            quality = e.get("quality", {})
+            if not isinstance(quality, dict):
+                raise TypeError("an embedding's quality is not an object")
+            vector = np.asarray(e["vector"], np.float32)
+            gallery.check_vector(vector)
+            image = bytes.fromhex(e["image"]) if e.get("image") is not None else None
+            samples.append(Sample(vector, e.get("source", ""), quality, image))
+    except FacegateError as exc:
+        raise FacegateError(f"{where}: {exc}") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FacegateError(f"{where}: not a facegate gallery entry ({type(exc).__name__}: {exc})") from None
+    return name, samples, display_name, metadata

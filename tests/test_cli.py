@@ -39,6 +39,45 @@ def test_gallery_option_before_or_after_the_command(
         assert "obama" in capsys.readouterr().out
 
 
+def test_export_then_import_on_a_new_device(
+    enrolled: pathlib.Path, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Import is how a new device gets its people: it makes the gallery (it said "no gallery
+    here (enroll someone first)"). A file that is not an export, or holds one bad entry, is
+    one line naming the entry, and imports no one (it was a traceback after the people
+    before the bad one were written)."""
+    export = tmp_path / "people.json"
+    assert main(["--gallery", str(enrolled), "gallery", "export", str(export)]) == 0
+    fresh = tmp_path / "new-device" / "gallery.db"
+    assert main(["--gallery", str(fresh), "gallery", "import", str(export)]) == 0
+    assert main(["--gallery", str(fresh), "identify", str(PHOTOS / "obama2.jpg")]) == 0
+    capsys.readouterr()
+    doc = json.loads(export.read_text())
+    good = {**doc["people"][0], "name": "first"}
+    vector = good["embeddings"][0]
+    bad_entries: list[Any] = [
+        7,
+        {**good, "name": "../x"},
+        {**good, "embeddings": []},
+        {**good, "embeddings": [{**vector, "vector": "abc"}]},
+        {**good, "embeddings": [{**vector, "quality": "x"}]},
+        {**good, "embeddings": [{**vector, "image": "zz"}]},
+        {**good, "display_name": "\x1b[2J"},
+        {k: v for k, v in good.items() if k != "name"},
+    ]
+    for entry in bad_entries:
+        broken = tmp_path / "broken.json"
+        broken.write_text(json.dumps({**doc, "people": [good, entry]}))
+        assert main(["--gallery", str(fresh), "gallery", "import", str(broken)]) == 2, entry
+        err = capsys.readouterr().err
+        assert "broken.json: person 2: " in err and "Traceback" not in err, err
+        assert main(["--gallery", str(fresh), "gallery", "list"]) == 0
+        assert "first" not in capsys.readouterr().out  # the good entry before it was not written
+    (tmp_path / "list.json").write_text(json.dumps({**doc, "people": 5}))
+    assert main(["--gallery", str(fresh), "gallery", "import", str(tmp_path / "list.json")]) == 2
+    assert "not a facegate gallery export" in capsys.readouterr().err
+
+
 def test_identify_with_one_person_prints_strict_json(
     enrolled: pathlib.Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
