@@ -89,6 +89,24 @@ def test_entries_apply_once_and_the_device_converges(
     assert gallery.embeddings("alice").shape == (3, 8) and device.status()["converged"]
 
 
+def test_a_person_the_fleet_sends_under_a_local_name_becomes_the_fleets(
+    tmp_path: pathlib.Path, authority: fleet.Authority, keys: Keys, caplog: pytest.LogCaptureFixture
+) -> None:
+    """FLEET.md: the device's own alice is replaced by the fleet's alice, and the log says so;
+    the device's other people are left alone."""
+    device = _device(tmp_path, keys)
+    gallery = device.store.gallery  # type: ignore[attr-defined]
+    gallery.add("alice", [Sample(_vec(7), "enrolled here")])
+    gallery.add("carol", [Sample(_vec(8), "enrolled here")])
+    with caplog.at_level(logging.WARNING, logger="facegate.fleet.store"):
+        assert _apply(device, authority.plan()) == ["applied"] * 3
+    assert "fleet: alice was enrolled on this device; the fleet's entry replaces it" in caplog.text
+    assert "bob" not in caplog.text  # not enrolled here: nothing to say
+    np.testing.assert_array_equal(gallery.embeddings("alice"), authority.gallery.embeddings("alice"))
+    np.testing.assert_array_equal(gallery.embeddings("carol")[0], _vec(8))
+    assert device.status()["converged"]  # carol is the device's own, not extra to the manifest
+
+
 def test_forged_moved_and_replayed_entries_are_refused(
     tmp_path: pathlib.Path,
     authority: fleet.Authority,

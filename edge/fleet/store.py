@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sqlite3
 from collections.abc import Iterator
 from typing import Any
@@ -23,6 +24,8 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS fleet (name TEXT PRIMARY KEY, version INTEGER NOT NULL, "
     "deleted INTEGER NOT NULL DEFAULT 0)"
 )
+
+log = logging.getLogger(__name__)
 
 
 def _now() -> str:
@@ -106,6 +109,8 @@ class GalleryStore:
                 ).lastrowid
             else:
                 person_id = row[0]
+                if self._held(db, name) == 0:  # enrolled here, under the name the fleet now uses
+                    log.warning("fleet: %s was enrolled on this device; the fleet's entry replaces it", name)
                 db.execute("DELETE FROM embeddings WHERE person_id = ?", (person_id,))
                 db.execute(
                     "UPDATE people SET display_name = ?, metadata = ? WHERE id = ?",
