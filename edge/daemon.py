@@ -45,6 +45,7 @@ from facegate.modelcard import ModelCard
 from facegate.mqtt import Link
 from facegate.notify import Notifier
 from facegate.perception import Face, Gates, Perception, to_rgb
+from facegate.ratelimit import LogLimiter
 from facegate.requests import Desk, PendingVerify
 from facegate.review import Limits, Recorder, ReviewStore
 from facegate.sources import Frame, FrameSource, open_source
@@ -55,6 +56,11 @@ log = logging.getLogger(__name__)
 
 RELOADED_SECTIONS = ("decision", "gates", "idle")  # what SIGHUP applies; the rest needs a restart
 RESTART_SECTIONS = tuple(s for s in SECTIONS if s not in RELOADED_SECTIONS)
+# A frame whose processing raises is skipped, logged and counted (state ``frame_errors``):
+# one face that meets a bug must not take the door down while it stands there, restarting
+# every few seconds. This many failures in a row is not one frame: the daemon then ends, and
+# systemd starts it afresh.
+FAILED_FRAMES_IN_A_ROW = 25
 
 
 def overlap_on(config: Config) -> bool:
@@ -146,7 +152,10 @@ class Daemon:
             "followed": 0,
             "detected_ahead": 0,
             "ignored_strangers": 0,
+            "frame_errors": 0,
         }
+        self._failed_in_a_row = 0
+        self._frame_error_log = LogLimiter(log, per_s=0.1, burst=3)
 
     # --- main loop ---------------------------------------------------------------
 
@@ -186,7 +195,11 @@ class Daemon:
                     self.reload_wanted.clear()
                     with contextlib.suppress(FacegateError):  # logged; the running config stays
                         self.reload()
-                self.step(taken.frame, taken.detections)
+                try:
+                    self.step(taken.frame, taken.detections)
+                    self._failed_in_a_row = 0
+                except Exception as exc:
+                    self._frame_failed(taken.frame, exc)
                 if max_frames is not None and self.counts["frames"] >= max_frames:
                     break
                 next_at += period
@@ -212,6 +225,18 @@ class Daemon:
                 self.fleet.sync.close()
         log.info("stopped: %s", self.counts)
         return 0
+
+    def _frame_failed(self, frame: Frame, exc: Exception) -> None:
+        """A frame that raised: skipped, counted, logged with its traceback (a few a minute at
+        most); re-raised when ``FAILED_FRAMES_IN_A_ROW`` frames in a row have failed."""
+        self.counts["frame_errors"] += 1
+        self._failed_in_a_row += 1
+        if self._failed_in_a_row >= FAILED_FRAMES_IN_A_ROW:
+            log.critical("%d frames in a row failed; stopping, to be started afresh", self._failed_in_a_row)
+            raise exc
+        self._frame_error_log.error(
+            "frame %d skipped: %s: %s", frame.index, type(exc).__name__, exc, exc_info=exc
+        )
 
     def _frames(self) -> Iterator[Taken]:
         """The source's frames. A camera that fails is reported (state, systemd status)
@@ -536,6 +561,7 @@ class Daemon:
             self.link.dropped,
             self.live.problem,
             self.link.outbox_error,
+            self.counts["frame_errors"],
         )
 
     # --- reload ----------------------------------------------------------------

@@ -99,6 +99,7 @@ class Health:
     dropped_events: int = 0
     gallery: str | None = None  # what is wrong with the gallery file, if anything
     outbox: str | None = None  # why the outbox cannot be written, if it cannot
+    frame_errors: int = 0  # frames skipped because their processing raised (a bug: see the log)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,6 +138,7 @@ class State:
             "camera": self.camera,
             "gallery": h.gallery or "ok",
             "outbox": h.outbox or "ok",
+            "frame_errors": h.frame_errors,
             "mqtt": {
                 "refused": dict(h.refused),
                 "errors": dict(h.errors),

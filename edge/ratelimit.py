@@ -35,6 +35,12 @@ class LogLimiter:
         self.suppressed = 0
 
     def warning(self, message: str, *args: Any) -> None:
+        self._log(logging.WARNING, message, *args)
+
+    def error(self, message: str, *args: Any, exc_info: BaseException | None = None) -> None:
+        self._log(logging.ERROR, message, *args, exc_info=exc_info)
+
+    def _log(self, level: int, message: str, *args: Any, exc_info: BaseException | None = None) -> None:
         if not self.bucket.take():
             self.suppressed += 1
             return
@@ -42,4 +48,4 @@ class LogLimiter:
             message += " (%d similar lines left out)"
             args = (*args, self.suppressed)
             self.suppressed = 0
-        self.logger.warning(message, *args)
+        self.logger.log(level, message, *args, exc_info=exc_info)

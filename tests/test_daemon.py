@@ -937,3 +937,64 @@ def test_the_motion_gate_reads_a_four_channel_frame_as_its_colours(
             assert daemon.counts["skipped_idle"] == 1, layout  # the second frame only
         finally:
             daemon.gallery.close()
+
+
+def test_a_frame_that_raises_is_skipped_and_counted_and_many_in_a_row_end_the_daemon(
+    broker: Broker,
+    tmp_path: pathlib.Path,
+    frames: dict[str, np.ndarray],
+    obama_sample: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A bug met by one frame (here: the detector raising on two frames of obama's) skips that
+    frame: logged with its traceback, counted in ``state.frame_errors``, and the door goes on
+    (obama is still announced). It used to end the daemon, and systemd restarted it every few
+    seconds while the face that met the bug stood there. ``FAILED_FRAMES_IN_A_ROW`` failures
+    in a row are not one frame: the daemon then ends with the error, as before."""
+    from facegate import daemon as daemon_module
+
+    # no motion gate: a frame that failed before its face was found must not make the same
+    # scene after it look still
+    config = _config(tmp_path, broker.port, obama_sample, idle={"motion_threshold": 0})
+    sub = Subscriber(broker.port, ["facegate/door1/#"])
+    feed = FeedSource()
+    door = Daemon(config, feed)
+    detect = door.perception.detect_frame
+    failing = {"left": 2}
+
+    def flaky(image: np.ndarray, layout: str) -> Any:
+        if failing["left"] > 0 and image is frames["obama"]:
+            failing["left"] -= 1
+            raise RuntimeError("a bug this frame met")
+        return detect(image, layout)
+
+    door.perception.detect_frame = flaky  # type: ignore[method-assign]
+    ended: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            door.run()
+        except BaseException as exc:
+            ended.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    with caplog.at_level(logging.ERROR, logger="facegate.daemon"):
+        thread.start()
+        sub.wait(lambda t, p: t.endswith("/availability") and p["state"] == "online")
+        feed.put(frames["obama"], 8)
+        feed.put(frames["blank"], 6)
+        (event,) = _events(sub, 1)
+        assert event["identity"] == "obama"
+        state = sub.wait(lambda t, p: t.endswith("/state") and p.get("frame_errors") == 2, 1, 30)
+        assert state[-1][1]["frame_errors"] == 2
+        assert caplog.text.count("skipped: RuntimeError: a bug this frame met") == 2
+        assert "Traceback" in caplog.text and "in flaky" in caplog.text
+        assert thread.is_alive() and not ended
+
+        failing["left"] = 10**6
+        feed.put(frames["obama"], daemon_module.FAILED_FRAMES_IN_A_ROW + 5)
+        thread.join(60)
+    assert not thread.is_alive(), "the daemon went on after every frame failed"
+    assert [str(e) for e in ended] == ["a bug this frame met"]
+    assert f"{daemon_module.FAILED_FRAMES_IN_A_ROW} frames in a row failed" in caplog.text
+    sub.close()
