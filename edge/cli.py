@@ -279,6 +279,7 @@ def _cmd_watch(args: argparse.Namespace) -> int:
 def _cmd_fleet(args: argparse.Namespace) -> int:
     from facegate import fleet
     from facegate.config import load_config
+    from facegate.wire import printable
 
     if args.action == "keygen":
         private, public = fleet.keygen(args.out, args.name)
@@ -298,7 +299,7 @@ def _cmd_fleet(args: argparse.Namespace) -> int:
         )
     else:
         if result["manifest_refused"]:
-            print(f"the retained manifest is not this fleet's ({result['manifest_refused']})")
+            print(f"the retained manifest is not this fleet's ({printable(result['manifest_refused'])})")
         else:
             hash_ = (result["manifest_hash"] or "")[:12]
             print(f"manifest {result['seq']} ({hash_}): {result['people']} people")

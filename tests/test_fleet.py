@@ -459,6 +459,26 @@ def test_the_authority_reads_device_reports_as_untrusted(tmp_path: pathlib.Path,
         assert "door1: manifest 0" in shown.stdout, shown.stdout
         assert f"{len(HOSTILE_REPORTS)} report(s) ignored" in shown.stdout, shown.stdout
         assert "the retained manifest is not this fleet's (bad signature" in shown.stdout, shown.stdout
+        osc52 = "\x1b]52;c;ZWNobw==\x07"  # a terminal that printed this would set the clipboard
+        junk = {"schema": osc52, "sig": "AAAA", "kind": "manifest"}
+        sub.client.publish(f"{PREFIX}/manifest", json.dumps(junk), qos=1, retain=True).wait_for_publish(5)
+        shown = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "facegate",
+                "fleet",
+                "status",
+                "--config",
+                str(tmp_path / "authority.yaml"),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert "not this fleet's (schema: schema '\\x1b]52;c;ZWNobw==\\x07'" in shown.stdout, shown.stdout
+        assert "\x1b" not in shown.stdout + shown.stderr
     finally:
         sub.close()
         broker.stop()

@@ -30,7 +30,7 @@ from facegate.fleet.messages import (
     signature_refusal,
 )
 from facegate.gallery import NAME_PATTERN, Gallery
-from facegate.wire import PayloadError, parse_object
+from facegate.wire import PayloadError, parse_object, printable
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ class _Reports:
             report = parse_report(topic, payload, self.topics)
         except PayloadError as exc:
             self.ignored[topic] = str(exc)
-            log.warning("fleet: ignored %s: not a device's report (%s)", topic[:200], exc)
+            log.warning("fleet: ignored %s: not a device's report (%s)", printable(topic[:200]), exc)
             return
         self.devices[report.pop("device")] = report
 

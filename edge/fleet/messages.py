@@ -107,7 +107,7 @@ def signature_refusal(topic: str, fields: Fields, verifier: Verifier) -> tuple[s
     body = fields.data
     sig = base64.b64decode(str(fields.string("sig", 200, BASE64, "base64")), validate=True)
     if body.get("schema") != SCHEMA or isinstance(body.get("schema"), bool):
-        return "schema", f"schema {str(body.get('schema'))[:20]}, this version reads {SCHEMA}"
+        return "schema", f"schema {repr(body.get('schema'))[:40]}, this version reads {SCHEMA}"
     if body.get("alg") != verifier.algorithm or not verifier.verify(signed_bytes(topic, body), sig):
         return "bad signature", f"not signed by this fleet's {verifier.algorithm} key"
     return None
