@@ -48,7 +48,7 @@ from facegate.perception import Face, Gates, Perception, to_rgb
 from facegate.ratelimit import LogLimiter
 from facegate.requests import Desk, PendingVerify
 from facegate.review import Limits, Recorder, ReviewStore
-from facegate.sources import Frame, FrameSource, open_source
+from facegate.sources import Frame, FrameSource, open_source, without_login
 from facegate.track import Decision, Judge, Observation, Track, Tracker, TrackerConfig
 from facegate.web import Console
 
@@ -260,8 +260,9 @@ class Daemon:
                     # the lookahead's read ahead): not a failure to report as the last state
                     log.info("camera read ended while stopping (%s: %s)", type(exc).__name__, exc)
                     return
-                log.error("camera failed (%s: %s); reopening in %.0f s", type(exc).__name__, exc, delay)
-                self._camera_state(f"lost: {exc}")
+                why = without_login(str(exc))  # an IP camera's URL may hold its password
+                log.error("camera failed (%s: %s); reopening in %.0f s", type(exc).__name__, why, delay)
+                self._camera_state(f"lost: {why}")
             finally:
                 self._stop_ahead()
             deadline = time.monotonic() + delay
@@ -278,7 +279,7 @@ class Daemon:
             try:
                 self.source = self._open_source()
             except Exception as exc:
-                log.error("camera still unavailable: %s", exc)
+                log.error("camera still unavailable: %s", without_login(str(exc)))
 
     def _taken(self) -> Iterator[Taken]:
         """The source's frames as they are; with ``camera.overlap``, through a ``Lookahead``

@@ -18,6 +18,7 @@ import dataclasses
 import importlib
 import logging
 import pathlib
+import re
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
@@ -40,6 +41,16 @@ class Frame:
     layout: str  # "RGB", "BGR", "RGBX", "BGRX" (ignored for grey)
     index: int
     wall: float  # time.time() when the frame was taken (or read)
+
+
+_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^\s/'\"]*@")  # to the last @ of the host part
+
+
+def without_login(text: str) -> str:
+    """``text`` with the login of every URL in it hidden: ``rtsp://admin:pw@cam/1`` becomes
+    ``rtsp://***@cam/1``. What a camera error says goes to the log, to systemd's status and,
+    retained, to the broker (``state.camera``), and FFmpeg's errors quote the URL whole."""
+    return _USERINFO.sub(r"\1***@", text)
 
 
 class CameraLostError(Exception):
@@ -143,7 +154,9 @@ class VideoSource:
                 self._container = self._av.open(self.path, **timeout)
             except (OSError, self._av.FFmpegError) as exc:
                 if self.stream:
-                    raise CameraLostError(f"{self.path}: cannot open the stream ({exc})") from None
+                    raise CameraLostError(
+                        without_login(f"{self.path}: cannot open the stream ({exc})")
+                    ) from None
                 raise InputError(f"{self.path}: cannot open video ({exc})") from None
             with self._container:
                 try:
@@ -153,11 +166,13 @@ class VideoSource:
                 except self._av.FFmpegError as exc:
                     if not self.stream:
                         raise
-                    raise CameraLostError(f"{self.path}: the stream stalled or broke ({exc})") from None
+                    raise CameraLostError(
+                        without_login(f"{self.path}: the stream stalled or broke ({exc})")
+                    ) from None
             if self.loop:
                 continue
             if self.stream:
-                raise CameraLostError(f"{self.path}: the stream ended")
+                raise CameraLostError(without_login(f"{self.path}: the stream ended"))
             return
 
     def close(self) -> None:
@@ -216,7 +231,7 @@ class OpenCVSource:
         target = int(path) if isinstance(path, str) and path.isdigit() else path
         self.capture = self._cv2.VideoCapture(target)
         if not self.capture.isOpened():
-            raise FacegateError(f"camera.path {path!r}: OpenCV cannot open it")
+            raise FacegateError(without_login(f"camera.path {path!r}: OpenCV cannot open it"))
         self.capture.set(self._cv2.CAP_PROP_FRAME_WIDTH, width)
         self.capture.set(self._cv2.CAP_PROP_FRAME_HEIGHT, height)
 
@@ -225,7 +240,7 @@ class OpenCVSource:
         while True:
             ok, image = self.capture.read()
             if not ok:  # a camera unplugged, a stream dropped: report it and open it again
-                raise CameraLostError(f"camera.path {self.path!r}: OpenCV read no frame")
+                raise CameraLostError(without_login(f"camera.path {self.path!r}: OpenCV read no frame"))
             yield Frame(image, "BGR", index, time.time())
             index += 1
 

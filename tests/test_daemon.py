@@ -11,6 +11,7 @@ import logging
 import os
 import pathlib
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -997,4 +998,26 @@ def test_a_frame_that_raises_is_skipped_and_counted_and_many_in_a_row_end_the_da
     assert not thread.is_alive(), "the daemon went on after every frame failed"
     assert [str(e) for e in ended] == ["a bug this frame met"]
     assert f"{daemon_module.FAILED_FRAMES_IN_A_ROW} frames in a row failed" in caplog.text
+    sub.close()
+
+
+def test_an_ip_cameras_password_stays_out_of_the_state_and_the_log(
+    broker: Broker, tmp_path: pathlib.Path, obama_sample: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An IP camera's URL holds its login (``rtsp://admin:password@...``), and FFmpeg's errors
+    quote the URL whole: the camera's error went, with the password, to the log and, retained,
+    to ``state.camera`` on the broker, where anyone who may read the state read it."""
+    pytest.importorskip("av", reason="PyAV (the video extra) is not installed")
+    closed = socket.create_server(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there: a camera not up yet
+    url = f"rtsp://admin:pa55word@127.0.0.1:{port}/stream1"
+    config = _config(tmp_path, broker.port, obama_sample, camera={"source": "video", "path": url})
+    sub = Subscriber(broker.port, ["facegate/door1/#"])
+    with caplog.at_level(logging.INFO), running(Daemon(config)):
+        lost = sub.wait(lambda t, p: t.endswith("/state") and str(p.get("camera", "")).startswith("lost"))
+        camera = lost[0][1]["camera"]
+        assert f"rtsp://***@127.0.0.1:{port}/stream1" in camera, camera
+    seen = caplog.text + "".join(str(m[1]) for m in sub.messages)
+    assert "pa55word" not in seen and "admin" not in seen, seen[-2000:]
     sub.close()
