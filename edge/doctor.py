@@ -21,6 +21,7 @@ from typing import Any
 
 from facegate.config import Config, load_config
 from facegate.errors import FacegateError
+from facegate.sources import CameraLostError, VideoSource, without_login
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 
@@ -129,9 +130,11 @@ def check_camera(config: Config) -> Check:
                 "camera.source video but PyAV is not installed",
                 "pip install 'facegate[video]'",
             )
+        if "://" in str(cam.path):
+            return _check_stream(str(cam.path))
     if cam.source in ("video", "folder"):
         path = pathlib.Path(str(cam.path))
-        if not path.exists() and "://" not in str(cam.path):
+        if not path.exists():
             return Check("camera", FAIL, f"{path} does not exist", "fix camera.path")
         return Check("camera", OK, f"{cam.source} {path}")
     try:
@@ -143,7 +146,26 @@ def check_camera(config: Config) -> Check:
             "camera.source opencv but OpenCV is not installed",
             "pip install opencv-python-headless",
         )
-    return Check("camera", OK, f"opencv {cam.path}")
+    return Check("camera", OK, f"opencv {without_login(str(cam.path))}")
+
+
+def _check_stream(url: str) -> Check:
+    """A stream URL (an IP camera): its first frame, or why there is none, within the time the
+    daemon gives a stream. The URL is shown without its login."""
+    shown = without_login(url)
+    try:
+        frame = next(VideoSource(url).frames())
+    except (CameraLostError, FacegateError) as exc:
+        return Check(
+            "camera",
+            FAIL,
+            f"no frame: {without_login(str(exc))}",
+            "check camera.path, that the camera is on and reachable from here, and its login",
+        )
+    except StopIteration:
+        return Check("camera", FAIL, f"{shown} ended before its first frame", "check camera.path")
+    height, width = frame.image.shape[:2]
+    return Check("camera", OK, f"video {shown}: first frame {width}x{height}")
 
 
 def check_permissions(config: Config) -> Check:

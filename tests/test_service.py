@@ -252,6 +252,28 @@ def test_doctor_checks_the_camera_the_config_names(
         assert check.level == FAIL and why in check.detail, check
 
 
+def test_doctor_reads_a_frame_from_a_stream_and_hides_its_login(tmp_path: pathlib.Path) -> None:
+    """A stream URL passed as long as PyAV was installed, camera or not ("video rtsp:/..."
+    with one slash, and the password shown). Now the doctor reads its first frame, as the
+    daemon would, and says why there is none; the URL's login is never shown."""
+    import socket
+
+    from facegate.config import validate
+    from facegate.doctor import check_camera
+    from tests.test_sources import _clip
+
+    reachable = validate({"camera": {"source": "video", "path": _clip(tmp_path).as_uri()}})
+    found = check_camera(reachable)
+    assert found.level == OK and "first frame 128x96" in found.detail, found
+    closed = socket.create_server(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    url = f"rtsp://admin:pa55word@127.0.0.1:{port}/stream1"
+    down = check_camera(validate({"camera": {"source": "video", "path": url}}))
+    assert down.level == FAIL and f"rtsp://***@127.0.0.1:{port}/stream1" in down.detail, down
+    assert "pa55word" not in down.detail + down.fix and "reachable" in down.fix, down
+
+
 def test_doctor_tells_a_wrong_broker_login_from_a_right_one(tmp_path: pathlib.Path) -> None:
     from facegate.config import validate
     from tests.mqtt_support import locked_broker
