@@ -90,6 +90,7 @@ def key(
 
 
 _ID_WANTS = "1-64 letters, digits, '_' or '-'"
+SECRET_KEYS = frozenset({"mqtt.password", "commands.secret", "web.token", "fleet.hmac_key"})
 
 CONTROL_NAME = re.compile(r"[A-Z][A-Za-z0-9]{1,63}")  # libcamera's: AfMode, ExposureValue, ...
 
@@ -432,11 +433,16 @@ def validate(raw: Any, path: pathlib.Path | None = None) -> Config:
                 value = float(value)  # YAML's 1 where 1.0 is meant
             if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
                 wanted = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
+                if name in SECRET_KEYS:  # never in a log: `password: 12345678` is YAML's number
+                    hint = "; put it in quotes" if isinstance(value, (int, float)) else ""
+                    got = f"{type(value).__name__} (not shown: a secret{hint})"
+                    raise ConfigError(f"{_where(path, name)}: expected {wanted}, got {got}")
                 raise ConfigError(f"{_where(path, name)}: expected {wanted}, got {value!r}")
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"{_where(path, name)}: must be a finite number, got {value!r}")
             if spec.check is not None and value is not None and not spec.check(value):
-                raise ConfigError(f"{_where(path, name)}: {value!r} is not {spec.wants}")
+                shown = "the value (not shown: a secret)" if name in SECRET_KEYS else repr(value)
+                raise ConfigError(f"{_where(path, name)}: {shown} is not {spec.wants}")
             data[section][key] = value
     config = Config(**{name: SECTIONS[name](**values) for name, values in data.items()}, path=path)
     _cross_checks(config)

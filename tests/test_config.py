@@ -120,6 +120,28 @@ def test_values_that_would_weaken_the_network_boundary(raw: dict[str, Any], mess
         validate(raw)
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"mqtt": {"password": 48151623}},  # YAML reads unquoted digits as a number
+        {"mqtt": {"password": 4815.1623}},
+        {"commands": {"secret": 4815162342481516}},
+        {"web": {"token": ["4815162342-token"]}},
+        {"fleet": {"hmac_key": {"4815162342": "key"}}},
+    ],
+)
+def test_a_mistyped_secret_is_not_shown_in_the_error(raw: dict[str, Any]) -> None:
+    """The error names the key and the type, never the value: it goes to the journal, where
+    the adm group reads it (it printed `got 48151623`)."""
+    with pytest.raises(ConfigError) as caught:
+        validate(raw)
+    text = str(caught.value)
+    assert "not shown: a secret" in text and "4815" not in text, text
+    assert ("put it in quotes" in text) is isinstance(
+        next(iter(next(iter(raw.values())).values())), float | int
+    )
+
+
 def test_the_documented_example_is_valid_and_complete() -> None:
     import re
 
