@@ -196,6 +196,14 @@ def _next(lines: queue.Queue[str], match: str, timeout: float = 20.0) -> str:
     raise AssertionError(f"no line with {match!r} in {timeout} s")
 
 
+def _stop_watching(child: subprocess.Popen[str], sender: Any, broker: Any) -> None:
+    child.terminate()
+    child.wait(10)
+    if sender is not None:
+        sender.close()
+    broker.stop()
+
+
 def test_watch_shows_what_others_wrote_harmlessly_and_says_what_the_device_signed(
     tmp_path: pathlib.Path,
 ) -> None:
@@ -246,11 +254,7 @@ def test_watch_shows_what_others_wrote_harmlessly_and_says_what_the_device_signe
         assert not any("\x1b" in line or "\u202e" in line for line in lines)
         assert out.empty()
     finally:
-        child.terminate()
-        child.wait(10)
-        if sender is not None:
-            sender.close()
-        broker.stop()
+        _stop_watching(child, sender, broker)
 
 
 def test_watch_prints_what_the_device_publishes_across_a_broker_restart(tmp_path: pathlib.Path) -> None:
@@ -281,11 +285,7 @@ def test_watch_prints_what_the_device_publishes_across_a_broker_restart(tmp_path
         assert "door9/state" in _next(out, "door9/state")
         assert out.empty()  # door8 was never shown
     finally:
-        child.terminate()
-        child.wait(10)
-        if sender is not None:
-            sender.close()
-        broker.stop()
+        _stop_watching(child, sender, broker)
     nobody = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert nobody.returncode == 2 and "cannot reach the MQTT broker" in nobody.stderr
     assert "Traceback" not in nobody.stderr

@@ -440,21 +440,14 @@ def test_the_authority_reads_device_reports_as_untrusted(tmp_path: pathlib.Path,
             "fleet": {"enabled": True, "prefix": PREFIX, "private_key_file": str(keys[0])},
         }
         (tmp_path / "authority.yaml").write_text(yaml.safe_dump(raw))
-        shown = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "facegate",
-                "fleet",
-                "status",
-                "--config",
-                str(tmp_path / "authority.yaml"),
-            ],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+
+        def status_cli() -> subprocess.CompletedProcess[str]:
+            command = ["fleet", "status", "--config", str(tmp_path / "authority.yaml")]
+            return subprocess.run(
+                [sys.executable, "-m", "facegate", *command], cwd=ROOT, capture_output=True, text=True
+            )
+
+        shown = status_cli()
         assert shown.returncode == 0, shown.stderr
         assert "door1: manifest 0" in shown.stdout, shown.stdout
         assert f"{len(HOSTILE_REPORTS)} report(s) ignored" in shown.stdout, shown.stdout
@@ -462,21 +455,7 @@ def test_the_authority_reads_device_reports_as_untrusted(tmp_path: pathlib.Path,
         osc52 = "\x1b]52;c;ZWNobw==\x07"  # a terminal that printed this would set the clipboard
         junk = {"schema": osc52, "sig": "AAAA", "kind": "manifest"}
         sub.client.publish(f"{PREFIX}/manifest", json.dumps(junk), qos=1, retain=True).wait_for_publish(5)
-        shown = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "facegate",
-                "fleet",
-                "status",
-                "--config",
-                str(tmp_path / "authority.yaml"),
-            ],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        shown = status_cli()
         assert "not this fleet's (schema: schema '\\x1b]52;c;ZWNobw==\\x07'" in shown.stdout, shown.stdout
         assert "\x1b" not in shown.stdout + shown.stderr
     finally:
