@@ -187,6 +187,7 @@ class Desk:
         elif command.name in REVIEW_COMMANDS:
             self.answer(request, command, ok=True, result=self._review(command))
         elif command.name == "enroll":
+            refuse_if_fleet_owned(d.gallery, command.args["name"], "enroll")  # before any work
             if "jpeg" in command.args:
                 try:
                     rgb = load_rgb(io.BytesIO(command.args["jpeg"]), "args.jpeg")

@@ -248,6 +248,7 @@ class Console:
 
     def enroll(self, name: str, display: str | None, photo: bytes | None) -> str:
         d = self.daemon
+        refuse_if_fleet_owned(d.gallery, name, "enroll")  # before any work
         if photo is not None:
             rgb = load_rgb(io.BytesIO(photo), "the uploaded photo")
             sample = d.enroller.sample_from_rgb(rgb, "review page upload")
@@ -258,7 +259,6 @@ class Console:
                 vector, "review page, from the camera", {k: round(v, 4) for k, v in face.quality.items()}
             )
         d.live.writable()
-        refuse_if_fleet_owned(d.gallery, name, "enroll")
         person = d.gallery.add(name, [sample], display_name=display)
         return f"{person.name} enrolled ({person.embeddings} embedding(s))"
 

@@ -25,6 +25,7 @@ from facegate.daemon import Daemon
 from facegate.demo import PHOTOS
 from facegate.encoder import Encoder
 from facegate.enroll import fingerprint
+from facegate.fleet.store import GalleryStore
 from facegate.gallery import Gallery
 from tests.conftest import INT8_MODEL
 from tests.mqtt_support import Stage
@@ -78,6 +79,7 @@ def test_nothing_without_the_token_nor_from_another_site(
     model = fingerprint(Encoder(INT8_MODEL))
     with Gallery.open(tmp_path / "gallery.db", model) as gallery:
         gallery.add("obama", [obama_sample])
+        GalleryStore(gallery).put("michelle", "Michelle", 1, obama_sample.vector[None])  # the fleet's
     stage = Stage(frames["blank"])
     with running(_daemon(tmp_path, broker.port, stage)) as daemon:
         assert daemon.console is not None
@@ -114,6 +116,9 @@ def test_nothing_without_the_token_nor_from_another_site(
             form = f"group={group}&name=obama&csrf={urllib.parse.quote(csrf)}"
             assert _post(port, "/review/assign", form, Cookie=sid)[0] == 303
             assert b"no such group" in _get(port, "/", Cookie=sid)[1], group
+        form = f"name=michelle&from_camera=1&csrf={urllib.parse.quote(csrf)}"
+        assert _post(port, "/enroll", form, Cookie=sid)[0] == 303
+        assert b"came from the fleet; enroll it on the fleet authority" in _get(port, "/", Cookie=sid)[1]
         for display in NOT_PRINTABLE[1:]:  # (an empty display name on the form means "none")
             form = f"name=eve&display_name={urllib.parse.quote(display)}&from_camera=1"
             form += f"&csrf={urllib.parse.quote(csrf)}"
@@ -145,7 +150,8 @@ def test_nothing_without_the_token_nor_from_another_site(
             _post(port, "/login", "token=guess-guess-guess-guess", source=f"127.0.1.{i % 10 + 1}")
         assert _post(port, "/login", f"token={TOKEN}", source="127.0.0.3")[0] == 403
     with Gallery.open(tmp_path / "gallery.db", model) as gallery:
-        assert [p.name for p in gallery.people()] == ["obama"]  # nothing was removed
+        assert [p.name for p in gallery.people()] == ["michelle", "obama"]  # nothing was removed
+        assert gallery.person("michelle").embeddings == 1  # nor added to the fleet's person
 
 
 @pytest.fixture
