@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import pathlib
 import signal
 import threading
 import time
@@ -36,6 +37,7 @@ from facegate.encoder import Encoder
 from facegate.enroll import Enroller, fingerprint
 from facegate.errors import FacegateError
 from facegate.events import Event, Health, Origin, State
+from facegate.files import hold_lock, release_lock
 from facegate.fleet import member_for
 from facegate.follow import Follower
 from facegate.gallery import Gallery, Templates
@@ -94,9 +96,18 @@ class Daemon:
     ) -> None:
         self.config = config
         self.notifier = notifier if notifier is not None else Notifier()
+        # One daemon per device state: a second (`facegate run` by hand beside the service)
+        # would fight the first for the camera and run every signed command twice. Checked
+        # before the camera when an earlier run left the outbox folder, so the error says so.
+        self._lock: pathlib.Path | None = None
+        if pathlib.Path(config.mqtt.outbox).is_dir():
+            self._hold_lock()
         # The camera first: a device without one fails before anything is created on disk.
         self._open_source = (lambda: open_source(self.config)) if source is None else (lambda: source)
         self.source = self._open_source()
+        if self._lock is None:
+            pathlib.Path(config.mqtt.outbox).mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._hold_lock()
         self.encoder = Encoder(config.models.encoder, num_threads=config.models.threads)
         self.perception = Perception.from_config(config, self.encoder.card)
         self.enroller = Enroller(self.perception, self.encoder)
@@ -156,6 +167,21 @@ class Daemon:
         }
         self._failed_in_a_row = 0
         self._frame_error_log = LogLimiter(log, per_s=0.1, burst=3)
+
+    def _hold_lock(self) -> None:
+        """One daemon per device state (``{mqtt.outbox}.lock``). A lock that cannot be written
+        (a full or read-only disk, where the daemon goes on from memory) is said and skipped."""
+        outbox = pathlib.Path(self.config.mqtt.outbox)
+        self._lock = outbox.with_name(outbox.name + ".lock")
+        try:
+            hold_lock(self._lock, f"this device's state ({outbox})")
+        except FacegateError as exc:
+            raise FacegateError(
+                f"{exc}: stop it first (`sudo systemctl stop facegate` if it is the service), "
+                "or give this one its own mqtt.outbox and device.id"
+            ) from None
+        except OSError as exc:
+            log.warning("cannot lock %s (%s); not checking for a second daemon", self._lock, exc)
 
     # --- main loop ---------------------------------------------------------------
 
@@ -223,6 +249,8 @@ class Daemon:
             if self.fleet is not None:
                 self.fleet.cancel()
                 self.fleet.sync.close()
+            if self._lock is not None:
+                release_lock(self._lock)
         log.info("stopped: %s", self.counts)
         return 0
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import pathlib
 import stat
 from typing import Any
 
+from facegate.errors import FacegateError
 from facegate.wire import dumps
 
 log = logging.getLogger(__name__)
@@ -45,3 +47,35 @@ def make_private(path: pathlib.Path) -> None:
             if mode & 0o077:
                 log.warning("%s was readable by others (mode %o); making it private (0600)", p, mode)
                 os.chmod(p, 0o600)
+
+
+_HELD: dict[str, int] = {}  # the locks this process holds: path -> descriptor
+
+
+def hold_lock(path: pathlib.Path, what: str) -> None:
+    """An exclusive lock on ``path`` (created 0600; its folder must exist), held until
+    ``release_lock`` or the end of the process, however it ends; the file names the holder's
+    pid. FacegateError, naming that pid, when another process holds it. The process that holds
+    it may take it again (a test's second daemon). The descriptor is read-only: an open file
+    being written would stop the file system from being made read-only under it."""
+    key = os.path.realpath(path)
+    if key in _HELD:
+        return
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 16).decode("ascii", "replace").strip() or "?"
+        os.close(fd)
+        raise FacegateError(f"another process (pid {holder}) is already running with {what}") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    _HELD[key] = fd
+    path.write_text(f"{os.getpid()}\n")
+
+
+def release_lock(path: pathlib.Path) -> None:
+    fd = _HELD.pop(os.path.realpath(path), None)
+    if fd is not None:
+        os.close(fd)

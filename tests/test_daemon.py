@@ -1021,3 +1021,42 @@ def test_an_ip_cameras_password_stays_out_of_the_state_and_the_log(
     seen = caplog.text + "".join(str(m[1]) for m in sub.messages)
     assert "pa55word" not in seen and "admin" not in seen, seen[-2000:]
     sub.close()
+
+
+def test_a_second_daemon_on_the_same_state_refuses_to_start(
+    broker: Broker, tmp_path: pathlib.Path, frames: dict[str, np.ndarray], obama_sample: Any
+) -> None:
+    """`facegate run` by hand beside the service: it would fight the first for the camera and,
+    with connections of their own (the client id is random), run every signed command twice.
+    It exits at once naming the first one's pid; the first stays online. Once the first has
+    stopped, however it stopped, the next one starts."""
+    sub = Subscriber(broker.port, ["facegate/door2/#"])
+    first = _daemon_process(tmp_path, broker.port, frames["blank"], obama_sample)
+    try:
+        sub.wait(lambda t, p: t.endswith("/availability") and p["state"] == "online", timeout=60)
+        sub.messages.clear()  # (an earlier test's retained "offline" came first)
+        second = subprocess.run(
+            [sys.executable, "-m", "facegate", "run", "--config", str(tmp_path / "config.yaml")],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert second.returncode == 2, second.stderr[-2000:]
+        assert (
+            f"another process (pid {first.pid}) is already running with this device's state" in second.stderr
+        )
+        assert "systemctl stop facegate" in second.stderr and "Traceback" not in second.stderr
+        assert first.poll() is None
+        offline = [m for m in sub.messages if m[0].endswith("/availability") and m[1]["state"] == "offline"]
+        assert not offline
+        first.kill()  # the lock goes with the process, however it ends
+        first.wait(10)
+        sub.messages.clear()
+        first = _daemon_process(tmp_path, broker.port, frames["blank"], obama_sample)
+        sub.wait(lambda t, p: t.endswith("/availability") and p["state"] == "online", timeout=60)
+    finally:
+        if first.poll() is None:
+            first.terminate()
+            first.wait(30)
+        sub.close()
