@@ -36,8 +36,8 @@ PREFIX = "facegate/fleet/test"
 Keys = tuple[pathlib.Path, pathlib.Path]
 
 
-def _vec(seed: int) -> np.ndarray:
-    v = np.random.default_rng(seed).standard_normal(8).astype(np.float32)
+def _vec(seed: int, dim: int = 8) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
     return v / np.linalg.norm(v)
 
 
@@ -458,6 +458,30 @@ def test_the_authority_reads_device_reports_as_untrusted(tmp_path: pathlib.Path,
         shown = status_cli()
         assert "not this fleet's (schema: schema '\\x1b]52;c;ZWNobw==\\x07'" in shown.stdout, shown.stdout
         assert "\x1b" not in shown.stdout + shown.stderr
+    finally:
+        sub.close()
+        broker.stop()
+
+
+def test_a_manifest_larger_than_the_devices_take_is_not_published(tmp_path: pathlib.Path, keys: Keys) -> None:
+    """Devices refuse a fleet message over ``mqtt.max_payload`` (and an MQTT 5 broker does not
+    deliver it), so a fleet that outgrew the limit went out of step without a word. Now
+    ``fleet publish`` refuses before sending anything, saying what to raise; raised, the
+    same publish goes out whole."""
+    broker = Broker(tmp_path)
+    with Gallery.open(tmp_path / "authority.db", fingerprint(Encoder(INT8_MODEL))) as gallery:
+        for i in range(200):  # ~30 bytes each in the manifest: ~6 KB
+            gallery.add(f"person_with_a_long_name_{i:03d}", [Sample(_vec(i, 128), "x")])
+    sub = Subscriber(broker.port, [f"{PREFIX}/#"])
+    try:
+        small = _authority_config(tmp_path, broker.port, keys)
+        small = dataclasses.replace(small, mqtt=dataclasses.replace(small.mqtt, max_payload=4096))
+        with pytest.raises(fleet.FleetError, match=r"manifest would be \d+ bytes, over mqtt.max_payload"):
+            fleet.publish(small, wait_s=0.3)
+        time.sleep(0.5)
+        assert not [t for t, *_ in sub.messages if t.startswith(f"{PREFIX}/people/")]  # nothing sent
+        done = fleet.publish(_authority_config(tmp_path, broker.port, keys), wait_s=0.3)
+        assert done["people"] == 200 and done["published"] == 201
     finally:
         sub.close()
         broker.stop()

@@ -219,6 +219,18 @@ class _Reports:
         return dict(sorted(self.devices.items()))
 
 
+def _check_sizes(messages: list[tuple[str, bytes]], limit: int) -> None:
+    """Refuse to publish a message the devices would refuse: over ``mqtt.max_payload`` a
+    device drops it as malformed, and an MQTT 5 broker does not even deliver it."""
+    for topic, payload in messages:
+        if len(payload) > limit:
+            raise FleetError(
+                f"{topic} would be {len(payload)} bytes, over mqtt.max_payload ({limit}), the most a "
+                f"device takes; nothing was published. Raise mqtt.max_payload to at least "
+                f"{len(payload)} here and on every device, and the broker's message_size_limit"
+            )
+
+
 def publish(config: Any, full: bool = False, wait_s: float = 2.0) -> dict[str, Any]:
     """``facegate fleet publish``: the authority's gallery to the fleet, over the config's
     broker. Reads the devices' reports first, to clear tombstones they have all applied."""
@@ -235,6 +247,7 @@ def publish(config: Any, full: bool = False, wait_s: float = 2.0) -> dict[str, A
             acknowledged = {d: r["seq"] for d, r in reports.devices.items() if r["seq"] is not None}
             messages = authority.plan(full=full)
             messages += authority.collect(acknowledged, config.fleet.tombstone_days * 86400)
+            _check_sizes(messages, config.mqtt.max_payload)  # nothing sent; the next try is whole
             infos = [reports.client.publish(t, payload, qos=1, retain=True) for t, payload in messages]
             for info in infos:
                 info.wait_for_publish(30)
