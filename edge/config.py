@@ -531,6 +531,12 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     path = pathlib.Path(path)
     try:
         text = path.read_text(encoding="utf-8")
+    except PermissionError as exc:
+        # the installed config is 0640 root:facegate: it holds the broker's password
+        raise ConfigError(
+            f"{path}: cannot read config: {exc.strerror}; run as the service's user "
+            f"(`sudo -u facegate facegate ...`) or as root"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
     except UnicodeDecodeError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 from typing import Any
 
@@ -78,6 +79,26 @@ def test_integers_where_floats_are_meant() -> None:
 def test_missing_file() -> None:
     with pytest.raises(ConfigError, match="cannot read config"):
         load_config("/nonexistent/config.yaml")
+
+
+def test_a_config_this_user_may_not_read_says_as_whom_to_run(tmp_path: pathlib.Path) -> None:
+    """The installed config is 0640 root:facegate, and docs/RASPBERRY_PI.md had the login user
+    run `facegate watch --config /etc/facegate/config.yaml`: a bare "Permission denied". Read
+    here by another user (as root, the test takes the euid of `nobody` for the read)."""
+    config = tmp_path / "config.yaml"
+    config.write_text("device: {id: door1}\n")
+    config.chmod(0o600)
+    as_root = os.geteuid() == 0
+    if not as_root:
+        config.chmod(0)
+    try:
+        if as_root:
+            os.seteuid(65534)
+        with pytest.raises(ConfigError, match=r"Permission denied; run as the service's user \(`sudo -u"):
+            load_config(config)
+    finally:
+        if as_root:
+            os.seteuid(0)
 
 
 def test_replies_stay_in_the_device_tree(tmp_path: pathlib.Path) -> None:
