@@ -22,6 +22,7 @@ PREFIX="/opt/facegate"
 CONF_DIR="/etc/facegate"
 STATE_DIR="/var/lib/facegate"
 UNIT_DIR="/etc/systemd/system"
+BIN_DIR="/usr/local/bin"
 USER_NAME="facegate"
 PYTHON="${PYTHON:-python3}"
 DRY=0; START=1; UNINSTALL=0; PURGE=0
@@ -65,6 +66,9 @@ if [ "$UNINSTALL" = 1 ]; then
   run rm -f "$DESTDIR$UNIT_DIR/facegate.service"
   system systemctl daemon-reload
   run rm -rf "$DESTDIR$PREFIX"
+  if [ "$(readlink "$DESTDIR$BIN_DIR/facegate" 2>/dev/null)" = "$PREFIX/venv/bin/facegate" ]; then
+    run rm -f "$DESTDIR$BIN_DIR/facegate"  # the link this installer made, nothing else
+  fi
   if [ "$PURGE" = 1 ]; then
     run rm -rf "$DESTDIR$CONF_DIR" "$DESTDIR$STATE_DIR"
     system userdel "$USER_NAME" || true
@@ -135,6 +139,15 @@ else
   say "staged: skipping the venv (it would be $PREFIX/venv, made by systemd/venv.sh)"
 fi
 
+# The command on root's and sudo's PATH (`sudo -u facegate facegate doctor`): a link to
+# the venv's, never over a file this installer did not make.
+run mkdir -p "$DESTDIR$BIN_DIR"
+if [ -e "$DESTDIR$BIN_DIR/facegate" ] && [ ! -L "$DESTDIR$BIN_DIR/facegate" ]; then
+  say "keeping $BIN_DIR/facegate (not a link this installer made); the service's is $PREFIX/venv/bin/facegate"
+else
+  run ln -sfn "$PREFIX/venv/bin/facegate" "$DESTDIR$BIN_DIR/facegate"
+fi
+
 # 4. Models: inside the package (facegate.models), installed with it into the venv.
 run install -m 0644 "$SRC/docs/RASPBERRY_PI.md" "$DESTDIR$PREFIX/share/RASPBERRY_PI.md"
 
@@ -158,4 +171,4 @@ system systemctl enable facegate.service
 if [ "$START" = 1 ]; then
   system systemctl restart facegate.service
 fi
-say "done. Edit $CONF_DIR/config.yaml (broker, camera), then: sudo systemctl restart facegate; facegate doctor"
+say "done. Edit $CONF_DIR/config.yaml (broker, camera), then: sudo systemctl restart facegate; sudo -u $USER_NAME facegate doctor"

@@ -142,6 +142,8 @@ def test_installer_in_destdir_mode(tmp_path: pathlib.Path) -> None:
     config = load_config(stage / "etc/facegate/config.yaml")  # the installed config is valid
     assert config.models.encoder.endswith("dlib_resnet_v1_int8.tflite")
     assert "staged, skipped: systemctl daemon-reload" in result.stdout  # the system itself is not touched
+    # `facegate` on sudo's PATH, as the docs use it: a link to the venv's command
+    assert os.readlink(stage / "usr/local/bin/facegate") == "/opt/facegate/venv/bin/facegate"
 
 
 def test_installer_keeps_the_config_and_uninstall_keeps_the_gallery(tmp_path: pathlib.Path) -> None:
@@ -157,6 +159,13 @@ def test_installer_keeps_the_config_and_uninstall_keeps_the_gallery(tmp_path: pa
     assert (
         not (stage / "opt/facegate").exists() and not (stage / "etc/systemd/system/facegate.service").exists()
     )
+    assert not (stage / "usr/local/bin/facegate").is_symlink()
+    # a facegate command installed some other way is neither replaced nor removed
+    (stage / "usr/local/bin/facegate").write_text("#!/bin/sh\n")
+    done = subprocess.run(["bash", str(INSTALL), "--no-start"], capture_output=True, text=True, env=env)
+    assert done.returncode == 0 and "keeping /usr/local/bin/facegate" in done.stdout, done.stdout
+    subprocess.run(["bash", str(INSTALL), "--uninstall"], check=True, capture_output=True, env=env)
+    assert (stage / "usr/local/bin/facegate").read_text() == "#!/bin/sh\n"
     assert (stage / "var/lib/facegate/gallery.db").exists() and config.exists()
     subprocess.run(["bash", str(INSTALL), "--uninstall", "--purge"], check=True, capture_output=True, env=env)
     assert not (stage / "var/lib/facegate").exists()
