@@ -153,8 +153,9 @@ def _check_stream(url: str) -> Check:
     """A stream URL (an IP camera): its first frame, or why there is none, within the time the
     daemon gives a stream. The URL is shown without its login."""
     shown = without_login(url)
+    source = VideoSource(url)
     try:
-        frame = next(VideoSource(url).frames())
+        frame = next(source.frames())
     except (CameraLostError, FacegateError) as exc:
         return Check(
             "camera",
@@ -164,6 +165,8 @@ def _check_stream(url: str) -> Check:
         )
     except StopIteration:
         return Check("camera", FAIL, f"{shown} ended before its first frame", "check camera.path")
+    finally:
+        source.close()  # the stream's connection, now
     height, width = frame.image.shape[:2]
     return Check("camera", OK, f"video {shown}: first frame {width}x{height}")
 
