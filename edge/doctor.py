@@ -160,7 +160,7 @@ def _check_stream(url: str) -> Check:
         return Check(
             "camera",
             FAIL,
-            f"no frame: {without_login(str(exc))}",
+            f"no frame: {exc}",  # what VideoSource raises already hides the URL's login
             "check camera.path, that the camera is on and reachable from here, and its login",
         )
     except StopIteration:

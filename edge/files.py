@@ -1,4 +1,5 @@
-"""Small file helpers shared by the gallery, the outbox, the command nonces and the fleet."""
+"""Small file helpers shared by the gallery, the outbox, the command nonces and the fleet, and
+the daemon's one-per-device lock."""
 
 from __future__ import annotations
 

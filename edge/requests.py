@@ -187,7 +187,7 @@ class Desk:
         elif command.name in REVIEW_COMMANDS:
             self.answer(request, command, ok=True, result=self._review(command))
         elif command.name == "enroll":
-            refuse_if_fleet_owned(d.gallery, command.args["name"], "enroll")  # before any work
+            refuse_if_fleet_owned(d.gallery, command.args["name"], "enroll")  # before any photo or frame
             if "jpeg" in command.args:
                 try:
                     rgb = load_rgb(io.BytesIO(command.args["jpeg"]), "args.jpeg")
@@ -223,7 +223,6 @@ class Desk:
     def _enroll(self, command: Command, request: Request, sample: Sample) -> None:
         d = self.daemon
         d.live.writable()
-        refuse_if_fleet_owned(d.gallery, command.args["name"], "enroll")
         person = d.gallery.add(command.args["name"], [sample], display_name=command.args.get("display_name"))
         self.answer(request, command, ok=True, result={"name": person.name, "embeddings": person.embeddings})
 
