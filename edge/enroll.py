@@ -118,8 +118,9 @@ class Enroller:
         folders = sorted(p for p in root.iterdir() if p.is_dir())
         if not folders:
             raise FacegateError(f"{root}: no sub-folders; expected one per person, named as the person")
-        for folder in folders:
-            check_name(folder.name)  # refuse a bad name before anything is written
+        for folder in folders:  # refuse a bad or fleet-owned name before anything is written
+            check_name(folder.name)
+            refuse_if_fleet_owned(gallery, folder.name, "enroll")
         outcomes = []
         for folder in progress(folders, "enrolling"):
             files = sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith("."))

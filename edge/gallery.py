@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 
 APPLICATION_ID = 0x46474731  # "FGG1"
 SCHEMA_VERSION = 1
-_SQLITE_MAGIC = b"SQLite format 3\x00"
+SQLITE_HEADER = 100  # bytes: any SQLite file has at least its header
+_NOT_SQLITE = "not a facegate gallery (not an SQLite file); left untouched"
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # always fullmatch: "bob\n" is not "bob"
 
 _SCHEMA = """
@@ -216,17 +217,21 @@ class Gallery:
         ``rebuild`` and ``list``); matching with it is then refused.
         """
         path = pathlib.Path(path)
-        fresh = not path.exists() or path.stat().st_size == 0
+        size = path.stat().st_size if path.exists() else None
+        fresh = not size
         if fresh and not create:
             raise GalleryError(path, "no gallery here (enroll someone first)")
-        if not fresh:
-            with open(path, "rb") as handle:
-                if handle.read(16) != _SQLITE_MAGIC:
-                    raise GalleryError(path, "not a facegate gallery (not an SQLite file); left untouched")
-            make_private(path)
-        else:
+        # The file is never opened here but by SQLite: closing any descriptor of it drops every
+        # POSIX lock this process holds on it, also those of the connections already open on it
+        # (the daemon has several), and another process closing its own connection would then
+        # delete the WAL under them, losing or corrupting later writes (sqlite.org/howtocorrupt).
+        if size is None:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+            with contextlib.suppress(FileExistsError):  # a new file: no connection holds it yet
+                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        elif size < SQLITE_HEADER:
+            raise GalleryError(path, _NOT_SQLITE)
+        make_private(path)
         try:
             db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
@@ -235,6 +240,8 @@ class Gallery:
             gallery = cls._checked(path, db, model, fresh, any_model)
         except sqlite3.DatabaseError as exc:
             db.close()
+            if "file is not a database" in str(exc):  # SQLITE_NOTADB: SQLite read the header only
+                raise GalleryError(path, _NOT_SQLITE) from None
             raise GalleryError(
                 path, f"corrupt gallery ({exc}); left untouched: restore a backup or move it aside"
             ) from None

@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -622,7 +623,18 @@ def _vector_bytes(sample: Any) -> bytes:
 
 
 def _in_files(path: pathlib.Path, needle: bytes) -> bool:
-    return any(needle in p.read_bytes() for p in (path, path.with_name(path.name + "-wal")) if p.exists())
+    """Whether the gallery file or its WAL holds ``needle``, read by another process: closing a
+    descriptor of the file here would drop the daemon's SQLite locks, which this process holds."""
+    read = (
+        "import pathlib, sys; needle = bytes.fromhex(sys.argv[1]); "
+        "print(any(needle in p.read_bytes() for p in map(pathlib.Path, sys.argv[2:]) if p.exists()))"
+    )
+    files = [str(path), str(path.with_name(path.name + "-wal"))]
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", read, needle.hex(), *files], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip() == "True"
 
 
 def test_a_removal_removes_on_every_path(broker: Broker, tmp_path: pathlib.Path) -> None:
@@ -717,8 +729,13 @@ def test_a_removal_removes_on_every_path(broker: Broker, tmp_path: pathlib.Path)
         with Gallery.open(tmp_path / "other.db", model) as other:
             other.add("fleet_person", [sample])
         transfer = tmp_path / "export.json"
+        folders = tmp_path / "people"  # a_local comes first: refused too, as nothing is written
+        for folder in ("a_local", "fleet_person"):
+            (folders / folder).mkdir(parents=True)
+            shutil.copy(PHOTOS / "biden.jpg", folders / folder)
         for args in (
             ["enroll", "fleet_person", str(PHOTOS / "obama.jpg")],
+            ["enroll", "--dir", str(folders)],
             ["gallery", "export", str(transfer), "--gallery", str(tmp_path / "other.db")],
             ["gallery", "import", str(transfer), "--replace"],
         ):

@@ -380,6 +380,45 @@ def test_two_daemons_converge_and_an_offline_one_drops_a_removed_person(
         broker.stop()
 
 
+def test_the_cli_beside_a_running_daemon_loses_nothing(
+    tmp_path: pathlib.Path, keys: Keys, samples: dict[str, Sample]
+) -> None:
+    """The daemon holds the gallery through several connections (the matcher's, the fleet's).
+    Opening one of them used to drop the locks of the others (a descriptor of the file opened
+    and closed by Python), so a `facegate` command run beside the service thought itself the
+    file's last user and deleted the WAL under the daemon: a person enrolled by the CLI was then
+    lost at the fleet's next change (run on the old code)."""
+    broker = Broker(tmp_path)
+    config = _authority_config(tmp_path, broker.port, keys)
+    model = fingerprint(Encoder(INT8_MODEL))
+    with Gallery.open(tmp_path / "authority.db", model) as gallery:
+        gallery.add("obama", [samples["obama"]])
+    sub = Subscriber(broker.port, [f"{PREFIX}/devices/#"])
+    device = _start_device(tmp_path, "door", broker.port, keys)
+    path = tmp_path / "door.db"
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "facegate", *args, "--gallery", str(path)]
+        return subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+
+    try:
+        _converged(sub, "door", fleet.publish(config, wait_s=0.5)["manifest_hash"])
+        assert cli("enroll", "obama", str(PHOTOS / "obama2.jpg")).returncode != 0  # the fleet's
+        assert cli("enroll", "biden", str(PHOTOS / "biden.jpg")).returncode == 0  # the device's own
+        assert path.with_name("door.db-wal").exists()  # the daemon still has the file open
+        with Gallery.open(tmp_path / "authority.db", model) as gallery:
+            gallery.remove("obama")
+        _converged(sub, "door", fleet.publish(config, wait_s=0.5)["manifest_hash"])
+    finally:
+        _stop(device)
+        sub.close()
+        broker.stop()
+    listed = cli("gallery", "list")
+    assert "biden: 1 embedding(s)" in listed.stdout and "obama" not in listed.stdout, listed.stdout
+    with Gallery.open(path, model) as gallery:
+        assert gallery.connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
 REPORT = {"schema": 1, "device": "door1", "seq": 3, "hash": "b" * 64, "people": 2, "converged": True}
 HOSTILE_REPORTS: dict[str, bytes] = {
     "seq-text": json.dumps({**REPORT, "device": "seq-text", "seq": "many"}).encode(),

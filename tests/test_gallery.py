@@ -238,6 +238,33 @@ def _read_everything(path: pathlib.Path, enroller: Enroller) -> None:
         gallery.people()
 
 
+def test_opening_the_gallery_again_keeps_the_open_connections_locks(
+    tmp_path: pathlib.Path, enroller: Enroller
+) -> None:
+    """A process holding the gallery open (the daemon: its matcher's connection, the fleet's) must
+    keep it locked when it opens it once more: another process's `facegate` command, closing
+    its connection, would otherwise take itself for the last user and delete the WAL under the
+    open connections. Opening used to read the file's header through Python, and closing that
+    descriptor dropped all of this process's locks on the file."""
+    path = tmp_path / "g.db"
+    first = _open(path, enroller)
+    first.add("x", [Sample(_vector(0), "synthetic")])
+    second = _open(path, enroller)
+    look = "import sqlite3, sys; sqlite3.connect(sys.argv[1]).execute('SELECT count(*) FROM people')"
+    subprocess.run([sys.executable, "-I", "-c", look, str(path)], check=True)
+    assert path.with_name("g.db-wal").exists()
+    second.add("y", [Sample(_vector(1), "synthetic")])
+    assert [p.name for p in first.people()] == ["x", "y"]
+    for gallery in (first, second):
+        gallery.close()
+    foreign = tmp_path / "notes.txt"
+    for content in (b"not a gallery " * 10, b"short"):  # refused by SQLite itself, and untouched
+        foreign.write_bytes(content)
+        with pytest.raises(GalleryError, match=r"not an SQLite file\); left untouched"):
+            _open(foreign, enroller)
+        assert foreign.read_bytes() == content and sorted(os.listdir(tmp_path)) == ["g.db", "notes.txt"]
+
+
 def test_foreign_sqlite_is_refused_and_untouched(tmp_path: pathlib.Path, enroller: Enroller) -> None:
     path = tmp_path / "other.db"
     db = sqlite3.connect(path)
