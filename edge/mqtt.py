@@ -51,7 +51,7 @@ from facegate.config import Config
 from facegate.events import SCHEMA
 from facegate.homeassistant import discovery, person_topic
 from facegate.outbox import Outbox
-from facegate.wire import PayloadError, check_correlation, check_reply_topic, dumps, guarded
+from facegate.wire import PayloadError, check_correlation, check_reply_topic, dumps, guarded, parse_object
 
 log = logging.getLogger(__name__)
 
@@ -349,9 +349,18 @@ class Link:
         return self.outbox.pending
 
     def _send(self, path: pathlib.Path) -> None:
+        """An event an earlier run left in the outbox. Its file is written without an fsync (one
+        per event would stall the frame loop on an SD card), so a power cut can leave it empty
+        or cut short: such a file is removed and logged, never published as an event."""
         try:
             payload = path.read_bytes()
         except OSError:
+            return
+        try:
+            parse_object(payload, self.config.mqtt.max_payload, "event")
+        except PayloadError as exc:
+            log.warning("outbox %s: not a whole event (%s), removed unsent", path.name, exc)
+            self.outbox.done(path)
             return
         self._publish(payload, path)
 

@@ -325,7 +325,7 @@ def test_events_still_in_the_outbox_when_the_daemon_stops_are_sent_at_its_next_s
 ) -> None:
     """Decided with no broker, then the daemon stopped (a reboot, a power cut): the events wait in
     the outbox on disk and the next run sends them, as they were decided; a file an earlier run
-    left half written is removed, not sent."""
+    left half written, empty or cut short is removed, not sent."""
     proxy = Proxy(broker.port)
     proxy.down()  # no broker, from the start
     config = _config(tmp_path, proxy.port, obama_sample)
@@ -340,6 +340,9 @@ def test_events_still_in_the_outbox_when_the_daemon_stops_are_sent_at_its_next_s
     kept = {json.loads(p.read_text())["event_id"]: json.loads(p.read_text()) for p in outbox.glob("*.json")}
     assert len(kept) == 2
     (outbox / "00000000000000000001-half.json.tmp").write_bytes(b'{"event_id": "ha')
+    # what a power cut can leave of event files written without an fsync: empty, or cut short
+    (outbox / "00000000000000000002-empty.json").write_bytes(b"")
+    (outbox / "00000000000000000003-cut.json").write_bytes(b'{"schema": 1, "event_id": "c')
     proxy.close()
     sub = Subscriber(broker.port, ["facegate/door1/event"])
     config = _config(tmp_path, broker.port, obama_sample)
@@ -348,8 +351,10 @@ def test_events_still_in_the_outbox_when_the_daemon_stops_are_sent_at_its_next_s
         assert {e["event_id"]: e for e in events} == kept  # as decided: the same ids, times, names
         assert sorted(e["identity"] for e in events) == ["obama", "unknown"]
         assert until(lambda: daemon.link.pending == 0, 10)  # acknowledged, so removed
-        assert not list(outbox.iterdir())  # and the half-written file is gone
+        assert not list(outbox.iterdir())  # and the half-written and broken files are gone
     sub.close()
+    published = [payload for _, payload, _ in sub.raw]
+    assert all(p and json.loads(p)["event_id"] in kept for p in published), published  # nothing else
 
 
 def test_broker_killed_and_restarted_while_events_flow(
