@@ -20,7 +20,9 @@ log = logging.getLogger(__name__)
 def write_private(path: pathlib.Path, data: bytes, durable: bool = False) -> None:
     """Write ``data`` to ``path``, readable by its owner only (0600), atomically: a crash
     leaves the old file or the new one, never half of one (a stray ``NAME.tmp`` at most).
-    ``durable`` also fsyncs before the rename, for state that must survive power loss."""
+    ``durable``, for state that must survive power loss: the file is fsynced before the rename
+    and its folder after it (until then a power cut can undo the rename, and the old file
+    comes back)."""
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
     try:
@@ -33,6 +35,12 @@ def write_private(path: pathlib.Path, data: bytes, durable: bool = False) -> Non
     except BaseException:
         tmp.unlink(missing_ok=True)  # a full disk leaves no half file behind
         raise
+    if durable:
+        folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
 
 
 def write_private_json(path: pathlib.Path, doc: Any, durable: bool = False, **dump: Any) -> None:

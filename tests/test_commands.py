@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import pathlib
+import stat
 from typing import Any
 
 import pytest
@@ -145,6 +147,26 @@ def test_replay_after_a_restart_and_with_the_clock_set_back(tmp_path: pathlib.Pa
     with pytest.raises(CommandError, match="stale"):
         clock_back.parse(_topic("remove"), signed, NOW)
     assert len(json.loads(store.read_text())["nonces"]) == 1  # bounded: old nonces pruned
+
+
+def test_a_nonce_is_on_disk_before_its_command_runs(tmp_path: pathlib.Path, monkeypatch: Any) -> None:
+    """Before the command runs, the nonce file is fsynced, renamed into place, and its folder
+    fsynced: until the folder is, a power cut can undo the rename and bring back the old file,
+    which does not hold the nonce, and the command could be replayed after the reboot."""
+    synced: list[str] = []
+    fsync = os.fsync
+
+    def recording(fd: int) -> None:
+        st = os.fstat(fd)
+        on_disk = sorted(p.name for p in tmp_path.iterdir())
+        synced.append(("folder " if stat.S_ISDIR(st.st_mode) else "file ") + ",".join(on_disk))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording)
+    _auth(nonces=NonceStore(tmp_path / "nonces.json", 60)).parse(
+        _topic("remove"), _signed("remove", {"name": "alice"}), NOW
+    )
+    assert synced == ["file nonces.json.tmp", "folder nonces.json"]
 
 
 def test_retained_commands_are_refused() -> None:
