@@ -49,11 +49,13 @@ def write_private_json(path: pathlib.Path, doc: Any, durable: bool = False, **du
 
 
 def make_private(path: pathlib.Path) -> None:
-    """Make an existing SQLite file (and its WAL/SHM) readable by its owner only, saying so."""
+    """Make an existing SQLite file (and its WAL/SHM) readable by its owner only, saying so.
+    Only files: a folder (a mistyped path) is left as it is."""
     for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         with contextlib.suppress(FileNotFoundError):
-            mode = stat.S_IMODE(p.stat().st_mode)
-            if mode & 0o077:
+            st = p.stat()
+            mode = stat.S_IMODE(st.st_mode)
+            if stat.S_ISREG(st.st_mode) and mode & 0o077:
                 log.warning("%s was readable by others (mode %o); making it private (0600)", p, mode)
                 os.chmod(p, 0o600)
 

@@ -26,6 +26,7 @@ import os
 import pathlib
 import re
 import sqlite3
+import stat
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -217,7 +218,15 @@ class Gallery:
         ``rebuild`` and ``list``); matching with it is then refused.
         """
         path = pathlib.Path(path)
-        size = path.stat().st_size if path.exists() else None
+        try:
+            st: os.stat_result | None = path.stat()
+        except FileNotFoundError:
+            st = None
+        except OSError as exc:
+            raise GalleryError(path, f"cannot open: {exc.strerror}") from None
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            raise GalleryError(path, "not a facegate gallery (not a file); left untouched")
+        size = None if st is None else st.st_size
         fresh = not size
         if fresh and not create:
             raise GalleryError(path, "no gallery here (enroll someone first)")

@@ -11,6 +11,7 @@ import contextlib
 import json
 import pathlib
 import sqlite3
+import stat
 from typing import Any
 
 import numpy as np
@@ -138,6 +139,16 @@ def test_gallery_files_that_are_not_galleries(tmp_path: pathlib.Path, content: b
     except GalleryError as exc:
         assert str(path) in str(exc)
         assert path.read_bytes() == content  # never overwritten
+
+
+def test_a_gallery_path_that_is_a_folder_is_refused_and_left_as_it_is(tmp_path: pathlib.Path) -> None:
+    folder = tmp_path / "gallery.db"
+    folder.mkdir()
+    folder.chmod(0o755)
+    (folder / "x").write_text("kept")
+    with pytest.raises(GalleryError, match=r"gallery\.db: not a facegate gallery \(not a file\)"):
+        Gallery.open(folder, FINGERPRINT)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755 and (folder / "x").read_text() == "kept"
 
 
 @pytest.mark.parametrize(
