@@ -117,8 +117,8 @@ def _cmd_gallery(args: argparse.Namespace) -> int:
         refuse_if_fleet_owned,
     )  # remove and rename: the fleet's people stay its own
 
-    # import is how a new device gets its people: it makes the gallery it fills
-    with _open_gallery(args, create=action == "import", any_model=action == "list") as gallery:
+    # import and restore are how a new device gets its people: they make the gallery they fill
+    with _open_gallery(args, create=action in ("import", "restore"), any_model=action == "list") as gallery:
         if action == "list":
             people = gallery.people()
             if args.json:
@@ -149,6 +149,16 @@ def _cmd_gallery(args: argparse.Namespace) -> int:
             print(f"imported {len(imported)} people")
             for name in skipped:
                 print(f"skipped {name}: already enrolled (use --replace)", file=sys.stderr)
+        elif action == "backup":
+            from facegate import transfer
+
+            count = transfer.backup(gallery, args.file)
+            print(f"backed up {count} people to {args.file} (private: contains biometric data)")
+        elif action == "restore":
+            from facegate import transfer
+
+            count = transfer.restore(gallery, args.file)
+            print(f"restored {count} people from {args.file} into {gallery.path}")
     return 0
 
 
@@ -407,6 +417,12 @@ def build_parser(load: str | None = None) -> argparse.ArgumentParser:
     p = ga.add_parser("import", help="add the people of an export (same model only)")
     p.add_argument("file", type=pathlib.Path)
     p.add_argument("--replace", action="store_true", help="overwrite people who are already enrolled")
+    _add_gallery_args(p)
+    p = ga.add_parser("backup", help="copy the whole gallery to a private file (safe while the service runs)")
+    p.add_argument("file", type=pathlib.Path)
+    _add_gallery_args(p)
+    p = ga.add_parser("restore", help="make the gallery exactly a backup (stop the service first)")
+    p.add_argument("file", type=pathlib.Path)
     _add_gallery_args(p)
     p = ga.add_parser("rebuild", help="re-embed kept enrollment images with --model (after a model change)")
     _add_gallery_args(p)

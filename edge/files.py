@@ -36,11 +36,17 @@ def write_private(path: pathlib.Path, data: bytes, durable: bool = False) -> Non
         tmp.unlink(missing_ok=True)  # a full disk leaves no half file behind
         raise
     if durable:
-        folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
+        sync_folder(path.parent)
+
+
+def sync_folder(folder: pathlib.Path) -> None:
+    """fsync a folder: the renames into it survive a power cut (until then one can be undone,
+    and the old file comes back)."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_private_json(path: pathlib.Path, doc: Any, durable: bool = False, **dump: Any) -> None:

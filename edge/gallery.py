@@ -80,7 +80,7 @@ class GalleryError(FacegateError):
 
     def __init__(self, path: pathlib.Path, problem: str) -> None:
         super().__init__(f"{path}: {problem}")
-        self.path = path
+        self.path, self.problem = path, problem
 
 
 class ModelMismatchError(GalleryError):

@@ -1,8 +1,14 @@
-"""A gallery to and from a private JSON file: ``facegate gallery export | import``.
+"""A gallery to and from files: ``facegate gallery export | import`` (JSON, people and their
+embeddings) and ``facegate gallery backup | restore`` (the whole SQLite file).
 
 An export holds biometric data (every embedding; the kept photos with ``images``), so it
 is written 0600. An import refuses an export made by another model, and skips people
 already enrolled unless ``replace``.
+
+A backup is everything in the gallery (kept photos, corrections, the fleet's versions too),
+copied with SQLite's online backup: consistent while the service writes, 0600, one file with
+no WAL beside it. A restore goes the same way into the open gallery: never a copy over the
+file, which would corrupt a gallery whose WAL still holds changes.
 """
 
 from __future__ import annotations
@@ -11,12 +17,13 @@ import dataclasses
 import json
 import os
 import pathlib
+import shutil
 import sqlite3
 
 import numpy as np
 
 from facegate.errors import FacegateError
-from facegate.files import write_private_json
+from facegate.files import sync_folder, write_private_json
 from facegate.fleet.store import refuse_if_fleet_owned
 from facegate.gallery import (
     SCHEMA_VERSION,
@@ -138,3 +145,77 @@ def _entry(
     except (KeyError, TypeError, ValueError) as exc:
         raise FacegateError(f"{where}: not a facegate gallery entry ({type(exc).__name__}: {exc})") from None
     return name, samples, display_name, metadata
+
+
+def backup(gallery: Gallery, path: str | os.PathLike[str]) -> int:
+    """Copy the whole gallery to ``path`` (0600; replaced whole, never half written) and check
+    the copy; returns the people in it."""
+    path = pathlib.Path(path)
+    _not_the_gallery(gallery, path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    try:
+        copy = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            gallery.connection.backup(copy)  # one step: one snapshot of the gallery
+            copy.execute("PRAGMA journal_mode = DELETE")  # one file: no WAL for it to need
+            checked = copy.execute("PRAGMA integrity_check").fetchone()[0]
+            people = int(copy.execute("SELECT count(*) FROM people").fetchone()[0])
+        finally:
+            copy.close()
+        if checked != "ok":
+            raise GalleryError(gallery.path, f"the backup failed its check ({checked}); nothing written")
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except sqlite3.DatabaseError as exc:
+        tmp.unlink(missing_ok=True)
+        raise GalleryError(gallery.path, f"cannot back up to {path}: {exc}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    sync_folder(path.parent)
+    return people
+
+
+def restore(gallery: Gallery, path: str | os.PathLike[str]) -> int:
+    """Make ``gallery`` exactly the backup at ``path``, which must be a facegate gallery for the
+    same model (checked on a private copy, so the backup itself is never written); returns
+    the people restored."""
+    path = pathlib.Path(path)
+    _not_the_gallery(gallery, path)
+    if not path.is_file():
+        raise FacegateError(f"{path}: no such backup file")
+    work = gallery.path.with_name(f".{gallery.path.name}.restore")
+    for leftover in (work, *(work.with_name(work.name + end) for end in ("-wal", "-shm"))):
+        leftover.unlink(missing_ok=True)
+    try:
+        os.close(os.open(work, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        with path.open("rb") as source, work.open("wb") as target:
+            shutil.copyfileobj(source, target)
+        try:
+            with Gallery.open(work, gallery.model, create=False) as backup_:
+                checked = backup_.connection.execute("PRAGMA integrity_check").fetchone()[0]
+                if checked != "ok":
+                    raise GalleryError(path, f"damaged backup ({checked}); nothing restored")
+                people = len(backup_.people())
+                backup_.connection.backup(gallery.connection)
+        except GalleryError as exc:  # named as the backup, not as the private copy
+            raise type(exc)(path, exc.problem) from None
+        except sqlite3.DatabaseError as exc:
+            raise GalleryError(gallery.path, f"cannot restore into it: {exc}") from None
+    finally:
+        for leftover in (work, *(work.with_name(work.name + end) for end in ("-wal", "-shm"))):
+            leftover.unlink(missing_ok=True)
+    gallery.purge()  # what the restore replaced is gone from the WAL too
+    return people
+
+
+def _not_the_gallery(gallery: Gallery, path: pathlib.Path) -> None:
+    live = gallery.path.resolve()
+    if path.resolve() in (live, *(live.with_name(live.name + end) for end in ("-wal", "-shm"))):
+        raise FacegateError(f"{path}: that is the gallery's own file; name another one")

@@ -265,6 +265,61 @@ def test_opening_the_gallery_again_keeps_the_open_connections_locks(
         assert foreign.read_bytes() == content and sorted(os.listdir(tmp_path)) == ["g.db", "notes.txt"]
 
 
+def test_backup_while_the_gallery_is_in_use_then_restore(tmp_path: pathlib.Path, enroller: Enroller) -> None:
+    """`gallery backup` copies everything (kept photos, corrections) while another process has
+    the gallery open, into one private file; `gallery restore` makes the gallery exactly that
+    again, seen by the connection that stayed open, and never writes the backup."""
+    from facegate.cli import main
+
+    path = tmp_path / "gallery.db"
+    service = _open(path, enroller)  # the daemon's connection, open throughout
+    enroller.enroll(service, "alice", [PHOTOS / "obama.jpg"], keep_images=True)
+    service.add("bob", [Sample(_vector(1), "synthetic")])
+    service.add_negative("bob", _vector(2), "a correction")
+    copy = tmp_path / "backups" / "gallery-backup.db"
+    copy.parent.mkdir()
+    made = subprocess.run(
+        [sys.executable, "-m", "facegate", "gallery", "backup", str(copy), "--gallery", str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert made.returncode == 0 and "backed up 2 people" in made.stdout, made.stderr
+    assert stat.S_IMODE(copy.stat().st_mode) == 0o600 and os.listdir(copy.parent) == [copy.name]
+    assert copy.read_bytes()[18:20] == b"\x01\x01"  # a rollback-journal file: no WAL to go with it
+    before = _sha(copy)
+    service.remove("bob")
+    service.add("carol", [Sample(_vector(3), "synthetic")])
+    assert main(["gallery", "restore", str(copy), "--gallery", str(path)]) == 0
+    assert _sha(copy) == before
+    assert [p.name for p in service.people()] == ["alice", "bob"]  # the open connection sees it
+    assert service.person("alice").images == 1 and len(service.negatives("bob")) == 1
+    assert service.connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    service.close()
+    fresh = tmp_path / "new-device" / "gallery.db"  # a new device gets its people this way too
+    assert main(["gallery", "restore", str(copy), "--gallery", str(fresh)]) == 0
+    with _open(fresh, enroller) as gallery:
+        assert [p.name for p in gallery.people()] == ["alice", "bob"]
+    other = ModelFingerprint("0" * 64, "another_model", 128)
+    with Gallery.open(tmp_path / "other.db", other) as gallery:
+        gallery.add("x", [Sample(_vector(4), "synthetic")])
+    not_a_gallery = tmp_path / "notes.db"
+    not_a_gallery.write_bytes(b"not a gallery" * 20)
+    with _open(path, enroller) as gallery:
+        for source, refusal in (
+            (tmp_path / "other.db", r"other\.db: its embeddings were made by model another_model"),
+            (not_a_gallery, r"notes\.db: not a facegate gallery"),
+            (tmp_path / "missing.db", r"missing\.db: no such backup file"),
+            (path, r"gallery\.db: that is the gallery's own file"),
+        ):
+            with pytest.raises(FacegateError, match=refusal):
+                transfer.restore(gallery, source)
+        with pytest.raises(FacegateError, match="the gallery's own file"):
+            transfer.backup(gallery, path)
+        assert [p.name for p in gallery.people()] == ["alice", "bob"]
+    assert sorted(os.listdir(tmp_path)) == ["backups", "gallery.db", "new-device", "notes.db", "other.db"]
+
+
 def test_foreign_sqlite_is_refused_and_untouched(tmp_path: pathlib.Path, enroller: Enroller) -> None:
     path = tmp_path / "other.db"
     db = sqlite3.connect(path)
