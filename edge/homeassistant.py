@@ -7,6 +7,7 @@ have. ``discovery`` returns topic -> payload; ``facegate.mqtt.Link`` publishes t
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Protocol
 
 from facegate import __version__
@@ -34,10 +35,26 @@ class DeviceTopics(Protocol):
     def unknown_face(self) -> str: ...
 
 
+def object_id(name: str) -> str:
+    """A person's object id in discovery: the name itself where it is one. A gallery name may
+    hold '.', which an object id may not: '_' stands for it, and 8 hex digits of the name's
+    hash follow, so that ``j.doe`` and ``j_doe`` stay two entities (they were one)."""
+    if "." not in name:
+        return name
+    return f"{name.replace('.', '_')}_{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
 def person_topic(t: DeviceTopics, name: str) -> str:
-    """The discovery topic of ``name``'s presence entity (a gallery name may hold '.', which
-    a discovery object id may not)."""
-    return f"{t.ha_prefix}/binary_sensor/{t.device}/person_{name.replace('.', '_')}/config"
+    """The discovery topic of ``name``'s presence entity."""
+    return f"{t.ha_prefix}/binary_sensor/{t.device}/person_{object_id(name)}/config"
+
+
+def retired_topics(t: DeviceTopics, people: tuple[str, ...]) -> list[str]:
+    """Topics of the presence entities that names with '.' had before ``object_id`` gave them a
+    suffix (``person_j_doe``), to be cleared, unless a person of that very name has it now."""
+    names = set(people)
+    old = {name.replace(".", "_") for name in people if "." in name}
+    return [f"{t.ha_prefix}/binary_sensor/{t.device}/person_{o}/config" for o in sorted(old - names)]
 
 
 def discovery(
@@ -87,10 +104,9 @@ def discovery(
         },
     }
     for name in people:  # gallery names: letters, digits, '_', '.', '-' (safe in a template)
-        object_id = name.replace(".", "_")
         entities[person_topic(t, name)] = {
             "name": f"{name} present",
-            "unique_id": f"facegate_{t.device}_person_{object_id}",
+            "unique_id": f"facegate_{t.device}_person_{object_id(name)}",
             "state_topic": t.state,
             "value_template": f"{{{{ 'ON' if '{name}' in value_json.present else 'OFF' }}}}",
             "device_class": "presence",

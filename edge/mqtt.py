@@ -49,7 +49,7 @@ from paho.mqtt.properties import Properties
 from facegate.commands import sign_published
 from facegate.config import Config
 from facegate.events import SCHEMA
-from facegate.homeassistant import discovery, person_topic
+from facegate.homeassistant import discovery, person_topic, retired_topics
 from facegate.outbox import Outbox
 from facegate.wire import PayloadError, check_correlation, check_reply_topic, dumps, guarded, parse_object
 
@@ -473,6 +473,8 @@ class Link:
         for name in sorted(self._gone):
             self.client.publish(person_topic(self.topics, name), b"", qos=1, retain=True)
         self._gone.clear()
+        for topic in retired_topics(self.topics, self._people):
+            self.client.publish(topic, b"", qos=1, retain=True)
         web = self.config.web
         entities = discovery(
             self.topics,

@@ -20,6 +20,7 @@ from facegate.enroll import fingerprint
 from facegate.errors import FacegateError
 from facegate.fleet.store import GalleryStore
 from facegate.gallery import Gallery, ModelFingerprint, Sample
+from facegate.homeassistant import object_id
 from facegate.images import load_rgb
 from facegate.perception import Perception
 from facegate.review import ASSIGN_BEST, Limits, Recorder, ReviewError, ReviewStore, jpeg, path_beside
@@ -375,15 +376,30 @@ def test_home_assistant_person_entities_and_the_last_unknown_face(
             feed.put(frames["blank"], 6)
             face = sub.wait(lambda t, p: t == "facegate/door_ha/unknown_face")[0]
             assert isinstance(face[1], bytes) and face[1][:2] == b"\xff\xd8"  # a JPEG, not retained
+            # what an older facegate left for "ann.b" and "joe.b": one object id for "x.y" and "x_y"
+            for legacy in ("ann_b", "joe_b"):
+                sub.client.publish(person.format(legacy), b'{"name": "old"}', qos=1, retain=True)
             with Gallery.open(tmp_path / "gallery.db", model) as gallery:  # as `facegate enroll` would
-                gallery.add("joe.b", [obama_sample])
+                for name in ("joe.b", "joe_b", "ann.b"):
+                    gallery.add(name, [obama_sample])
                 gallery.remove("obama")
             feed.put(frames["blank"], 3)
-            sub.wait(lambda t, p: t == person.format("joe_b"))
+            ids = {name: object_id(name) for name in ("joe.b", "joe_b", "ann.b")}
+            assert (
+                ids["joe_b"] == "joe_b" and ids["joe.b"].startswith("joe_b_") and len(set(ids.values())) == 3
+            )
+            for name, id_ in ids.items():  # three people, three entities
+                found = sub.wait(
+                    lambda t, p, i=id_: t == person.format(i) and isinstance(p, dict) and "unique_id" in p
+                )
+                entity = found[-1][1]
+                assert entity["unique_id"] == f"facegate_door_ha_person_{id_}"
+                assert f"'{name}' in value_json.present" in entity["value_template"]
             gone = sub.wait(lambda t, p: t == person.format("obama") and p == b"")  # withdrawn
-            assert gone
+            assert gone and sub.wait(lambda t, p: t == person.format("ann_b") and p == b"")  # retired
+            assert not [m for m in sub.messages if m[0] == person.format("joe_b") and m[1] == b""]  # joe_b's
     finally:
-        for name in ("obama", "joe_b"):  # no retained entity left on the broker for other tests
+        for name in ("obama", "joe_b", "ann_b", object_id("joe.b"), object_id("ann.b")):  # none left retained
             sub.client.publish(person.format(name), b"", qos=1, retain=True).wait_for_publish(5)
         sub.client.publish(
             "homeassistant/image/door_ha/unknown_face/config", b"", qos=1, retain=True
