@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import pathlib
+import pwd
 import re
 import sqlite3
 import stat
@@ -235,11 +236,16 @@ class Gallery:
         # (the daemon has several), and another process closing its own connection would then
         # delete the WAL under them, losing or corrupting later writes (sqlite.org/howtocorrupt).
         if size is None:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            with contextlib.suppress(FileExistsError):  # a new file: no connection holds it yet
-                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                with contextlib.suppress(FileExistsError):  # a new file: no connection holds it yet
+                    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            except OSError as exc:
+                raise GalleryError(path, f"cannot create it: {exc.strerror}{_run_as(path.parent)}") from None
         elif size < SQLITE_HEADER:
             raise GalleryError(path, _NOT_SQLITE)
+        elif not os.access(path, os.R_OK | os.W_OK, effective_ids=os.access in os.supports_effective_ids):
+            raise GalleryError(path, f"cannot open it: permission denied{_run_as(path)}")
         make_private(path)
         try:
             db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -251,8 +257,20 @@ class Gallery:
             db.close()
             if "file is not a database" in str(exc):  # SQLITE_NOTADB: SQLite read the header only
                 raise GalleryError(path, _NOT_SQLITE) from None
+            if isinstance(exc, sqlite3.OperationalError) and (
+                "readonly" in str(exc) or "unable to open" in str(exc)
+            ):  # a file it may write, in a folder it may not: no room for the WAL beside it
+                raise GalleryError(
+                    path,
+                    f"cannot open it ({exc}): SQLite writes its WAL beside the file, so its folder "
+                    f"must be writable too{_run_as(path.parent)}",
+                ) from None
+            if isinstance(exc, sqlite3.OperationalError):  # locked, busy, I/O, a full disk: not damage
+                raise GalleryError(path, f"cannot open it now ({exc}); left untouched") from None
             raise GalleryError(
-                path, f"corrupt gallery ({exc}); left untouched: restore a backup or move it aside"
+                path,
+                f"corrupt gallery ({exc}); left untouched: restore a backup "
+                "(`facegate gallery restore FILE`) or move it aside",
             ) from None
         except BaseException:
             db.close()
@@ -604,6 +622,25 @@ class Gallery:
                 ],
             )
         self.model = model
+
+
+def _run_as(path: pathlib.Path) -> str:
+    """Whom to run as, when ``path`` (or the nearest folder above it that exists) belongs to
+    another user: the service's gallery is its user's alone (``sudo -u facegate ...``)."""
+    for where in (path, *path.parents):
+        try:
+            uid = where.stat().st_uid
+        except OSError:
+            continue
+        if uid == os.geteuid():
+            return ""
+        try:
+            owner = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            return f" (it belongs to uid {uid}; run as that user)"
+        command = "sudo facegate ..." if uid == 0 else f"sudo -u {owner} facegate ..."
+        return f" (it belongs to {owner}; run as that user: `{command}`)"
+    return ""
 
 
 @contextlib.contextmanager

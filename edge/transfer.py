@@ -153,8 +153,11 @@ def backup(gallery: Gallery, path: str | os.PathLike[str]) -> int:
     path = pathlib.Path(path)
     _not_the_gallery(gallery, path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    try:
+        tmp.unlink(missing_ok=True)
+        os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except OSError as exc:
+        raise FacegateError(f"{path}: cannot write the backup there ({exc.strerror})") from None
     try:
         copy = sqlite3.connect(tmp, isolation_level=None)
         try:
@@ -194,9 +197,14 @@ def restore(gallery: Gallery, path: str | os.PathLike[str]) -> int:
     for leftover in (work, *(work.with_name(work.name + end) for end in ("-wal", "-shm"))):
         leftover.unlink(missing_ok=True)
     try:
-        os.close(os.open(work, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-        with path.open("rb") as source, work.open("wb") as target:
-            shutil.copyfileobj(source, target)
+        try:
+            with path.open("rb") as source:
+                os.close(os.open(work, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+                with work.open("wb") as target:
+                    shutil.copyfileobj(source, target)
+        except OSError as exc:
+            where = path if exc.filename == str(path) else work
+            raise FacegateError(f"{where}: cannot restore from it ({exc.strerror})") from None
         try:
             with Gallery.open(work, gallery.model, create=False) as backup_:
                 checked = backup_.connection.execute("PRAGMA integrity_check").fetchone()[0]

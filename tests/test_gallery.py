@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import os
 import pathlib
+import shutil
 import signal
 import sqlite3
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -316,8 +318,40 @@ def test_backup_while_the_gallery_is_in_use_then_restore(tmp_path: pathlib.Path,
                 transfer.restore(gallery, source)
         with pytest.raises(FacegateError, match="the gallery's own file"):
             transfer.backup(gallery, path)
+        with pytest.raises(FacegateError, match=r"b\.db: cannot write the backup there \(No such file"):
+            transfer.backup(gallery, tmp_path / "missing" / "b.db")
         assert [p.name for p in gallery.people()] == ["alice", "bob"]
     assert sorted(os.listdir(tmp_path)) == ["backups", "gallery.db", "new-device", "notes.db", "other.db"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to act as another user")
+def test_a_gallery_another_user_owns_says_as_whom_to_run(enroller: Enroller) -> None:
+    """`facegate enroll --gallery /var/lib/facegate/gallery.db` run by the login user met the
+    service's gallery (0600, in a 0700 folder): a traceback, or "corrupt gallery ... restore a
+    backup" for a folder it could not write its WAL in. Each now says why, and as whom to run.
+    Tried as root taking the euid of `nobody`."""
+    root = pathlib.Path(tempfile.mkdtemp(prefix="facegate-owner-"))
+    try:
+        root.chmod(0o755)
+        roots = root / "g.db"
+        _open(roots, enroller).close()
+        theirs = root / "shared.db"  # nobody's file, in a folder only root may write
+        shutil.copy(roots, theirs)
+        os.chown(theirs, 65534, 65534)
+        os.seteuid(65534)
+        try:
+            for path, refusal in (
+                (root / "new.db", r"cannot create it: Permission denied \(it belongs to root; run as"),
+                (roots, r"cannot open it: permission denied \(it belongs to root; run as that user: `sudo"),
+                (theirs, r"cannot open it \(.+\): SQLite writes its WAL beside the file, so its folder"),
+            ):
+                with pytest.raises(GalleryError, match=refusal):
+                    _open(path, enroller)
+        finally:
+            os.seteuid(0)
+        assert sorted(os.listdir(root)) == ["g.db", "shared.db"]
+    finally:
+        shutil.rmtree(root)
 
 
 def test_foreign_sqlite_is_refused_and_untouched(tmp_path: pathlib.Path, enroller: Enroller) -> None:
