@@ -66,6 +66,16 @@ def make_private(path: pathlib.Path) -> None:
                 os.chmod(p, 0o600)
 
 
+def owned_like_folder(path: pathlib.Path) -> None:
+    """A file root just made in another user's folder goes to that user: `sudo facegate enroll`
+    into the service's state folder must not leave a gallery the service cannot open. (SQLite
+    does the same for the WAL it makes beside a file.)"""
+    if os.geteuid() == 0:
+        folder = path.parent.stat()
+        if folder.st_uid != 0:
+            os.chown(path, folder.st_uid, folder.st_gid)
+
+
 _HELD: dict[str, int] = {}  # the locks this process holds: path -> descriptor
 
 

@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from facegate.errors import FacegateError
-from facegate.files import make_private
+from facegate.files import make_private, owned_like_folder
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +240,7 @@ class Gallery:
                 path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
                 with contextlib.suppress(FileExistsError):  # a new file: no connection holds it yet
                     os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+                    owned_like_folder(path)
             except OSError as exc:
                 raise GalleryError(path, f"cannot create it: {exc.strerror}{_run_as(path.parent)}") from None
         elif size < SQLITE_HEADER:
@@ -624,6 +625,13 @@ class Gallery:
         self.model = model
 
 
+def _user(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
 def _run_as(path: pathlib.Path) -> str:
     """Whom to run as, when ``path`` (or the nearest folder above it that exists) belongs to
     another user: the service's gallery is its user's alone (``sudo -u facegate ...``)."""
@@ -634,12 +642,10 @@ def _run_as(path: pathlib.Path) -> str:
             continue
         if uid == os.geteuid():
             return ""
-        try:
-            owner = pwd.getpwuid(uid).pw_name
-        except KeyError:
-            return f" (it belongs to uid {uid}; run as that user)"
-        command = "sudo facegate ..." if uid == 0 else f"sudo -u {owner} facegate ..."
-        return f" (it belongs to {owner}; run as that user: `{command}`)"
+        owner, me = _user(uid), _user(os.geteuid())
+        run = "sudo facegate ..." if uid == 0 else f"sudo -u {owner} facegate ..."
+        give = f"sudo chown {me}: {where}"
+        return f" (it belongs to {owner}: run as that user, `{run}`, or give it to {me}: `{give}`)"
     return ""
 
 

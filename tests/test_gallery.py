@@ -32,6 +32,7 @@ from facegate.gallery import (
     Sample,
 )
 from facegate.perception import Perception
+from facegate.review import ReviewStore, path_beside
 from tests.conftest import FLOAT_MODEL, HEIC_BYTES, INT8_MODEL, ROOT, shared_path
 
 
@@ -329,7 +330,8 @@ def test_a_gallery_another_user_owns_says_as_whom_to_run(enroller: Enroller) -> 
     """`facegate enroll --gallery /var/lib/facegate/gallery.db` run by the login user met the
     service's gallery (0600, in a 0700 folder): a traceback, or "corrupt gallery ... restore a
     backup" for a folder it could not write its WAL in. Each now says why, and as whom to run.
-    Tried as root taking the euid of `nobody`."""
+    And root (`sudo facegate enroll`) no longer leaves the service a gallery or review file it
+    cannot open. Tried as root taking the euid of `nobody`."""
     root = pathlib.Path(tempfile.mkdtemp(prefix="facegate-owner-"))
     try:
         root.chmod(0o755)
@@ -338,18 +340,29 @@ def test_a_gallery_another_user_owns_says_as_whom_to_run(enroller: Enroller) -> 
         theirs = root / "shared.db"  # nobody's file, in a folder only root may write
         shutil.copy(roots, theirs)
         os.chown(theirs, 65534, 65534)
+        service = root / "state"  # the service's folder; root enrolls into it (`sudo facegate enroll`)
+        service.mkdir(mode=0o700)
+        os.chown(service, 65534, 65534)
+        with _open(service / "gallery.db", enroller) as gallery:
+            gallery.add("x", [Sample(_vector(0), "synthetic")])
+        review = ReviewStore.open(path_beside(service / "gallery.db"), fingerprint(enroller.encoder))
+        review.close()
+        assert {p.stat().st_uid for p in service.iterdir()} == {65534}  # left to the folder's owner
         os.seteuid(65534)
         try:
+            with _open(service / "gallery.db", enroller) as gallery:  # the service opens it
+                assert "x" in gallery
+            mine = r"run as that user, `sudo facegate \.\.\.`, or give it to nobody: `sudo chown nobody: "
             for path, refusal in (
-                (root / "new.db", r"cannot create it: Permission denied \(it belongs to root; run as"),
-                (roots, r"cannot open it: permission denied \(it belongs to root; run as that user: `sudo"),
+                (root / "new.db", r"cannot create it: Permission denied \(it belongs to root: " + mine),
+                (roots, r"cannot open it: permission denied \(it belongs to root: " + mine),
                 (theirs, r"cannot open it \(.+\): SQLite writes its WAL beside the file, so its folder"),
             ):
                 with pytest.raises(GalleryError, match=refusal):
                     _open(path, enroller)
         finally:
             os.seteuid(0)
-        assert sorted(os.listdir(root)) == ["g.db", "shared.db"]
+        assert sorted(os.listdir(root)) == ["g.db", "shared.db", "state"]
     finally:
         shutil.rmtree(root)
 
