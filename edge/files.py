@@ -63,7 +63,10 @@ def make_private(path: pathlib.Path) -> None:
             mode = stat.S_IMODE(st.st_mode)
             if stat.S_ISREG(st.st_mode) and mode & 0o077:
                 log.warning("%s was readable by others (mode %o); making it private (0600)", p, mode)
-                os.chmod(p, 0o600)
+                try:
+                    os.chmod(p, 0o600)
+                except PermissionError:  # another user's: opening it says whose, and what to do
+                    log.error("%s is not this user's to make private; its owner must (chmod 600)", p)
 
 
 def owned_like_folder(path: pathlib.Path) -> None:
