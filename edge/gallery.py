@@ -367,6 +367,16 @@ class Gallery:
     def check_vector(self, vector: np.ndarray) -> None:
         self._check_vector(vector)
 
+    def restore_from(self, source: Gallery) -> None:
+        """Make this gallery's file ``source``'s, page for page (SQLite's online backup, into
+        the open file: other connections see it as any change), and what it replaced gone
+        from the WAL too. This connection's own writes do not move ``data_version``, so its
+        template cache is dropped here."""
+        self._templates = None
+        source._db.backup(self._db)
+        self._templates = None
+        self._purge()
+
     def relaxed_sync(self) -> Gallery:
         """Make this connection's commits cheap (WAL ``synchronous=NORMAL``: no fsync per
         transaction), for a stream of small changes that can be fetched again (the fleet's).

@@ -211,7 +211,7 @@ def restore(gallery: Gallery, path: str | os.PathLike[str]) -> int:
                 if checked != "ok":
                     raise GalleryError(path, f"damaged backup ({checked}); nothing restored")
                 people = len(backup_.people())
-                backup_.connection.backup(gallery.connection)
+                gallery.restore_from(backup_)
         except GalleryError as exc:  # named as the backup, not as the private copy
             raise type(exc)(path, exc.problem) from None
         except sqlite3.DatabaseError as exc:
@@ -219,7 +219,6 @@ def restore(gallery: Gallery, path: str | os.PathLike[str]) -> int:
     finally:
         for leftover in (work, *(work.with_name(work.name + end) for end in ("-wal", "-shm"))):
             leftover.unlink(missing_ok=True)
-    gallery.purge()  # what the restore replaced is gone from the WAL too
     return people
 
 

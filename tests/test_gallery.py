@@ -295,6 +295,11 @@ def test_backup_while_the_gallery_is_in_use_then_restore(tmp_path: pathlib.Path,
     service.add("carol", [Sample(_vector(3), "synthetic")])
     assert main(["gallery", "restore", str(copy), "--gallery", str(path)]) == 0
     assert _sha(copy) == before
+    with _open(path, enroller) as gallery:  # restored in place, the connection's cache too
+        gallery.add("dave", [Sample(_vector(5), "synthetic")])
+        assert sorted(gallery.templates().names) == ["alice", "bob", "dave"]
+        transfer.restore(gallery, copy)
+        assert sorted(gallery.templates().names) == ["alice", "bob"]
     assert [p.name for p in service.people()] == ["alice", "bob"]  # the open connection sees it
     assert service.person("alice").images == 1 and len(service.negatives("bob")) == 1
     assert service.connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
