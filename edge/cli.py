@@ -397,9 +397,8 @@ def build_parser(load: str | None = None) -> argparse.ArgumentParser:
     _add_gallery_args(p)
     p.set_defaults(func=_cmd_enroll)
 
-    ga = sub.add_parser("gallery", help="list, remove, rename, export, import, rebuild").add_subparsers(
-        dest="action", required=True, metavar="ACTION"
-    )
+    what = "list, remove, rename, export, import, backup, restore, rebuild"
+    ga = sub.add_parser("gallery", help=what).add_subparsers(dest="action", required=True, metavar="ACTION")
     p = ga.add_parser("list", help="the enrolled people")
     p.add_argument("--json", action="store_true")
     _add_gallery_args(p)
