@@ -40,7 +40,7 @@ from facegate.events import Event, Health, Origin, State
 from facegate.files import hold_lock, release_lock
 from facegate.fleet import member_for
 from facegate.follow import Follower
-from facegate.gallery import Gallery, Templates
+from facegate.gallery import Gallery, Templates, read_only_fs
 from facegate.livegallery import LiveGallery
 from facegate.lookahead import Lookahead, Taken
 from facegate.modelcard import ModelCard
@@ -49,7 +49,7 @@ from facegate.notify import Notifier
 from facegate.perception import Face, Gates, Perception, to_rgb
 from facegate.ratelimit import LogLimiter
 from facegate.requests import Desk, PendingVerify
-from facegate.review import Limits, Recorder, ReviewStore
+from facegate.review import Limits, Recorder, ReviewError, ReviewStore
 from facegate.sources import Frame, FrameSource, open_source, without_login
 from facegate.track import Decision, Judge, Observation, Track, Tracker, TrackerConfig
 from facegate.web import Console
@@ -116,16 +116,7 @@ class Daemon:
         self.tracker = Tracker(_tracker_config(config, self.op))
         self.track_op = _track_op(config, self.encoder.card)
         r, ha = config.review, config.homeassistant
-        self.review = (
-            ReviewStore.open(
-                config.review_path,
-                fingerprint(self.encoder),
-                self.op.threshold,
-                Limits(r.max_faces, r.max_age_days, r.events_keep_hours),
-            )
-            if r.enabled
-            else None
-        )
+        self.review = self._open_review() if r.enabled else None
         self.recorder = (
             Recorder(self.review, r.crops, ha.discovery and ha.unknown_face_image)
             if self.review is not None
@@ -182,6 +173,23 @@ class Daemon:
             ) from None
         except OSError as exc:
             log.warning("cannot lock %s (%s); not checking for a second daemon", self._lock, exc)
+
+    def _open_review(self) -> ReviewStore | None:
+        """The review store; on a read-only disk, none (logged): keeping strangers' faces is
+        not worth a door that no longer decides."""
+        r = self.config.review
+        try:
+            return ReviewStore.open(
+                self.config.review_path,
+                fingerprint(self.encoder),
+                self.op.threshold,
+                Limits(r.max_faces, r.max_age_days, r.events_keep_hours),
+            )
+        except ReviewError as exc:
+            if not read_only_fs(self.config.review_path):
+                raise
+            log.error("review is off until the disk is writable again: %s", exc)
+            return None
 
     # --- main loop ---------------------------------------------------------------
 

@@ -231,6 +231,7 @@ class Gallery:
         fresh = not size
         if fresh and not create:
             raise GalleryError(path, "no gallery here (enroll someone first)")
+        read_only = size is not None and size >= SQLITE_HEADER and read_only_fs(path)
         # The file is never opened here but by SQLite: closing any descriptor of it drops every
         # POSIX lock this process holds on it, also those of the connections already open on it
         # (the daemon has several), and another process closing its own connection would then
@@ -245,15 +246,22 @@ class Gallery:
                 raise GalleryError(path, f"cannot create it: {exc.strerror}{_run_as(path.parent)}") from None
         elif size < SQLITE_HEADER:
             raise GalleryError(path, _NOT_SQLITE)
+        elif read_only:
+            pass  # read, not written: nothing on it can change
         elif not os.access(path, os.R_OK | os.W_OK, effective_ids=os.access in os.supports_effective_ids):
             raise GalleryError(path, f"cannot open it: permission denied{_run_as(path)}")
-        make_private(path)
+        if not read_only:
+            make_private(path)
         try:
-            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            db = (
+                _connect_read_only(path)
+                if read_only
+                else sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            )
         except sqlite3.Error as exc:
             raise GalleryError(path, f"cannot open: {exc}") from None
         try:
-            gallery = cls._checked(path, db, model, fresh, any_model)
+            gallery = cls._checked(path, db, model, fresh, any_model, read_only)
         except sqlite3.DatabaseError as exc:
             db.close()
             if "file is not a database" in str(exc):  # SQLITE_NOTADB: SQLite read the header only
@@ -280,16 +288,30 @@ class Gallery:
 
     @classmethod
     def _checked(
-        cls, path: pathlib.Path, db: sqlite3.Connection, model: ModelFingerprint, fresh: bool, any_model: bool
+        cls,
+        path: pathlib.Path,
+        db: sqlite3.Connection,
+        model: ModelFingerprint,
+        fresh: bool,
+        any_model: bool,
+        read_only: bool = False,
     ) -> Gallery:
         app_id = db.execute("PRAGMA application_id").fetchone()[0]
         tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
         if app_id != APPLICATION_ID and (tables or not fresh):
             raise GalleryError(path, "an SQLite file that is not a facegate gallery; left untouched")
+        if (
+            read_only
+            and db.execute("SELECT 1 FROM sqlite_master WHERE name = 'negatives'").fetchone() is None
+        ):
+            raise GalleryError(
+                path, "a gallery from before corrections cannot be upgraded on a read-only file system"
+            )
         db.execute("PRAGMA foreign_keys = ON")
         db.execute("PRAGMA secure_delete = ON")  # deleted rows are overwritten, not left in free pages
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = FULL")
+        if not read_only:
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = FULL")
         db.execute("PRAGMA busy_timeout = 5000")
         if app_id != APPLICATION_ID:
             cls._create(db, model)
@@ -308,7 +330,15 @@ class Gallery:
                 "images were kept, or enroll the people again into a new gallery",
             )
         gallery = cls(path, db, stored)
-        make_private(path)
+        if read_only:
+            log.error(
+                "%s is on a read-only file system: deciding with the %d people in it, and refusing "
+                "changes (an SD card the kernel made read-only after errors: `dmesg | grep -i ext4`)",
+                path,
+                len(gallery),
+            )
+        else:
+            make_private(path)
         return gallery
 
     @staticmethod
@@ -633,6 +663,33 @@ class Gallery:
                 ],
             )
         self.model = model
+
+
+def read_only_fs(path: pathlib.Path) -> bool:
+    """Whether ``path`` is on a file system mounted read-only (an SD card the kernel remounted
+    after errors): its gallery can still be read, and a door still decide."""
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _connect_read_only(path: pathlib.Path) -> sqlite3.Connection:
+    """A gallery on a read-only file system. A WAL gallery needs its shared-memory file, which
+    cannot be made there: with a WAL left beside it (a power cut), SQLite reads it in
+    memory if it can; otherwise (a clean stop leaves no WAL) the file is read as it is."""
+    uri = path.absolute().as_uri()
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        try:
+            db = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return db
+        except sqlite3.OperationalError:
+            log.error(
+                "%s: its WAL cannot be read on a read-only file system; its latest changes are missed", path
+            )
+    return sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None, check_same_thread=False)
 
 
 def _user(uid: int) -> str:

@@ -161,10 +161,19 @@ class ReviewStore:
         make_private(path)
         try:
             db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise ReviewError(f"{path}: cannot open it ({exc})") from None
+        try:
             store = cls(path, db, model.embedding_size, threshold, limits or Limits())
             store._prepare(model)
         except sqlite3.DatabaseError as exc:
+            db.close()
+            if isinstance(exc, sqlite3.OperationalError):  # locked, a read-only disk, ...: not damage
+                raise ReviewError(f"{path}: cannot open it now ({exc})") from None
             raise ReviewError(f"{path}: not a usable review file ({exc}); move it aside") from None
+        except BaseException:
+            db.close()  # a refused file leaves no descriptor open
+            raise
         make_private(path)
         return store
 

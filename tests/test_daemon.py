@@ -35,8 +35,10 @@ from facegate.demo import PHOTOS
 from facegate.encoder import Encoder
 from facegate.enroll import fingerprint
 from facegate.errors import FacegateError
+from facegate.fleet.store import GalleryStore
 from facegate.gallery import Gallery
 from facegate.mqtt import Link
+from facegate.review import ReviewStore
 from facegate.sources import ArraySource, Frame
 from tests.conftest import INT8_MODEL, ROBUSTNESS, ROOT
 from tests.mqtt_support import Broker, FeedSource, Proxy, Stage, Subscriber, until
@@ -355,6 +357,57 @@ def test_events_still_in_the_outbox_when_the_daemon_stops_are_sent_at_its_next_s
     sub.close()
     published = [payload for _, payload, _ in sub.raw]
     assert all(p and json.loads(p)["event_id"] in kept for p in published), published  # nothing else
+
+
+def test_a_read_only_disk_still_decides(
+    broker: Broker, tmp_path: pathlib.Path, frames: dict[str, np.ndarray], obama_sample: Any, caplog: Any
+) -> None:
+    """An SD card the kernel remounted read-only after errors: the gallery could not be opened
+    (SQLite could not make the WAL's shared-memory file), the daemon ended, and systemd restarted
+    it for ever, a door that no longer decided. Now it decides with the people on the card, says
+    why nothing can change, and a change asked for over MQTT is refused, not a crash."""
+    state = tmp_path / "state"
+    state.mkdir()
+    config = _config(
+        state,
+        broker.port,
+        obama_sample,
+        commands={"enabled": ["remove"], "secret": SECRET},
+        review={"enabled": True},
+        fleet={"enabled": True, "signature": "hmac", "hmac_key": "f" * 24, "prefix": "facegate/fleet/ro"},
+    )
+    # the files a first run leaves: the outbox, the review store, the fleet's table
+    (state / "outbox").mkdir()
+    model = fingerprint(Encoder(INT8_MODEL))
+    ReviewStore.open(config.review_path, model).close()
+    GalleryStore(Gallery.open(config.gallery.path, model)).close()
+    mounted = subprocess.run(["mount", "--bind", str(state), str(state)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"needs a bind mount to make a read-only disk: {mounted.stderr.decode().strip()}")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(state)], check=True)
+        with pytest.raises(OSError, match="Read-only file system"):
+            (state / "x").write_text("")
+        sub = Subscriber(broker.port, ["facegate/door1/#"])
+        feed = FeedSource()
+        with caplog.at_level(logging.ERROR), running(Daemon(config, feed)):
+            sub.wait(lambda t, p: t.endswith("/availability") and p["state"] == "online")
+            feed.put(frames["obama"], 8)
+            feed.put(frames["blank"], 6)
+            assert [e["identity"] for e in _events(sub, 1)] == ["obama"]
+            reply, topic = "facegate/door1/reply/t", "facegate/door1/command/remove"
+            body = {"id": "r1", "args": {"name": "obama"}, "reply_to": reply}
+            sub.publish(topic, sign(SECRET, "door1", topic, body))
+            refused = sub.wait(lambda t, p: t == reply)[0][1]
+            assert refused["ok"] is False and "Read-only file system" in refused["error"], refused
+            feed.put(frames["obama"], 8)
+            feed.put(frames["blank"], 6)
+            assert [e["identity"] for e in _events(sub, 2)] == ["obama", "obama"]  # still there
+        sub.close()
+        assert "gallery.db is on a read-only file system: deciding with the 1 people in it" in caplog.text
+        assert "review is off until the disk is writable again" in caplog.text
+    finally:
+        subprocess.run(["umount", str(state)], check=True)
 
 
 def test_broker_killed_and_restarted_while_events_flow(

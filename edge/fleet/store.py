@@ -71,8 +71,11 @@ class GalleryStore:
 
     def __init__(self, gallery: Gallery) -> None:
         self.gallery = gallery.relaxed_sync()  # each entry can be fetched again from the broker
-        with self._errors(), gallery.transaction() as db:
-            db.execute(_SCHEMA)
+        with self._errors():
+            made = gallery.connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'fleet'").fetchone()
+        if made is None:  # asked first: a gallery on a read-only disk can still be read
+            with self._errors(), gallery.transaction() as db:
+                db.execute(_SCHEMA)
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
