@@ -681,11 +681,12 @@ def _connect_read_only(path: pathlib.Path) -> sqlite3.Connection:
     uri = path.absolute().as_uri()
     wal = path.with_name(path.name + "-wal")
     if wal.exists() and wal.stat().st_size > 0:
+        db = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
         try:
-            db = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
             db.execute("SELECT count(*) FROM sqlite_master").fetchone()
             return db
         except sqlite3.OperationalError:
+            db.close()
             log.error(
                 "%s: its WAL cannot be read on a read-only file system; its latest changes are missed", path
             )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
+import subprocess
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +21,20 @@ FLOAT_MODEL = MODELS / "dlib_resnet_v1_float32.tflite"
 INT8_MODEL = MODELS / "dlib_resnet_v1_int8.tflite"
 # The start of an iPhone photo: an ISO BMFF file-type box of brand heic (HEIF), then padding.
 HEIC_BYTES = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64)
+
+
+@contextlib.contextmanager
+def read_only(folder: pathlib.Path) -> Iterator[None]:
+    """``folder`` as a read-only disk (a bind mount onto itself, remounted read-only), as an SD
+    card the kernel remounted after errors; skipped where this process may not mount."""
+    mounted = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"needs a bind mount to make a read-only disk: {mounted.stderr.strip()}")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)], check=True)
+        yield
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
 
 
 def shared_path(*parts: str) -> pathlib.Path:

@@ -40,7 +40,7 @@ from facegate.gallery import Gallery
 from facegate.mqtt import Link
 from facegate.review import ReviewStore
 from facegate.sources import ArraySource, Frame
-from tests.conftest import INT8_MODEL, ROBUSTNESS, ROOT
+from tests.conftest import INT8_MODEL, ROBUSTNESS, ROOT, read_only
 from tests.mqtt_support import Broker, FeedSource, Proxy, Stage, Subscriber, until
 
 SECRET = "a-long-enough-test-secret"
@@ -381,11 +381,7 @@ def test_a_read_only_disk_still_decides(
     model = fingerprint(Encoder(INT8_MODEL))
     ReviewStore.open(config.review_path, model).close()
     GalleryStore(Gallery.open(config.gallery.path, model)).close()
-    mounted = subprocess.run(["mount", "--bind", str(state), str(state)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"needs a bind mount to make a read-only disk: {mounted.stderr.decode().strip()}")
-    try:
-        subprocess.run(["mount", "-o", "remount,bind,ro", str(state)], check=True)
+    with read_only(state):
         with pytest.raises(OSError, match="Read-only file system"):
             (state / "x").write_text("")
         sub = Subscriber(broker.port, ["facegate/door1/#"])
@@ -406,8 +402,6 @@ def test_a_read_only_disk_still_decides(
         sub.close()
         assert "gallery.db is on a read-only file system: deciding with the 1 people in it" in caplog.text
         assert "review is off until the disk is writable again" in caplog.text
-    finally:
-        subprocess.run(["umount", str(state)], check=True)
 
 
 def test_broker_killed_and_restarted_while_events_flow(

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -33,7 +34,7 @@ from facegate.gallery import (
 )
 from facegate.perception import Perception
 from facegate.review import ReviewStore, path_beside
-from tests.conftest import FLOAT_MODEL, HEIC_BYTES, INT8_MODEL, ROOT, shared_path
+from tests.conftest import FLOAT_MODEL, HEIC_BYTES, INT8_MODEL, ROOT, read_only, shared_path
 
 
 @pytest.fixture(scope="module")
@@ -370,6 +371,31 @@ def test_a_gallery_another_user_owns_says_as_whom_to_run(enroller: Enroller) -> 
         assert sorted(os.listdir(root)) == ["g.db", "shared.db", "state"]
     finally:
         shutil.rmtree(root)
+
+
+def test_a_gallery_on_a_read_only_disk_is_read(
+    tmp_path: pathlib.Path, enroller: Enroller, caplog: Any
+) -> None:
+    """Read, never written: with the WAL a power cut left (and its shared-memory file), its
+    latest person too; without that file, SQLite cannot read the WAL there, and says so."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    with _open(tmp_path / "g.db", enroller) as gallery:
+        gallery.add("a", [Sample(_vector(0), "synthetic")])
+        gallery.purge()  # a is in the file
+        gallery.add("b", [Sample(_vector(1), "synthetic")])  # b only in the WAL
+        for end in ("", "-wal", "-shm"):  # the files as a power cut left them
+            shutil.copy(tmp_path / f"g.db{end}", disk / f"g.db{end}")
+    for without_shm in (False, True):
+        if without_shm:
+            (disk / "g.db-shm").unlink()
+        caplog.clear()
+        with read_only(disk), _open(disk / "g.db", enroller) as gallery:
+            assert [p.name for p in gallery.people()] == (["a"] if without_shm else ["a", "b"])
+            with pytest.raises(GalleryError, match="readonly database"):
+                gallery.add("c", [Sample(_vector(2), "synthetic")])
+        assert "is on a read-only file system: deciding with the" in caplog.text
+        assert ("its latest changes are missed" in caplog.text) == without_shm
 
 
 def test_foreign_sqlite_is_refused_and_untouched(tmp_path: pathlib.Path, enroller: Enroller) -> None:
