@@ -37,10 +37,10 @@ from facegate.encoder import Encoder
 from facegate.enroll import Enroller, fingerprint
 from facegate.errors import FacegateError
 from facegate.events import Event, Health, Origin, State
-from facegate.files import hold_lock, release_lock
+from facegate.files import hold_lock, read_only_fs, release_lock
 from facegate.fleet import member_for
 from facegate.follow import Follower
-from facegate.gallery import Gallery, Templates, read_only_fs
+from facegate.gallery import Gallery, Templates
 from facegate.livegallery import LiveGallery
 from facegate.lookahead import Lookahead, Taken
 from facegate.modelcard import ModelCard

@@ -21,6 +21,7 @@ from typing import Any
 
 from facegate.config import Config, load_config
 from facegate.errors import FacegateError
+from facegate.files import read_only_fs
 from facegate.sources import CameraLostError, VideoSource, without_login
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
@@ -264,6 +265,15 @@ def check_resources(config: Config) -> Check:
             if line.startswith("MemAvailable:"):
                 available_mb = int(line.split()[1]) / 1024
     detail = f"{free_mb:.0f} MB free disk at {existing}, {available_mb:.0f} MB memory available"
+    if read_only_fs(existing):
+        return Check(
+            "resources",
+            FAIL,
+            f"{existing} is on a read-only file system: the daemon decides with the gallery as it "
+            "is, but nothing can be enrolled or removed, and events wait in memory only",
+            "an SD card the kernel remounted after errors: `dmesg | grep -i ext4`, then fsck "
+            "or a new card (`facegate gallery restore` from a backup)",
+        )
     if free_mb < 100:
         return Check("resources", FAIL, detail, "free disk space: the gallery and outbox need room")
     if available_mb < 200:

@@ -79,6 +79,15 @@ def owned_like_folder(path: pathlib.Path) -> None:
             os.chown(path, folder.st_uid, folder.st_gid)
 
 
+def read_only_fs(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is on a file system mounted read-only (an SD card the kernel remounted
+    after errors): its gallery can still be read, and a door still decide."""
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 _HELD: dict[str, int] = {}  # the locks this process holds: path -> descriptor
 
 

@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from facegate.errors import FacegateError
-from facegate.files import make_private, owned_like_folder
+from facegate.files import make_private, owned_like_folder, read_only_fs
 
 log = logging.getLogger(__name__)
 
@@ -663,15 +663,6 @@ class Gallery:
                 ],
             )
         self.model = model
-
-
-def read_only_fs(path: pathlib.Path) -> bool:
-    """Whether ``path`` is on a file system mounted read-only (an SD card the kernel remounted
-    after errors): its gallery can still be read, and a door still decide."""
-    try:
-        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
-    except OSError:
-        return False
 
 
 def _connect_read_only(path: pathlib.Path) -> sqlite3.Connection:

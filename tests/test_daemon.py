@@ -32,6 +32,7 @@ from facegate.config import validate
 from facegate.daemon import Daemon
 from facegate.decide import far_key
 from facegate.demo import PHOTOS
+from facegate.doctor import FAIL, check_resources
 from facegate.encoder import Encoder
 from facegate.enroll import fingerprint
 from facegate.errors import FacegateError
@@ -384,6 +385,8 @@ def test_a_read_only_disk_still_decides(
     with read_only(state):
         with pytest.raises(OSError, match="Read-only file system"):
             (state / "x").write_text("")
+        resources = check_resources(config)  # and `facegate doctor` says so
+        assert resources.level == FAIL and "is on a read-only file system" in resources.detail
         sub = Subscriber(broker.port, ["facegate/door1/#"])
         feed = FeedSource()
         with caplog.at_level(logging.ERROR), running(Daemon(config, feed)):
