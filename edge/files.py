@@ -28,25 +28,43 @@ def write_private(path: pathlib.Path, data: bytes, durable: bool = False) -> Non
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-            if durable:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        if durable:
+            replace_durably(tmp, path)
+        else:
+            os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)  # a full disk leaves no half file behind
         raise
-    if durable:
-        sync_folder(path.parent)
 
 
-def sync_folder(folder: pathlib.Path) -> None:
-    """fsync a folder: the renames into it survive a power cut (until then one can be undone,
-    and the old file comes back)."""
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+def replace_durably(tmp: pathlib.Path, path: pathlib.Path) -> None:
+    """``tmp`` renamed over ``path`` so that a power cut keeps it: the file fsynced before the
+    rename, its folder after it (until then a power cut can undo the rename)."""
+    _fsync(tmp, os.O_RDONLY)
+    os.replace(tmp, path)
+    _fsync(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+
+
+def _fsync(path: pathlib.Path, flags: int) -> None:
+    fd = os.open(path, flags)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def sqlite_files(path: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path, pathlib.Path]:
+    """An SQLite file and the WAL and shared-memory files SQLite keeps beside it."""
+    return path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")
+
+
+def create_private(path: pathlib.Path) -> None:
+    """A new empty file, 0600, in a folder made 0700 if need be, given to the folder's owner
+    when root makes it (``owned_like_folder``); one already there is left as it is."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        owned_like_folder(path)
 
 
 def write_private_json(path: pathlib.Path, doc: Any, durable: bool = False, **dump: Any) -> None:
@@ -57,7 +75,7 @@ def write_private_json(path: pathlib.Path, doc: Any, durable: bool = False, **du
 def make_private(path: pathlib.Path) -> None:
     """Make an existing SQLite file (and its WAL/SHM) readable by its owner only, saying so.
     Only files: a folder (a mistyped path) is left as it is."""
-    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+    for p in sqlite_files(path):
         with contextlib.suppress(FileNotFoundError):
             st = p.stat()
             mode = stat.S_IMODE(st.st_mode)

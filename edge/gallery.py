@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from facegate.errors import FacegateError
-from facegate.files import make_private, owned_like_folder, read_only_fs
+from facegate.files import create_private, make_private, read_only_fs, sqlite_files
 
 log = logging.getLogger(__name__)
 
@@ -238,10 +238,7 @@ class Gallery:
         # delete the WAL under them, losing or corrupting later writes (sqlite.org/howtocorrupt).
         if size is None:
             try:
-                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                with contextlib.suppress(FileExistsError):  # a new file: no connection holds it yet
-                    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-                    owned_like_folder(path)
+                create_private(path)  # a new file: no connection holds it yet
             except OSError as exc:
                 raise GalleryError(path, f"cannot create it: {exc.strerror}{_run_as(path.parent)}") from None
         elif size < SQLITE_HEADER:
@@ -300,13 +297,6 @@ class Gallery:
         tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
         if app_id != APPLICATION_ID and (tables or not fresh):
             raise GalleryError(path, "an SQLite file that is not a facegate gallery; left untouched")
-        if (
-            read_only
-            and db.execute("SELECT 1 FROM sqlite_master WHERE name = 'negatives'").fetchone() is None
-        ):
-            raise GalleryError(
-                path, "a gallery from before corrections cannot be upgraded on a read-only file system"
-            )
         db.execute("PRAGMA foreign_keys = ON")
         db.execute("PRAGMA secure_delete = ON")  # deleted rows are overwritten, not left in free pages
         if not read_only:
@@ -316,6 +306,10 @@ class Gallery:
         if app_id != APPLICATION_ID:
             cls._create(db, model)
         if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'negatives'").fetchone() is None:
+            if read_only:
+                raise GalleryError(
+                    path, "a gallery from before corrections cannot be upgraded on a read-only file system"
+                )
             with write_transaction(db):
                 db.execute(_NEGATIVES)
         meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
@@ -670,7 +664,7 @@ def _connect_read_only(path: pathlib.Path) -> sqlite3.Connection:
     cannot be made there: with a WAL left beside it (a power cut), SQLite reads it in
     memory if it can; otherwise (a clean stop leaves no WAL) the file is read as it is."""
     uri = path.absolute().as_uri()
-    wal = path.with_name(path.name + "-wal")
+    wal = sqlite_files(path)[1]
     if wal.exists() and wal.stat().st_size > 0:
         db = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
         try:

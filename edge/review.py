@@ -37,7 +37,7 @@ from PIL import Image
 
 from facegate.decide import OperatingPoint, check_correction, unit_distance, unit_embedding
 from facegate.errors import FacegateError
-from facegate.files import make_private, owned_like_folder
+from facegate.files import create_private, make_private
 from facegate.fleet.store import refuse_if_fleet_owned
 from facegate.gallery import Gallery, ModelFingerprint, Person, Sample, write_transaction
 
@@ -154,10 +154,7 @@ class ReviewStore:
         """Open or create the file. One made by another model is emptied (its embeddings
         cannot be compared with the new model's) and said so; a foreign file is refused."""
         path = pathlib.Path(path)
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-            owned_like_folder(path)
+        create_private(path)
         make_private(path)
         try:
             db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)

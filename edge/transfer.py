@@ -23,7 +23,7 @@ import sqlite3
 import numpy as np
 
 from facegate.errors import FacegateError
-from facegate.files import sync_folder, write_private_json
+from facegate.files import replace_durably, sqlite_files, write_private_json
 from facegate.fleet.store import refuse_if_fleet_owned
 from facegate.gallery import (
     SCHEMA_VERSION,
@@ -169,19 +169,13 @@ def backup(gallery: Gallery, path: str | os.PathLike[str]) -> int:
             copy.close()
         if checked != "ok":
             raise GalleryError(gallery.path, f"the backup failed its check ({checked}); nothing written")
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        replace_durably(tmp, path)
     except sqlite3.DatabaseError as exc:
         tmp.unlink(missing_ok=True)
         raise GalleryError(gallery.path, f"cannot back up to {path}: {exc}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    sync_folder(path.parent)
     return people
 
 
@@ -194,7 +188,7 @@ def restore(gallery: Gallery, path: str | os.PathLike[str]) -> int:
     if not path.is_file():
         raise FacegateError(f"{path}: no such backup file")
     work = gallery.path.with_name(f".{gallery.path.name}.restore")
-    for leftover in (work, *(work.with_name(work.name + end) for end in ("-wal", "-shm"))):
+    for leftover in sqlite_files(work):
         leftover.unlink(missing_ok=True)
     try:
         try:
@@ -217,12 +211,11 @@ def restore(gallery: Gallery, path: str | os.PathLike[str]) -> int:
         except sqlite3.DatabaseError as exc:
             raise GalleryError(gallery.path, f"cannot restore into it: {exc}") from None
     finally:
-        for leftover in (work, *(work.with_name(work.name + end) for end in ("-wal", "-shm"))):
+        for leftover in sqlite_files(work):
             leftover.unlink(missing_ok=True)
     return people
 
 
 def _not_the_gallery(gallery: Gallery, path: pathlib.Path) -> None:
-    live = gallery.path.resolve()
-    if path.resolve() in (live, *(live.with_name(live.name + end) for end in ("-wal", "-shm"))):
+    if path.resolve() in sqlite_files(gallery.path.resolve()):
         raise FacegateError(f"{path}: that is the gallery's own file; name another one")
