@@ -6,7 +6,8 @@ the environment instead of the file: ``FACEGATE_MQTT_PASSWORD`` and
 ``FACEGATE_COMMAND_SECRET`` (or ``*_file`` keys that name a private file).
 ``facegate check-config FILE`` runs the same checks and prints the result.
 
-See ``docs/CONFIG.md`` for every key; ``DEFAULTS`` below is the reference.
+See ``docs/config.example.yaml`` for every key; ``DEFAULTS`` below is the reference.
+A relative path in a config file is taken from the folder the file is in (``PATH_KEYS``).
 """
 
 from __future__ import annotations
@@ -91,6 +92,31 @@ def key(
 
 _ID_WANTS = "1-64 letters, digits, '_' or '-'"
 SECRET_KEYS = frozenset({"mqtt.password", "commands.secret", "web.token", "fleet.hmac_key"})
+# Keys that name a file or folder. A relative one in a config file is taken from the folder that
+# file is in, so the service (started in /) and `facegate doctor`, `review` or `fleet` run
+# anywhere with the same config agree on where the gallery and the keys are. camera.path only for
+# the video and folder sources, and not a URL (rtsp://, file://).
+PATH_KEYS = frozenset(
+    {
+        "camera.path",
+        "models.encoder",
+        "gallery.path",
+        "review.path",
+        "web.token_file",
+        "web.tls_cert",
+        "web.tls_key",
+        "mqtt.password_file",
+        "mqtt.ca_file",
+        "mqtt.cert_file",
+        "mqtt.key_file",
+        "mqtt.outbox",
+        "commands.secret_file",
+        "commands.nonce_file",
+        "fleet.public_key_file",
+        "fleet.private_key_file",
+        "fleet.hmac_key_file",
+    }
+)
 
 CONTROL_NAME = re.compile(r"[A-Z][A-Za-z0-9]{1,63}")  # libcamera's: AfMode, ExposureValue, ...
 
@@ -444,9 +470,24 @@ def validate(raw: Any, path: pathlib.Path | None = None) -> Config:
                 shown = "the value (not shown: a secret)" if name in SECRET_KEYS else repr(value)
                 raise ConfigError(f"{_where(path, name)}: {shown} is not {spec.wants}")
             data[section][key] = value
+    if path is not None:
+        _from_the_config_folder(data, pathlib.Path(os.path.abspath(path)).parent)
     config = Config(**{name: SECTIONS[name](**values) for name, values in data.items()}, path=path)
     _cross_checks(config)
     return config
+
+
+def _from_the_config_folder(data: dict[str, dict[str, Any]], folder: pathlib.Path) -> None:
+    """Relative ``PATH_KEYS`` in a config file: from ``folder`` (the file's), not from wherever
+    the process happens to start."""
+    for name in PATH_KEYS:
+        section, key = name.split(".")
+        value = data[section][key]
+        if not isinstance(value, str) or not value or os.path.isabs(value) or "://" in value:
+            continue
+        if name == "camera.path" and data["camera"]["source"] not in ("video", "folder"):
+            continue  # opencv: a camera index or a device's name
+        data[section][key] = str(folder / value)
 
 
 def _cross_checks(config: Config) -> None:

@@ -209,3 +209,41 @@ def test_refinement_setting_reaches_the_pipeline() -> None:
         on.landmark_box(det)[2] - on.landmark_box(det)[0]
         > off.landmark_box(det)[2] - off.landmark_box(det)[0]
     )
+
+
+def test_relative_paths_are_taken_from_the_configs_folder(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The service starts in /, `facegate doctor --config` wherever its user stands: a relative
+    gallery path or key file was looked for in each one's own folder, so the two disagreed on
+    which gallery they meant. Both now read it from the config file's folder; URLs, absolute
+    paths, an OpenCV camera index and names not given stay as they are."""
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "secret").write_text("a-secret-from-a-file-0123\n")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    config = load_config(
+        _write(
+            etc,
+            "gallery: {path: state/gallery.db}\n"
+            "camera: {source: video, path: clips/door.mp4}\n"
+            "commands: {enabled: [remove], secret_file: secret}\n"
+            "mqtt: {outbox: ../outbox, ca_file: /etc/ssl/ca.pem}\n",
+        )
+    )
+    assert config.gallery.path == str(etc / "state/gallery.db")
+    assert config.camera.path == str(etc / "clips/door.mp4")
+    assert config.command_secret == b"a-secret-from-a-file-0123"  # read from etc/, not from the CWD
+    assert pathlib.Path(config.mqtt.outbox).resolve() == tmp_path / "outbox"
+    assert config.mqtt.ca_file == "/etc/ssl/ca.pem"
+    assert config.review_path == etc / "state/gallery.db.review"
+    assert config.review.path is None and config.web.tls_cert is None
+    for camera, path in (("video", "rtsp://192.0.2.7/stream1"), ("video", "file:///x.mp4"), ("opencv", "0")):
+        config = load_config(_write(etc, f"camera: {{source: {camera}, path: '{path}'}}\n"))
+        assert config.camera.path == path
+    # a config given by a relative name: its folder is taken from the CWD, once, at load
+    monkeypatch.chdir(tmp_path)
+    assert load_config(pathlib.Path("etc/config.yaml")).camera.path == "0"
+    relative = load_config(_write(etc, "gallery: {path: g.db}\n").relative_to(tmp_path))
+    assert relative.gallery.path == str(etc / "g.db")
