@@ -54,6 +54,22 @@ from facegate.outbox import Outbox
 from facegate.wire import PayloadError, check_correlation, check_reply_topic, dumps, guarded, parse_object
 
 log = logging.getLogger(__name__)
+paho_log = logging.getLogger(__name__ + ".paho")  # paho's own messages
+
+
+class _QuietRetries(logging.Filter):
+    """paho logs "Client is not connected" as an ERROR at each retry while the broker is down
+    (every 1 to 60 s, for as long as it is down): that filled the journal with one line a
+    minute. ``Link._on_connect_fail`` says why once per cause; those lines are DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.DEBUG and str(record.msg).startswith("Client is not connected"):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return paho_log.isEnabledFor(logging.DEBUG)
+        return True
+
+
+paho_log.addFilter(_QuietRetries())
 
 ONLINE = dumps({"schema": SCHEMA, "state": "online"})
 OFFLINE = dumps({"schema": SCHEMA, "state": "offline"})
@@ -219,7 +235,7 @@ class Link:
 
     def _make_client(self) -> mqtt.Client:
         client = client_for(self.config, self.protocol, self.client_id)
-        client.enable_logger(log)
+        client.enable_logger(paho_log)
         client.will_set(self.topics.availability, OFFLINE, qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=60)
         client.max_queued_messages_set(0)  # unbounded in memory; the outbox bounds it

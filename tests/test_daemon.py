@@ -970,6 +970,29 @@ def test_events_published_while_acknowledgements_arrive_never_wedge(
     link.stop()
 
 
+def test_a_broker_that_is_down_is_one_error_not_one_a_retry(
+    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """paho logged "Client is not connected" as an ERROR at every retry (each 1 to 60 s) while
+    the broker was down, beside the link's own line: the journal of a door whose broker was
+    away for a night held hundreds of errors that said nothing new."""
+    with socket.socket() as s:  # a port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = validate({"device": {"id": "d"}, "mqtt": {"port": port, "outbox": str(tmp_path / "o")}})
+    link = Link(config, lambda request: True)
+    caplog.set_level(logging.INFO)
+    link.start()
+    deadline = time.monotonic() + 20
+    while link.errors["connect failed"] < 2 and time.monotonic() < deadline:  # retries after 1, then 2 s
+        time.sleep(0.1)
+    link.stop()
+    assert link.errors["connect failed"] >= 2
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(errors) == 1, errors
+    assert errors[0].startswith(f"cannot connect to MQTT broker localhost:{port}")
+
+
 def test_the_motion_gate_reads_a_four_channel_frame_as_its_colours(
     broker: Broker, tmp_path: pathlib.Path, obama_sample: Any
 ) -> None:
