@@ -332,7 +332,7 @@ def test_backup_while_the_gallery_is_in_use_then_restore(tmp_path: pathlib.Path,
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to act as another user")
-def test_a_gallery_another_user_owns_says_as_whom_to_run(enroller: Enroller) -> None:
+def test_a_gallery_another_user_owns_says_as_whom_to_run(enroller: Enroller, caplog: Any) -> None:
     """`facegate enroll --gallery /var/lib/facegate/gallery.db` run by the login user met the
     service's gallery (0600, in a 0700 folder): a traceback, or "corrupt gallery ... restore a
     backup" for a folder it could not write its WAL in. Each now says why, and as whom to run.
@@ -354,10 +354,18 @@ def test_a_gallery_another_user_owns_says_as_whom_to_run(enroller: Enroller) -> 
         review = ReviewStore.open(path_beside(service / "gallery.db"), fingerprint(enroller.encoder))
         review.close()
         assert {p.stat().st_uid for p in service.iterdir()} == {65534}  # left to the folder's owner
+        open_to_all = service / "open.db"  # root's, readable and writable by anyone
+        shutil.copy(roots, open_to_all)
+        open_to_all.chmod(0o666)
         os.seteuid(65534)
         try:
             with _open(service / "gallery.db", enroller) as gallery:  # the service opens it
                 assert "x" in gallery
+            caplog.clear()
+            with _open(open_to_all, enroller):  # used; not this user's to make private, and said so
+                pass
+            assert "not this user's to make private; its owner must (chmod 600)" in caplog.text
+            assert stat.S_IMODE(open_to_all.stat().st_mode) == 0o666
             mine = r"run as that user, `sudo facegate \.\.\.`, or give it to nobody: `sudo chown nobody: "
             for path, refusal in (
                 (root / "new.db", r"cannot create it: Permission denied \(it belongs to root: " + mine),
