@@ -100,7 +100,8 @@ def _cmd_enroll(args: argparse.Namespace) -> int:
             failed += 1
             print(f"{o.name}: NOT enrolled (no usable image)", file=sys.stderr)
         else:
-            print(f"{o.name}: +{o.added} embedding(s), {o.person.embeddings} in all")
+            again = f"; {o.again} photo(s) already enrolled, not added again" if o.again else ""
+            print(f"{o.name}: +{o.added} embedding(s), {o.person.embeddings} in all{again}")
     return 1 if failed else 0
 
 

@@ -54,6 +54,7 @@ class Outcome:
     person: Person | None  # None: nothing written (every image refused)
     added: int
     refused: list[str]
+    again: int = 0  # photos the person was already enrolled from: not added again
 
 
 class Enroller:
@@ -106,8 +107,10 @@ class Enroller:
                 refused.append(str(exc))
         if not samples:
             return Outcome(name, None, 0, refused)
+        before = 0 if replace or name not in gallery else gallery.person(name).embeddings
         person = gallery.add(name, samples, display_name=display_name, replace=replace)
-        return Outcome(name, person, len(samples), refused)
+        added = person.embeddings - before
+        return Outcome(name, person, added, refused, len(samples) - added)
 
     def enroll_dir(
         self, gallery: Gallery, root: pathlib.Path, keep_images: bool = False, replace: bool = False

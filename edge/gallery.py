@@ -9,7 +9,10 @@
 - The file and its WAL are created 0600 (readable by the service user only);
   a gallery found readable by others is made private again on open.
 - Enrolling a name that exists adds the new embeddings to that person (more
-  images make a better template); ``replace=True`` swaps them instead.
+  images make a better template); ``replace=True`` swaps them instead. A photo
+  the person is already enrolled from (its embedding within ``SAME_PHOTO``) is
+  not added again: enrolling again, or ``enroll --dir`` re-run after a folder
+  was added, leaves the others' templates as they were.
 - Matching uses one template per person: the L2-normalised mean of their
   embeddings, kept in a float32 matrix and reloaded when the file changes.
 """
@@ -74,6 +77,10 @@ CREATE TABLE IF NOT EXISTS negatives (
 # Added after schema 1 shipped: created on open where missing (older facegate ignores it).
 _NEGATIVES = _SCHEMA[_SCHEMA.index("CREATE TABLE IF NOT EXISTS negatives") :]
 MAX_NEGATIVES = 32  # per person; a new correction beyond it replaces the oldest
+# Embedding distance under which two samples are one photo. The same pixels give the same
+# embedding to the bit (also with another thread count); the least change to them (a JPEG
+# re-save at quality 95, noise of 2 grey levels) moved lfw-dev embeddings by 0.008 or more.
+SAME_PHOTO = 1e-3
 
 
 class GalleryError(FacegateError):
@@ -521,7 +528,9 @@ class Gallery:
         metadata: dict[str, Any] | None = None,
         replace: bool = False,
     ) -> Person:
-        """Enroll ``name`` with ``samples`` in one transaction (see the module doc)."""
+        """Enroll ``name`` with ``samples`` in one transaction (see the module doc). Samples
+        of a photo the person is already enrolled from, or given twice, are left out:
+        ``Person.embeddings`` says how many the person has."""
         check_name(name)
         if display_name is not None:
             check_display_name(display_name)
@@ -548,6 +557,7 @@ class Gallery:
                         "metadata = coalesce(?, metadata) WHERE id = ?",
                         (display_name, None if metadata is None else json.dumps(metadata), person_id),
                     )
+            samples = self._new_photos(person_id, samples)
             self._db.executemany(
                 "INSERT INTO embeddings (person_id, vector, source, quality, created, image) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
@@ -566,6 +576,31 @@ class Gallery:
         if replaced:
             self._purge()
         return self.person(name)
+
+    def _new_photos(self, person_id: int | None, samples: Sequence[Sample]) -> list[Sample]:
+        """``samples`` less those within ``SAME_PHOTO`` of one the person has, or of one before.
+        A photo given again with its image (``--keep-images``) keeps it where none was kept."""
+        rows = self._db.execute("SELECT id, vector FROM embeddings WHERE person_id = ?", (person_id,))
+        ids, seen = [], []
+        for row_id, blob in rows:
+            ids.append(row_id)
+            seen.append(np.frombuffer(blob, "<f4"))
+        new = []
+        for s in samples:
+            vector = np.asarray(s.vector, np.float32)
+            if seen:
+                distances = np.linalg.norm(np.stack(seen) - vector, axis=1)
+                at = int(np.argmin(distances))
+                if distances[at] < SAME_PHOTO:
+                    if s.image is not None and at < len(ids):
+                        self._db.execute(
+                            "UPDATE embeddings SET image = ? WHERE id = ? AND image IS NULL",
+                            (s.image, ids[at]),
+                        )
+                    continue
+            seen.append(vector)
+            new.append(s)
+        return new
 
     def _check_vector(self, vector: np.ndarray) -> None:
         v = np.asarray(vector)

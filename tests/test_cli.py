@@ -39,6 +39,15 @@ def test_gallery_option_before_or_after_the_command(
         assert "obama" in capsys.readouterr().out
 
 
+def test_enrolling_the_same_photo_again_says_so(
+    enrolled: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    assert main(["--gallery", str(enrolled), "enroll", "obama", str(PHOTOS / "obama.jpg")]) == 0
+    out = capsys.readouterr().out
+    assert out == "obama: +0 embedding(s), 1 in all; 1 photo(s) already enrolled, not added again\n"
+
+
 def test_export_then_import_on_a_new_device(
     enrolled: pathlib.Path, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

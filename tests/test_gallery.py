@@ -625,3 +625,36 @@ def test_gallery_without_the_corrections_table_gets_it(tmp_path: pathlib.Path, e
     with _open(path, enroller) as gallery:
         assert gallery.negatives("alice") == [] and "alice" in gallery
         gallery.add_negative("alice", _vector(3), "event e1")
+
+
+def test_a_photo_enrolled_again_is_not_added_again(tmp_path: pathlib.Path, enroller: Enroller) -> None:
+    """`enroll --dir people/` re-run after one more folder was added (or `enroll alice a.jpg`
+    run twice, to be sure) added every photo again: the gallery grew with each run, and a
+    photo given twice weighed twice in its person's mean template. A photo the person is
+    already enrolled from is now left out, also within one call; the least change to its
+    pixels is a new photo; a photo given again with --keep-images keeps its image."""
+    with _open(tmp_path / "g.db", enroller, create=True) as gallery:
+        a, b = _vector(1), _vector(2)
+        assert gallery.add("x", [Sample(a, "a.jpg"), Sample(a.copy(), "a-again.jpg")]).embeddings == 1
+        template = gallery.templates().matrix.copy()
+        assert gallery.add("x", [Sample(a, "a.jpg")]).embeddings == 1
+        assert np.array_equal(gallery.templates().matrix, template)
+        assert gallery.add("y", [Sample(a, "a.jpg")]).embeddings == 1  # another person: theirs
+        nudged = a + 0.004 * b  # 0.004 apart: as a JPEG re-save moves no embedding
+        assert gallery.add("x", [Sample(nudged / np.linalg.norm(nudged), "a-resaved.jpg")]).embeddings == 2
+        assert gallery.add("x", [Sample(a, "a.jpg", image=b"jpeg")]).embeddings == 2
+        assert [s[3] for s in gallery.samples() if s[0] == "x"] == [b"jpeg", None]
+        assert gallery.add("x", [Sample(a, "a.jpg"), Sample(a, "a.jpg")], replace=True).embeddings == 1
+
+    people = tmp_path / "people"
+    (people / "obama").mkdir(parents=True)
+    shutil.copy(PHOTOS / "obama.jpg", people / "obama")
+    with _open(tmp_path / "cli.db", enroller, create=True) as gallery:
+        first = enroller.enroll_dir(gallery, people)
+        (people / "biden").mkdir()
+        shutil.copy(PHOTOS / "biden.jpg", people / "biden")
+        shutil.copy(PHOTOS / "obama2.jpg", people / "obama")
+        again = enroller.enroll_dir(gallery, people)
+        assert [(o.name, o.added, o.again) for o in first] == [("obama", 1, 0)]
+        assert [(o.name, o.added, o.again) for o in again] == [("biden", 1, 0), ("obama", 1, 1)]
+        assert {p.name: p.embeddings for p in gallery.people()} == {"biden": 1, "obama": 2}
