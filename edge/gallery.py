@@ -422,8 +422,24 @@ class Gallery:
         ``PRAGMA data_version``, so the template cache is dropped here."""
         self._templates = None
         with write_transaction(self._db):
+            self._same_model()
             yield
         self._templates = None
+
+    def _same_model(self) -> None:
+        """Refuse a gallery whose embeddings another process remade with another model while
+        this one had it open (`gallery rebuild` beside the service): its distances to this
+        model's embeddings mean nothing, and a face of this model written there would be
+        compared with the other's."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'model_sha256'").fetchone()
+        if row is None or row[0] != self.model.sha256:
+            now = row[0][:12] if row else "none"
+            raise ModelMismatchError(
+                self.path,
+                f"its embeddings were remade with another model ({now}) since it was opened with "
+                f"{self.model.name} ({self.model.sha256[:12]}); restart with that model "
+                "(models.encoder, --model), or rebuild the gallery with this one",
+            )
 
     # --- reading ---------------------------------------------------------------
 
@@ -471,6 +487,7 @@ class Gallery:
         """Per-person templates, cached until this or another process changes the file."""
         version = self._db.execute("PRAGMA data_version").fetchone()[0]
         if self._templates is None or version != self._version:
+            self._same_model()
             self._templates = self._load_templates()
             self._version = version
         return self._templates

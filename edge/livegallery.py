@@ -8,7 +8,9 @@ in ``problem`` (published in ``state``, logged once per change). It notices a
 file changed on disk (another inode, size or time) and checks it with a
 fresh connection, switching to it only if it is a facegate gallery for the
 same model; while it is not, changes (enroll, remove) are refused: nothing
-is ever written into a file that is not a gallery.
+is ever written into a file that is not a gallery. A gallery whose embeddings
+another process remade with another model (``gallery rebuild``) is one that is
+not for this model: ``Gallery`` checks the model again whenever the file changed.
 """
 
 from __future__ import annotations

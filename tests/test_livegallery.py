@@ -7,17 +7,21 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import subprocess
+import sys
 from typing import Any
 
+import numpy as np
 import pytest
 
 import facegate.livegallery
+from facegate.demo import PHOTOS
 from facegate.encoder import Encoder
 from facegate.enroll import fingerprint
 from facegate.errors import FacegateError
-from facegate.gallery import Gallery
+from facegate.gallery import Gallery, ModelMismatchError, Sample
 from facegate.livegallery import LiveGallery
-from tests.conftest import INT8_MODEL
+from tests.conftest import FLOAT_MODEL, INT8_MODEL
 
 
 def _gallery(path: pathlib.Path, sample: Any, *names: str, model: Any = None) -> None:
@@ -69,3 +73,35 @@ def test_follows_the_file_and_keeps_the_last_good_templates_while_it_is_unusable
     assert live.problem is None and live.count() == 2
     live.writable()
     live.close()
+
+
+def test_a_rebuild_with_another_model_beside_it_is_refused_not_compared(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`facegate gallery rebuild --model NEW` run beside the service remade every embedding with
+    NEW while the service, which checked the model only when it opened the file, went on
+    comparing its own model's faces with them, and would have written its own into the file.
+    It now sees the change at the next look, decides with the templates it had, and refuses
+    changes, until it is restarted with that model."""
+    monkeypatch.setattr(facegate.livegallery, "CHECK_EVERY_S", 0.0)
+    path = tmp_path / "gallery.db"
+    cli = [sys.executable, "-m", "facegate", "--gallery", str(path)]
+    enroll = [*cli, "enroll", "obama", str(PHOTOS / "obama.jpg"), "--keep-images"]
+    subprocess.run(enroll, check=True, capture_output=True)
+    model = fingerprint(Encoder(INT8_MODEL))
+    live = LiveGallery(path, model)
+    before = live.templates()
+    assert before.names == ("obama",) and live.problem is None
+    rebuild = [*cli, "gallery", "rebuild", "--model", str(FLOAT_MODEL)]
+    subprocess.run(rebuild, check=True, capture_output=True)
+    after = live.templates()
+    assert after.names == ("obama",) and np.array_equal(after.matrix, before.matrix)  # the int8 ones
+    assert live.problem is not None and "remade with another model" in live.problem
+    with pytest.raises(FacegateError, match="cannot be changed now"):
+        live.writable()
+    with pytest.raises(ModelMismatchError, match="remade with another model"):
+        live.gallery.add("x", [Sample(before.matrix[0], "int8 face")])
+    live.close()
+    with Gallery.open(path, fingerprint(Encoder(FLOAT_MODEL))) as rebuilt:  # left as the rebuild made it
+        assert [(p.name, p.embeddings) for p in rebuilt.people()] == [("obama", 1)]
+        assert not np.array_equal(rebuilt.templates().matrix, before.matrix)
