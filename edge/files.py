@@ -97,6 +97,29 @@ def owned_like_folder(path: pathlib.Path) -> None:
             os.chown(path, folder.st_uid, folder.st_gid)
 
 
+def lock_holders(path: pathlib.Path) -> list[int]:
+    """The other processes holding a lock on ``path`` (for an SQLite WAL file's ``-shm``: each
+    process with a connection open on it), from ``/proc/locks``: nothing here opens ``path``,
+    which would drop this process's own locks on it. Empty where the file or ``/proc/locks``
+    is missing (not Linux); -1 or 0 for a holder the kernel does not name (an OFD lock, a
+    process in another pid namespace)."""
+    try:
+        st = os.stat(path)
+        text = pathlib.Path("/proc/locks").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return []
+    where = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    holders = set()
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 6 or fields[1] == "->":  # "->": waiting for the lock, not holding it
+            continue
+        pid, inode = fields[4], fields[5]
+        if inode == where and pid.lstrip("-").isdigit() and int(pid) != os.getpid():
+            holders.add(int(pid))
+    return sorted(holders)
+
+
 def read_only_fs(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` is on a file system mounted read-only (an SD card the kernel remounted
     after errors): its gallery can still be read, and a door still decide."""

@@ -23,7 +23,7 @@ import sqlite3
 import numpy as np
 
 from facegate.errors import FacegateError
-from facegate.files import replace_durably, sqlite_files, write_private_json
+from facegate.files import lock_holders, replace_durably, sqlite_files, write_private_json
 from facegate.fleet.store import refuse_if_fleet_owned
 from facegate.gallery import (
     SCHEMA_VERSION,
@@ -35,6 +35,7 @@ from facegate.gallery import (
     check_display_name,
     check_name,
 )
+from facegate.wire import printable
 
 
 def export(gallery: Gallery, path: str | os.PathLike[str], images: bool = False) -> int:
@@ -187,6 +188,7 @@ def restore(gallery: Gallery, path: str | os.PathLike[str]) -> int:
     _not_the_gallery(gallery, path)
     if not path.is_file():
         raise FacegateError(f"{path}: no such backup file")
+    _not_in_use(gallery)
     work = gallery.path.with_name(f".{gallery.path.name}.restore")
     for leftover in sqlite_files(work):
         leftover.unlink(missing_ok=True)
@@ -214,6 +216,32 @@ def restore(gallery: Gallery, path: str | os.PathLike[str]) -> int:
         for leftover in sqlite_files(work):
             leftover.unlink(missing_ok=True)
     return people
+
+
+def _not_in_use(gallery: Gallery) -> None:
+    """Refuse to restore under another process that has the gallery open (the service): it
+    would see the restored people, but its fleet sync would still hold the versions it had
+    in memory and skip the fleet's entries the backup is older than."""
+    holders = lock_holders(sqlite_files(gallery.path)[2])
+    if holders:
+        named = ", ".join(_process(pid) for pid in holders)
+        raise FacegateError(
+            f"{gallery.path}: in use by {named}; stop it first (`sudo systemctl stop facegate` "
+            "if it is the service), restore, then start it again"
+        )
+
+
+def _process(pid: int) -> str:
+    """``pid 812 (facegate run --config ...)``, as far as this user may read it."""
+    if pid <= 0:  # an OFD lock, or a process in another pid namespace
+        return "another process"
+    try:
+        cmdline = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return f"pid {pid}"
+    words = [w.decode(errors="replace") for w in cmdline if w]
+    shown = " ".join(pathlib.Path(words[0]).name if i == 0 else w for i, w in enumerate(words[:6]))
+    return f"pid {pid} ({printable(shown)[:120]})" if shown else f"pid {pid}"
 
 
 def _not_the_gallery(gallery: Gallery, path: pathlib.Path) -> None:

@@ -332,6 +332,47 @@ def test_backup_while_the_gallery_is_in_use_then_restore(tmp_path: pathlib.Path,
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to act as another user")
+def test_restore_under_another_process_that_has_the_gallery_open_is_refused(
+    tmp_path: pathlib.Path, enroller: Enroller
+) -> None:
+    """The docs said to stop the service around a restore, and nothing checked: a restore
+    under it left its fleet sync holding the versions it had in memory, so the fleet's
+    entries newer than the backup were skipped as already held. The restore now names the
+    process that has the gallery open and changes nothing; with it gone, it restores."""
+    path = tmp_path / "gallery.db"
+    with _open(path, enroller, create=True) as gallery:
+        gallery.add("alice", [Sample(_vector(1), "synthetic")])
+        transfer.backup(gallery, tmp_path / "backup.db")
+        gallery.add("bob", [Sample(_vector(2), "synthetic")])
+    holder = subprocess.Popen(  # another process with a connection open, as the service has
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); db.execute('SELECT * FROM people');"
+            " print('open', flush=True); sys.stdin.read()",
+            str(path),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "open\n"
+        restore = [sys.executable, "-m", "facegate", "gallery", "restore", str(tmp_path / "backup.db")]
+        refused = subprocess.run([*restore, "--gallery", str(path)], capture_output=True, text=True, cwd=ROOT)
+        assert refused.returncode != 0
+        assert f"gallery.db: in use by pid {holder.pid} (python" in refused.stderr, refused.stderr
+        assert "stop it first (`sudo systemctl stop facegate`" in refused.stderr
+    finally:
+        holder.communicate("")
+    with _open(path, enroller) as gallery:
+        assert [p.name for p in gallery.people()] == ["alice", "bob"]  # nothing restored
+    done = subprocess.run([*restore, "--gallery", str(path)], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    with _open(path, enroller) as gallery:
+        assert [p.name for p in gallery.people()] == ["alice"]
+
+
 def test_a_gallery_another_user_owns_says_as_whom_to_run(enroller: Enroller, caplog: Any) -> None:
     """`facegate enroll --gallery /var/lib/facegate/gallery.db` run by the login user met the
     service's gallery (0600, in a 0700 folder): a traceback, or "corrupt gallery ... restore a
