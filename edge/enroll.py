@@ -70,14 +70,21 @@ class Enroller:
     def sample(self, path: str | os.PathLike[str], keep_image: bool = False) -> Sample:
         path = pathlib.Path(path)
         try:
-            data = path.read_bytes()
+            # decoded from the file, which is read whole only to be kept: a video or disk image
+            # named by mistake is refused from its first bytes (it was read into memory first,
+            # which on a Pi runs out of it)
+            with path.open("rb") as handle:
+                try:
+                    rgb = load_rgb(handle, str(path))
+                except InputError as exc:
+                    raise RefusedError(str(exc)) from None
+                data = None
+                if keep_image:
+                    handle.seek(0)
+                    data = handle.read()
         except OSError as exc:
             raise RefusedError(f"{path}: cannot read ({exc.strerror})") from None
-        try:
-            rgb = load_rgb(io.BytesIO(data), str(path))
-        except InputError as exc:
-            raise RefusedError(str(exc)) from None
-        return self.sample_from_rgb(rgb, str(path), data if keep_image else None)
+        return self.sample_from_rgb(rgb, str(path), data)
 
     def sample_from_rgb(
         self, rgb: np.ndarray, source: str, image: bytes | None = None, advice: str | None = None

@@ -85,7 +85,11 @@ def import_(
     a bad entry anywhere, imports no one."""
     path = pathlib.Path(path)
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        with path.open("rb") as handle:  # a video named by mistake is not read whole into memory
+            if not handle.read(64).lstrip().startswith(b"{"):
+                raise ValueError("it is not JSON")
+            handle.seek(0)
+            doc = json.loads(handle.read().decode("utf-8"))
         model = ModelFingerprint(**doc["model"])
         people = doc["people"]
         if not isinstance(people, list):

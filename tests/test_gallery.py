@@ -373,6 +373,38 @@ def test_restore_under_another_process_that_has_the_gallery_open_is_refused(
         assert [p.name for p in gallery.people()] == ["alice"]
 
 
+def test_a_file_that_is_not_a_photo_is_refused_without_reading_it_whole(tmp_path: pathlib.Path) -> None:
+    """`facegate enroll alice clip.mp4` (a video named by mistake) read the whole file into
+    memory before the decoder refused it: a few GB on a Pi with 1 GB is the end of the process,
+    or of the service beside it. Now its first bytes refuse it; a kept photo is still kept."""
+    clip = tmp_path / "clip.mp4"
+    with clip.open("wb") as f:
+        f.truncate(512 << 20)  # sparse: 512 MB to read, nothing on the disk
+    gallery = tmp_path / "g.db"
+    code = (
+        "import resource, sys; from facegate.cli import main; "
+        "status = main(sys.argv[1:]); "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, status)"
+    )
+    argv = [
+        "--gallery",
+        str(gallery),
+        "enroll",
+        "obama",
+        str(clip),
+        str(PHOTOS / "obama.jpg"),
+        "--keep-images",
+    ]
+    run = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=ROOT)
+    assert "clip.mp4: cannot decode image" in run.stderr, run.stderr
+    peak_mb, status = (int(w) for w in run.stdout.split()[-2:])
+    assert status == 0 and peak_mb < 300, run.stdout  # the models and one photo; not the file
+    with Gallery.open(gallery, fingerprint(Encoder(INT8_MODEL))) as g:
+        assert [s[3] for s in g.samples()] == [(PHOTOS / "obama.jpg").read_bytes()]
+        with pytest.raises(FacegateError, match=r"clip\.mp4: not a facegate gallery export \(it is not JSON"):
+            transfer.import_(g, clip)  # from its first bytes, too
+
+
 def test_a_gallery_another_user_owns_says_as_whom_to_run(enroller: Enroller, caplog: Any) -> None:
     """`facegate enroll --gallery /var/lib/facegate/gallery.db` run by the login user met the
     service's gallery (0600, in a 0700 folder): a traceback, or "corrupt gallery ... restore a
