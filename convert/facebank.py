@@ -94,6 +94,10 @@ def build(
     Labelled images use their largest usable face. Images whose source name
     is in ``all_faces`` (group photos) contribute every usable face, unlabelled.
     """
+    for source in sources:  # a mistyped --root said "no usable face in the training folders"
+        if not source.root.is_dir():
+            kind = "one sub-folder per identity" if source.labelled else "images"
+            raise FacegateError(f"{source.root}: not a folder (expected {kind})")
     cache_dir.mkdir(parents=True, exist_ok=True)
     cache = cache_dir / f"facebank-{size}-{_cache_key(sources, size)}.npz"
     if cache.exists():

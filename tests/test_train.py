@@ -180,3 +180,14 @@ def test_export_runs_on_the_device_encoder(
     e = encoder.embed(bank.chips[:3])
     assert e.shape == (3, 32) and np.allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
     assert encoder.input_dtype == np.uint8  # full-integer: raw pixels in
+
+
+def test_a_training_folder_that_is_not_there_is_named(tmp_path: pathlib.Path) -> None:
+    """A mistyped --root said "no usable face in the training folders"."""
+    from facegate.convert.facebank import Source, build
+
+    with pytest.raises(
+        FacegateError, match=r"nowhere: not a folder \(expected one sub-folder per identity\)"
+    ):
+        build([Source(tmp_path / "nowhere")], 64, tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()
