@@ -22,7 +22,7 @@ from typing import Any
 from facegate.config import Config, load_config
 from facegate.errors import FacegateError
 from facegate.files import read_only_fs
-from facegate.sources import CameraLostError, VideoSource, without_login
+from facegate.sources import CameraLostError, VideoSource, picamera2_missing, without_login
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 
@@ -110,8 +110,8 @@ def check_camera(config: Config) -> Check:
     if cam.source == "picamera2":
         try:
             picamera2 = importlib.import_module("picamera2")
-        except ImportError:
-            return Check("camera", FAIL, "picamera2 is not importable", "sudo apt install python3-picamera2")
+        except Exception as exc:  # ImportError, or a compiled part that does not match (ValueError)
+            return Check("camera", FAIL, *picamera2_missing(exc))
         cameras = picamera2.Picamera2.global_camera_info()
         if not cameras:
             return Check(

@@ -19,6 +19,7 @@ import importlib
 import logging
 import pathlib
 import re
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
@@ -65,6 +66,39 @@ class FrameSource(Protocol):
     def close(self) -> None: ...
 
 
+OS_PACKAGES = pathlib.Path("/usr/lib/python3/dist-packages")  # where apt puts python3-picamera2
+
+
+def picamera2_missing(exc: Exception) -> tuple[str, str]:
+    """Why picamera2 did not import, and what to do: it is the OS's package, so a venv made
+    without ``--system-site-packages`` cannot see it even once installed (the usual trap), and
+    an installed one can fail on a dependency: a numpy 2 that pip put in the venv shadows the
+    OS's, against which picamera2's ``simplejpeg`` was built ("numpy.dtype size changed", a
+    ValueError, raspberrypi/picamera2 #1088)."""
+    venv_cfg = pathlib.Path(sys.prefix) / "pyvenv.cfg"
+    sealed = (
+        sys.prefix != sys.base_prefix
+        and venv_cfg.is_file()
+        and "include-system-site-packages = false" in venv_cfg.read_text(errors="replace").lower()
+    )
+    if not isinstance(exc, ImportError) or getattr(exc, "name", None) not in (None, "picamera2"):
+        return (  # it is there; something it needs is not, or does not match
+            f"picamera2 is installed but does not import ({type(exc).__name__}: {str(exc)[:200]})",
+            "in a venv, hold numpy at the OS's version (`pip install numpy==` the version "
+            "`/usr/bin/python3 -c 'import numpy; print(numpy.__version__)'` prints), as "
+            "systemd/install.sh does; else sudo apt install --reinstall python3-picamera2",
+        )
+    if sealed:
+        where = " (the OS has it)" if (OS_PACKAGES / "picamera2").is_dir() else ""
+        return (
+            f"picamera2 is not visible to this Python: {sys.prefix} is a venv made without "
+            f"--system-site-packages{where}",
+            f"sudo apt install python3-picamera2; make the venv again with `python3 -m venv "
+            f"--system-site-packages {sys.prefix}`",
+        )
+    return "picamera2 is not installed", "on Raspberry Pi OS: sudo apt install python3-picamera2"
+
+
 class Picamera2Source:
     """The Pi camera. ``controls``: libcamera controls (``camera.controls``) set as it starts,
     each checked first against the ones this camera advertises."""
@@ -74,11 +108,9 @@ class Picamera2Source:
     ) -> None:
         try:
             picamera2 = importlib.import_module("picamera2")
-        except ImportError:
-            raise FacegateError(
-                "camera.source is picamera2 but picamera2 is not installed "
-                "(on Raspberry Pi OS: sudo apt install python3-picamera2)"
-            ) from None
+        except Exception as exc:  # ImportError, or a compiled part that does not match (ValueError)
+            what, fix = picamera2_missing(exc)
+            raise FacegateError(f"camera.source is picamera2 but {what}: {fix}") from None
         if fmt not in PICAMERA2_LAYOUTS:
             raise FacegateError(
                 f"unsupported picamera2 format {fmt!r}; use one of {', '.join(PICAMERA2_LAYOUTS)}"

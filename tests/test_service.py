@@ -245,7 +245,34 @@ def test_doctor_checks_the_camera_the_config_names(
     none = check_camera(pi)
     assert none.level == FAIL and "libcamera sees no camera" in none.detail and "ribbon" in none.fix
     monkeypatch.setitem(sys.modules, "picamera2", None)  # not importable: python3-picamera2 missing
+    monkeypatch.setattr(sys, "prefix", sys.base_prefix)  # the OS's own Python
     assert "apt install python3-picamera2" in check_camera(pi).fix
+    # the usual trap: installed with apt, and a venv that cannot see the OS's packages
+    venv = tmp_path / "venv"
+    venv.mkdir()
+    (venv / "pyvenv.cfg").write_text("home = /usr/bin\ninclude-system-site-packages = false\n")
+    monkeypatch.setattr(sys, "prefix", str(venv))
+    sealed = check_camera(pi)
+    assert sealed.level == FAIL and f"{venv} is a venv made without --system-site-packages" in sealed.detail
+    assert f"python3 -m venv --system-site-packages {venv}" in sealed.fix
+    (venv / "pyvenv.cfg").write_text("home = /usr/bin\ninclude-system-site-packages = true\n")
+    assert check_camera(pi).detail == "picamera2 is not installed"
+    from facegate.sources import picamera2_missing
+
+    broken = picamera2_missing(ImportError("numpy.core.multiarray failed to import", name="numpy"))
+    assert "installed but does not import (ImportError: numpy.core.multiarray" in broken[0]
+    # the venv's numpy 2 shadowing the OS's: simplejpeg raises a ValueError as picamera2 imports
+    shadowed = tmp_path / "shadowed" / "picamera2"
+    shadowed.mkdir(parents=True)
+    (shadowed / "__init__.py").write_text(
+        "raise ValueError('numpy.dtype size changed, may indicate binary incompatibility. "
+        "Expected 96 from C header, got 88 from PyObject')\n"
+    )
+    monkeypatch.syspath_prepend(str(shadowed.parent))
+    monkeypatch.delitem(sys.modules, "picamera2")
+    check = check_camera(pi)
+    assert check.level == FAIL and "ValueError: numpy.dtype size changed" in check.detail
+    assert "hold numpy at the OS's version" in check.fix
 
     clip = tmp_path / "door.mp4"
     clip.write_bytes(b"")
