@@ -22,7 +22,7 @@ from typing import Any
 from facegate.config import Config, load_config
 from facegate.errors import FacegateError
 from facegate.files import read_only_fs
-from facegate.sources import CameraLostError, VideoSource, picamera2_missing, without_login
+from facegate.sources import CameraLostError, VideoSource, not_importable, picamera2_missing, without_login
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 
@@ -124,11 +124,11 @@ def check_camera(config: Config) -> Check:
     if cam.source == "video":
         try:
             importlib.import_module("av")
-        except ImportError:
+        except Exception as exc:
             return Check(
                 "camera",
                 FAIL,
-                "camera.source video but PyAV is not installed",
+                f"camera.source video but PyAV {not_importable(exc, 'av')}",
                 "pip install 'facegate[video]'",
             )
         if "://" in str(cam.path):
@@ -140,12 +140,12 @@ def check_camera(config: Config) -> Check:
         return Check("camera", OK, f"{cam.source} {path}")
     try:
         importlib.import_module("cv2")
-    except ImportError:
+    except Exception as exc:
         return Check(
             "camera",
             FAIL,
-            "camera.source opencv but OpenCV is not installed",
-            "pip install opencv-python-headless",
+            f"camera.source opencv but OpenCV {not_importable(exc, 'cv2')}",
+            "pip install opencv-python-headless (without a display: not opencv-python)",
         )
     return Check("camera", OK, f"opencv {without_login(str(cam.path))}")
 

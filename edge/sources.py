@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 import logging
 import pathlib
 import re
@@ -69,6 +70,18 @@ class FrameSource(Protocol):
 OS_PACKAGES = pathlib.Path("/usr/lib/python3/dist-packages")  # where apt puts python3-picamera2
 
 
+def not_importable(exc: Exception, module: str) -> str:
+    """ "is not installed", or, where it is but failed (OpenCV without libGL on a headless Pi, a
+    compiled part that does not match numpy), what it said."""
+    try:
+        found = importlib.util.find_spec(module) is not None  # looked for, not imported
+    except Exception:  # ValueError where sys.modules holds a failed import
+        found = False
+    if not found:
+        return "is not installed"
+    return f"is installed but does not import ({type(exc).__name__}: {str(exc)[:200]})"
+
+
 def picamera2_missing(exc: Exception) -> tuple[str, str]:
     """Why picamera2 did not import, and what to do: it is the OS's package, so a venv made
     without ``--system-site-packages`` cannot see it even once installed (the usual trap), and
@@ -81,9 +94,10 @@ def picamera2_missing(exc: Exception) -> tuple[str, str]:
         and venv_cfg.is_file()
         and "include-system-site-packages = false" in venv_cfg.read_text(errors="replace").lower()
     )
-    if not isinstance(exc, ImportError) or getattr(exc, "name", None) not in (None, "picamera2"):
+    problem = not_importable(exc, "picamera2")
+    if problem != "is not installed":
         return (  # it is there; something it needs is not, or does not match
-            f"picamera2 is installed but does not import ({type(exc).__name__}: {str(exc)[:200]})",
+            f"picamera2 {problem}",
             "in a venv, hold numpy at the OS's version (`pip install numpy==` the version "
             "`/usr/bin/python3 -c 'import numpy; print(numpy.__version__)'` prints), as "
             "systemd/install.sh does; else sudo apt install --reinstall python3-picamera2",
@@ -170,8 +184,11 @@ class VideoSource:
     def __init__(self, path: str, loop: bool = False) -> None:
         try:
             self._av = importlib.import_module("av")
-        except ImportError:
-            raise FacegateError("camera.source video needs PyAV: pip install 'facegate[video]'") from None
+        except Exception as exc:
+            raise FacegateError(
+                f"camera.source video needs PyAV, which {not_importable(exc, 'av')}: "
+                "pip install 'facegate[video]'"
+            ) from None
         self.path, self.loop = path, loop
         self.stream = "://" in path
         self._container: Any = None
@@ -255,9 +272,10 @@ class OpenCVSource:
     def __init__(self, path: str | int, width: int, height: int) -> None:
         try:
             self._cv2 = importlib.import_module("cv2")
-        except ImportError:
+        except Exception as exc:
             raise FacegateError(
-                "camera.source opencv needs OpenCV (pip install opencv-python-headless)"
+                f"camera.source opencv needs OpenCV, which {not_importable(exc, 'cv2')}: "
+                "pip install opencv-python-headless (without a display: not opencv-python)"
             ) from None
         self.path = path
         target = int(path) if isinstance(path, str) and path.isdigit() else path
