@@ -20,9 +20,9 @@ from collections.abc import Callable
 from typing import Any
 
 from facegate.config import Config, load_config
-from facegate.errors import FacegateError
+from facegate.errors import FacegateError, not_importable
 from facegate.files import read_only_fs
-from facegate.sources import CameraLostError, VideoSource, not_importable, picamera2_missing, without_login
+from facegate.sources import CameraLostError, VideoSource, picamera2_missing, without_login
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 

@@ -13,7 +13,7 @@ import os
 import pathlib
 from typing import Any
 
-from facegate.errors import FacegateError, ModelFileError
+from facegate.errors import FacegateError, ModelFileError, not_importable
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def available_runtimes() -> list[str]:
     for name, (module, _) in RUNTIMES.items():
         try:
             importlib.import_module(module)
-        except ImportError:
+        except Exception:  # ImportError, or a compiled part built for another numpy
             continue
         found.append(name)
     return found
@@ -39,6 +39,7 @@ def available_runtimes() -> list[str]:
 def interpreter_class(runtime: str | None = None) -> tuple[str, Any]:
     """Return (runtime name, Interpreter class); ``runtime=None`` picks the first installed."""
     names = [runtime] if runtime else list(RUNTIMES)
+    broken = []  # installed, but failed to import: say so, not "not installed"
     for name in names:
         if name not in RUNTIMES:
             raise FacegateError(f"unknown TFLite runtime {name!r}; choose one of {', '.join(RUNTIMES)}")
@@ -47,8 +48,16 @@ def interpreter_class(runtime: str | None = None) -> tuple[str, Any]:
             if name == "tensorflow":
                 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
             return name, getattr(importlib.import_module(module), attr)
-        except ImportError:
-            continue
+        except Exception as exc:  # ImportError, or a compiled part built for another numpy
+            problem = not_importable(exc, module.split(".")[0])
+            if problem != "is not installed":
+                log.warning("TFLite runtime %s %s", name, problem)
+                broken.append(f"{name} {problem}")
+    if broken:
+        raise FacegateError(
+            f"no TFLite interpreter imports: {'; '.join(broken)}. tflite-runtime needs numpy < 2; "
+            "ai-edge-litert (pip install ai-edge-litert) needs none"
+        )
     raise FacegateError(
         "no TFLite interpreter is installed: pip install ai-edge-litert "
         "(or tflite-runtime on Python <= 3.11 with numpy < 2)"

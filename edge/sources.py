@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import importlib.util
 import logging
 import pathlib
 import re
@@ -28,7 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from facegate.config import Config
-from facegate.errors import FacegateError, InputError
+from facegate.errors import FacegateError, InputError, not_importable
 from facegate.images import IMAGE_SUFFIXES, load_rgb
 
 log = logging.getLogger(__name__)
@@ -68,18 +67,6 @@ class FrameSource(Protocol):
 
 
 OS_PACKAGES = pathlib.Path("/usr/lib/python3/dist-packages")  # where apt puts python3-picamera2
-
-
-def not_importable(exc: Exception, module: str) -> str:
-    """ "is not installed", or, where it is but failed (OpenCV without libGL on a headless Pi, a
-    compiled part that does not match numpy), what it said."""
-    try:
-        found = importlib.util.find_spec(module) is not None  # looked for, not imported
-    except Exception:  # ValueError where sys.modules holds a failed import
-        found = False
-    if not found:
-        return "is not installed"
-    return f"is installed but does not import ({type(exc).__name__}: {str(exc)[:200]})"
 
 
 def picamera2_missing(exc: Exception) -> tuple[str, str]:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import pathlib
 import shutil
+import sys
 
 import numpy as np
 import pytest
 
 from facegate.encoder import Encoder
-from facegate.errors import InputError, ModelFileError
+from facegate.errors import FacegateError, InputError, ModelFileError
 from facegate.interpreter import load_interpreter
 from facegate.modelcard import load_card, sha256_file
 from tests.conftest import FLOAT_MODEL, INT8_MODEL
@@ -124,3 +125,32 @@ def test_broken_card_is_refused(tmp_path: pathlib.Path) -> None:
     (tmp_path / "encoder.json").write_text("{not json")
     with pytest.raises(ModelFileError, match="not valid JSON"):
         Encoder(model)
+
+
+def test_a_runtime_that_is_installed_but_does_not_import_says_so(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """tflite-runtime built for numpy 1 beside a numpy 2 (pip's pick in a venv on a Pi) fails
+    as it imports; the runtimes were then skipped in silence, and the error read "no TFLite
+    interpreter is installed: pip install ..." for one that was. A ValueError was a traceback."""
+    from facegate.interpreter import interpreter_class
+
+    for error in (
+        "ImportError('numpy.core.multiarray failed to import')",
+        "ValueError('numpy.dtype size changed')",
+    ):
+        fake = tmp_path / error[:5] / "ai_edge_litert"
+        fake.mkdir(parents=True)
+        (fake / "__init__.py").write_text("")
+        (fake / "interpreter.py").write_text(f"raise {error}\n")
+        monkeypatch.syspath_prepend(str(fake.parent))
+        for name in ("ai_edge_litert", "ai_edge_litert.interpreter"):
+            monkeypatch.delitem(sys.modules, name, raising=False)
+        kind = error.split("(")[0]
+        with pytest.raises(
+            FacegateError, match=rf"ai-edge-litert is installed but does not import \({kind}: numpy"
+        ):
+            interpreter_class("ai-edge-litert")
+    monkeypatch.setitem(sys.modules, "tflite_runtime", None)
+    with pytest.raises(FacegateError, match="TFLite runtime 'tflite-runtime' is not installed"):
+        interpreter_class("tflite-runtime")
