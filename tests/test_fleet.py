@@ -622,3 +622,15 @@ def test_a_device_missing_entries_fetches_them_again(authority: fleet.Authority,
     time.sleep(0.4)
     assert member.resyncs == 1  # converged: no more
     member.cancel()
+
+
+def test_without_a_working_cryptography_ed25519_says_which(monkeypatch: pytest.MonkeyPatch) -> None:
+    from facegate.fleet.keys import _crypto
+    from facegate.fleet.messages import FleetError
+
+    monkeypatch.setitem(sys.modules, "cryptography.hazmat.primitives", None)  # there, but failing
+    with pytest.raises(FleetError, match=r"`cryptography` package, which is installed but does not import"):
+        _crypto()
+    monkeypatch.setitem(sys.modules, "cryptography", None)
+    with pytest.raises(FleetError, match=r"`cryptography` package, which is not installed: pip install"):
+        _crypto()

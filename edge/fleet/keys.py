@@ -9,6 +9,7 @@ import os
 import pathlib
 from typing import Any
 
+from facegate.errors import not_importable
 from facegate.fleet.messages import FleetError, Signer, Verifier
 
 log = logging.getLogger(__name__)
@@ -18,9 +19,10 @@ def _crypto() -> Any:
     try:
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric import ed25519
-    except ImportError:
+    except Exception as exc:  # ImportError, or its compiled part failing to load
         raise FleetError(
-            "fleet.signature ed25519 needs the `cryptography` package: pip install 'facegate[fleet]' "
+            f"fleet.signature ed25519 needs the `cryptography` package, which "
+            f"{not_importable(exc, 'cryptography')}: pip install 'facegate[fleet]' "
             "(or apt install python3-cryptography), or use fleet.signature: hmac"
         ) from None
     return serialization, ed25519
