@@ -381,10 +381,11 @@ def test_a_file_that_is_not_a_photo_is_refused_without_reading_it_whole(tmp_path
     with clip.open("wb") as f:
         f.truncate(512 << 20)  # sparse: 512 MB to read, nothing on the disk
     gallery = tmp_path / "g.db"
-    code = (
-        "import resource, sys; from facegate.cli import main; "
+    code = (  # VmHWM: this process's own peak (ru_maxrss can carry the forking parent's over)
+        "import re, sys; from facegate.cli import main; "
         "status = main(sys.argv[1:]); "
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, status)"
+        "status_file = open('/proc/self/status').read(); "
+        "print(int(re.search(r'VmHWM:\\s+(\\d+)', status_file).group(1)) // 1024, status)"
     )
     argv = [
         "--gallery",
