@@ -79,7 +79,8 @@ _NEGATIVES = _SCHEMA[_SCHEMA.index("CREATE TABLE IF NOT EXISTS negatives") :]
 MAX_NEGATIVES = 32  # per person; a new correction beyond it replaces the oldest
 # Embedding distance under which two samples are one photo. The same pixels give the same
 # embedding to the bit (also with another thread count); the least change to them (a JPEG
-# re-save at quality 95, noise of 2 grey levels) moved lfw-dev embeddings by 0.008 or more.
+# re-save at quality 95, noise of 2 grey levels) moved lfw-dev embeddings by 0.008 or more
+# (scripts/dev/same_photo.py).
 SAME_PHOTO = 1e-3
 
 
