@@ -329,8 +329,15 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
-    from facegate.config import load_config
+    from facegate.config import EXAMPLE, load_config
 
+    if args.example:
+        if args.config is not None:
+            raise FacegateError("give FILE or --example, not both")
+        sys.stdout.write(EXAMPLE.read_text(encoding="utf-8"))
+        return 0
+    if args.config is None:
+        raise FacegateError("give the config FILE to check (or --example, to print one to start from)")
     config = load_config(args.config)
     for warning in config.warnings:
         print(f"{args.config}: warning: {warning}", file=sys.stderr)
@@ -470,8 +477,13 @@ def build_parser(load: str | None = None) -> argparse.ArgumentParser:
     p = sub.add_parser("doctor", help="check camera, models, gallery, broker, permissions, clock, disk")
     p.add_argument("--config", type=pathlib.Path, default=pathlib.Path("/etc/facegate/config.yaml"))
     p.set_defaults(func=_cmd_doctor)
-    p = sub.add_parser("check-config", help="validate a config file without starting anything")
-    p.add_argument("config", type=pathlib.Path)
+    p = sub.add_parser(
+        "check-config", help="validate a config file without starting anything, or print an example"
+    )
+    p.add_argument("config", type=pathlib.Path, nargs="?")
+    p.add_argument(
+        "--example", action="store_true", help="print a config with every key, its default and what it does"
+    )
     p.add_argument("--print", dest="verbose_config", action="store_true", help="print it with the defaults")
     p.set_defaults(func=_cmd_check_config)
 

@@ -6,7 +6,8 @@ the environment instead of the file: ``FACEGATE_MQTT_PASSWORD`` and
 ``FACEGATE_COMMAND_SECRET`` (or ``*_file`` keys that name a private file).
 ``facegate check-config FILE`` runs the same checks and prints the result.
 
-See ``docs/config.example.yaml`` for every key; ``DEFAULTS`` below is the reference.
+See ``config.example.yaml`` beside this file (``facegate check-config --example``) for every
+key; ``DEFAULTS`` below is the reference.
 A relative path in a config file is taken from the folder the file is in (``PATH_KEYS``).
 """
 
@@ -540,6 +541,7 @@ def _cross_checks(config: Config) -> None:
 
 
 LOOPBACK = ("localhost", "127.0.0.1", "::1")
+EXAMPLE = pathlib.Path(__file__).with_name("config.example.yaml")  # every key, commented; in the wheel
 
 
 def _fleet_checks(config: Config) -> None:
@@ -578,6 +580,11 @@ def load_config(path: str | os.PathLike[str]) -> Config:
             f"{path}: cannot read config: {exc.strerror}; run as the service's user "
             f"(`sudo -u facegate facegate ...`) or as root"
         ) from None
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: no such config file; `facegate check-config --example > {path.name}` writes one "
+            "with every key and its default, to edit (`facegate demo` runs without one)"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
@@ -586,7 +593,8 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         ) from None
     if not text.strip() or all(line.lstrip().startswith("#") for line in text.splitlines() if line.strip()):
         raise ConfigError(
-            f"{path}: the config is empty; start from docs/config.example.yaml (every key, with its default)"
+            f"{path}: the config is empty; start from `facegate check-config --example` (every key, "
+            "with its default)"
         )
     try:
         raw = yaml.safe_load(text)

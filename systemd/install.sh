@@ -157,7 +157,7 @@ record "$CONF_DIR" 0750 "root:$USER_NAME"
 if [ -e "$DESTDIR$CONF_DIR/config.yaml" ]; then
   say "keeping existing $CONF_DIR/config.yaml"
 else
-  run install -m 0640 "$SRC/docs/config.example.yaml" "$DESTDIR$CONF_DIR/config.yaml"
+  run install -m 0640 "$SRC/edge/config.example.yaml" "$DESTDIR$CONF_DIR/config.yaml"
 fi
 record "$CONF_DIR/config.yaml" 0640 "root:$USER_NAME"
 record "$STATE_DIR" 0700 "$USER_NAME:$USER_NAME"

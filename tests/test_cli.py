@@ -150,6 +150,23 @@ def test_numbers_out_of_range_are_usage_errors(
     assert f"argument {option}: expected {wants}" in err and "Traceback" not in err
 
 
+def test_a_config_to_start_from_comes_with_the_package(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A pip user has no checkout, so no docs/config.example.yaml: the example ships in the
+    package, `check-config --example` prints it, and a missing config says so."""
+    assert main(["check-config", "--example"]) == 0
+    printed = capsys.readouterr().out
+    assert printed == (ROOT / "edge" / "config.example.yaml").read_text()
+    (tmp_path / "config.yaml").write_text(printed)
+    assert main(["check-config", str(tmp_path / "config.yaml")]) == 0
+    capsys.readouterr()
+    assert main(["run", "--config", str(tmp_path / "missing.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "missing.yaml: no such config file; `facegate check-config --example > missing.yaml`" in err
+    assert main(["check-config"]) == 2 and "give the config FILE to check" in capsys.readouterr().err
+
+
 def test_config_mistakes_name_the_file(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
     broken = tmp_path / "broken.yaml"
     broken.write_text("camera: [oops\n")

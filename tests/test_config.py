@@ -77,7 +77,7 @@ def test_integers_where_floats_are_meant() -> None:
 
 
 def test_missing_file() -> None:
-    with pytest.raises(ConfigError, match="cannot read config"):
+    with pytest.raises(ConfigError, match=r"config.yaml: no such config file; `facegate check-config --exa"):
         load_config("/nonexistent/config.yaml")
 
 
@@ -171,7 +171,7 @@ def test_the_documented_example_is_valid_and_complete() -> None:
     from facegate.config import SCHEMA
     from tests.conftest import ROOT
 
-    path = ROOT / "docs" / "config.example.yaml"
+    path = ROOT / "edge" / "config.example.yaml"
     config = load_config(path)
     assert config.device.id == "frontdoor"
     text = path.read_text()

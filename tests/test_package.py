@@ -79,6 +79,7 @@ def test_wheel_holds_one_namespace_with_the_models(wheel: pathlib.Path) -> None:
         "facegate/models/face_detection_short_range.tflite",
         "facegate/models/dlib_landmarks5.npz",
         "facegate/demo/photos/obama.jpg",
+        "facegate/config.example.yaml",
         "facegate/convert/cli.py",
     ):
         assert needed in names, needed
@@ -118,6 +119,8 @@ def test_wheel_in_a_fresh_venv_enrolls_identifies_verifies_and_runs_the_demo(
     assert result["name"] == "obama" and result["margin"] is None  # one person: no second, null
     assert run("verify", "--claim", "obama", str(photos / "obama3.jpg")).returncode == 0
     assert run("verify", "--claim", "obama", str(photos / "biden.jpg")).returncode == 1
+    example = run("check-config", "--example")  # what a pip user starts a config from
+    assert example.returncode == 0 and "Every key is optional" in example.stdout, example.stderr
     demo = run("demo")
     assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-2000:]
     assert "8 of 8 decisions right" in demo.stdout and "live: 5 events, as expected" in demo.stdout
