@@ -209,6 +209,22 @@ def _wait(predicate: Any, timeout: float = 30.0, what: str = "") -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _flashed(flash: Any, expected: str, what: str) -> None:
+    """Wait for the page after a POST to say ``expected``: until it has loaded, the page before
+    it (and its own flash, when it had one) is still the one read."""
+    last = ""
+
+    def said() -> bool:
+        nonlocal last
+        last = flash()
+        return expected in last
+
+    try:
+        _wait(said, what=what)
+    except AssertionError:
+        raise AssertionError(f"timed out waiting for {what}: the page says {last!r}") from None
+
+
 def test_enroll_review_and_correct_in_a_real_browser(
     broker: Any, tmp_path: pathlib.Path, frames: dict[str, np.ndarray], browser: Any
 ) -> None:
@@ -239,7 +255,7 @@ def test_enroll_review_and_correct_in_a_real_browser(
         browser.find_element(By.ID, "enroll-name").send_keys("obama")
         browser.find_element(By.ID, "enroll-photo").send_keys(str(PHOTOS / "obama.jpg"))
         browser.find_element(By.ID, "enroll-upload").click()
-        assert "obama enrolled" in _wait(flash, what="the enrollment")
+        _flashed(flash, "obama enrolled", "the enrollment")
         assert "obama" in browser.find_element(By.ID, "people").text
 
         # a stranger at the door: queued; enrolled from the queue
@@ -254,7 +270,7 @@ def test_enroll_review_and_correct_in_a_real_browser(
         gid = group.get_attribute("id").split("-")[1]
         browser.find_element(By.ID, f"assign-{gid}").send_keys("biden")
         browser.find_element(By.ID, f"assign-button-{gid}").click()
-        assert f"group {gid} enrolled as biden" in _wait(flash, what="the assignment")
+        _flashed(flash, f"group {gid} enrolled as biden", "the assignment")
         assert "biden" in browser.find_element(By.ID, "people").text
         assert browser.find_elements(By.ID, "no-unknowns")
 
@@ -269,7 +285,7 @@ def test_enroll_review_and_correct_in_a_real_browser(
         assert fix[0].text == "Not obama"
         _shot(browser, "events")
         fix[0].click()
-        assert "correction refused" in _wait(flash, what="the correction's answer")
+        _flashed(flash, "correction refused", "the correction's answer")
 
         # enroll from the camera: the face in front of it now (on a fresh page: the flash of the
         # correction above would otherwise be read before the enrollment's page has loaded)
@@ -278,13 +294,13 @@ def test_enroll_review_and_correct_in_a_real_browser(
         time.sleep(0.3)
         browser.find_element(By.ID, "enroll-name").send_keys("barack")
         browser.find_element(By.ID, "enroll-camera").click()
-        assert "barack enrolled" in _wait(flash, what="the camera enrollment")
+        _flashed(flash, "barack enrolled", "the camera enrollment")
         stage.image = frames["blank"]
         _shot(browser, "gallery")
 
         # removed, biden is a stranger again; ignored, no longer reported; then forgotten
         browser.find_element(By.ID, "remove-biden").click()
-        assert "biden removed" in _wait(flash, what="the removal")
+        _flashed(flash, "biden removed", "the removal")
         assert "biden" not in browser.find_element(By.ID, "people").text
         events = daemon.counts["events"]
         stage.image = frames["biden"]
@@ -294,7 +310,7 @@ def test_enroll_review_and_correct_in_a_real_browser(
         group = _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "div.group"), what="the queue")[0]
         gid = group.get_attribute("id").split("-")[1]
         browser.find_element(By.ID, f"ignore-{gid}").click()
-        assert f"group {gid} ignored" in _wait(flash, what="the ignore")
+        _flashed(flash, f"group {gid} ignored", "the ignore")
         events = daemon.counts["events"]
         stage.image = frames["biden"]
         _wait(lambda: daemon.counts["ignored_strangers"] >= 1, what="the ignored stranger")
@@ -304,7 +320,7 @@ def test_enroll_review_and_correct_in_a_real_browser(
         forget = browser.find_element(By.ID, f"delete-{gid}")
         assert forget.text == "Forget"
         forget.click()
-        assert f"group {gid} deleted" in _wait(flash, what="the deletion")
+        _flashed(flash, f"group {gid} deleted", "the deletion")
         assert not browser.find_elements(By.CSS_SELECTOR, "div.group")
         browser.find_element(By.ID, "logout").click()
         _wait(lambda: browser.current_url.endswith("/login"), what="the logout")
