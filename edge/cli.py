@@ -82,20 +82,25 @@ def _cmd_enroll(args: argparse.Namespace) -> int:
         raise FacegateError(f"give NAME IMAGE... or --dir DIR (one sub-folder per person), {which}")
     if args.name and not args.images:
         raise FacegateError(f"no images given for {args.name!r}")
+    from facegate.decide import OperatingPoint
+
     enroller = _enroller(args)
+    op = OperatingPoint.from_card(enroller.encoder.card, 1e-3)  # the daemon's default
     with _open_gallery(args, create=True) as gallery:
         if args.dir:
-            outcomes = enroller.enroll_dir(gallery, args.dir, args.keep_images, args.replace)
+            outcomes = enroller.enroll_dir(gallery, args.dir, args.keep_images, args.replace, op)
         else:
             outcomes = [
                 enroller.enroll(
-                    gallery, args.name, args.images, args.keep_images, args.replace, args.display_name
+                    gallery, args.name, args.images, args.keep_images, args.replace, args.display_name, op
                 )
             ]
     failed = 0
     for o in outcomes:
         for reason in o.refused:
             print(f"refused: {reason}", file=sys.stderr)
+        for alike in o.look_alikes:
+            print(f"warning: {alike}", file=sys.stderr)
         if o.person is None:
             failed += 1
             print(f"{o.name}: NOT enrolled (no usable image)", file=sys.stderr)

@@ -16,10 +16,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from facegate.decide import OperatingPoint, identify
 from facegate.encoder import Encoder
 from facegate.errors import FacegateError, InputError
 from facegate.fleet.store import refuse_if_fleet_owned
-from facegate.gallery import Gallery, ModelFingerprint, Person, Sample, check_name
+from facegate.gallery import Gallery, ModelFingerprint, Person, Sample, Templates, check_name
 from facegate.images import HEIF_SUFFIXES, IMAGE_SUFFIXES, load_rgb
 from facegate.perception import Face, Perception
 from facegate.progress import progress
@@ -55,6 +56,25 @@ class Outcome:
     added: int
     refused: list[str]
     again: int = 0  # photos the person was already enrolled from: not added again
+    look_alikes: list[str] = dataclasses.field(default_factory=list)  # warnings: see ``look_alikes``
+
+
+def look_alikes(templates: Templates, name: str, samples: Sequence[Sample], op: OperatingPoint) -> list[str]:
+    """The samples that the gallery would already name as someone other than ``name``: a photo
+    of alice enrolled as bob by mistake, or two people alike. A door would then take one for
+    the other, so it is said (enrolled all the same: twins are both let in by design)."""
+    out = []
+    for s in samples:
+        found = identify(templates, s.vector, op)
+        other, distance = found.nearest, found.distance
+        if other == name and found.second is not None:  # the nearest other is the second
+            other, distance = found.second, found.distance + found.margin
+        if other is not None and other != name and distance < op.threshold:
+            out.append(
+                f"{s.source} looks like {other} (distance {distance:.3f}, under the threshold "
+                f"{op.threshold:.3f}): the door may take one for the other"
+            )
+    return out
 
 
 class Enroller:
@@ -103,7 +123,9 @@ class Enroller:
         keep_images: bool = False,
         replace: bool = False,
         display_name: str | None = None,
+        op: OperatingPoint | None = None,
     ) -> Outcome:
+        """``op``: say which photos look like someone else enrolled (``look_alikes``)."""
         check_name(name)
         refuse_if_fleet_owned(gallery, name, "enroll")
         samples, refused = [], []
@@ -114,13 +136,19 @@ class Enroller:
                 refused.append(str(exc))
         if not samples:
             return Outcome(name, None, 0, refused)
+        alike = [] if op is None else look_alikes(gallery.templates(), name, samples, op)
         before = 0 if replace or name not in gallery else gallery.person(name).embeddings
         person = gallery.add(name, samples, display_name=display_name, replace=replace)
         added = person.embeddings - before
-        return Outcome(name, person, added, refused, len(samples) - added)
+        return Outcome(name, person, added, refused, len(samples) - added, alike)
 
     def enroll_dir(
-        self, gallery: Gallery, root: pathlib.Path, keep_images: bool = False, replace: bool = False
+        self,
+        gallery: Gallery,
+        root: pathlib.Path,
+        keep_images: bool = False,
+        replace: bool = False,
+        op: OperatingPoint | None = None,
     ) -> list[Outcome]:
         """One sub-folder per person, named as the person; one transaction each."""
         if not root.is_dir():
@@ -136,7 +164,7 @@ class Enroller:
             files = sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith("."))
             # a HEIC goes to the decoder, which says how to export it; other files are named
             images = [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES | HEIF_SUFFIXES]
-            outcome = self.enroll(gallery, folder.name, images, keep_images, replace)
+            outcome = self.enroll(gallery, folder.name, images, keep_images, replace, op=op)
             outcome.refused += [
                 f"{f}: not a photo facegate reads ({', '.join(sorted(IMAGE_SUFFIXES))})"
                 for f in files

@@ -48,6 +48,22 @@ def test_enrolling_the_same_photo_again_says_so(
     assert out == "obama: +0 embedding(s), 1 in all; 1 photo(s) already enrolled, not added again\n"
 
 
+def test_a_photo_of_someone_already_enrolled_under_another_name_is_said(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A photo of obama enrolled as "barack" (a mix-up in a folder of photos) made two names
+    for one face without a word: the door names either. It is enrolled, and said; a photo
+    of someone else, or more of the same person, says nothing."""
+    gallery = ["--gallery", str(tmp_path / "g.db")]
+    for name, photo in (("obama", "obama.jpg"), ("obama", "obama3.jpg"), ("biden", "biden.jpg")):
+        assert main([*gallery, "enroll", name, str(PHOTOS / photo)]) == 0
+        assert "warning" not in capsys.readouterr().err
+    assert main([*gallery, "enroll", "barack", str(PHOTOS / "obama2.jpg")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: " in err and "obama2.jpg looks like obama (distance 0." in err
+    assert "the door may take one for the other" in err
+
+
 def test_export_then_import_on_a_new_device(
     enrolled: pathlib.Path, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
