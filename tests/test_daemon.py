@@ -218,7 +218,7 @@ def test_enroll_needs_a_valid_signature(
         signed = sign(SECRET, "door1", topic, {**request, "id": "e2"})
         sub.publish(topic, signed)
         ok = sub.wait(lambda t, p: t == "facegate/door1/reply/test" and p["id"] == "e2")[0][1]
-        assert ok["ok"] is True and ok["result"]["name"] == "biden"
+        assert ok["ok"] is True and ok["result"]["name"] == "biden" and ok["result"]["warnings"] == []
         # with a command secret, every reply is signed: the requester can tell it is the door's
         replies = [b for t, b, _ in sub.raw if t == "facegate/door1/reply/test"]
         assert len(replies) == 3 and all(
@@ -227,8 +227,19 @@ def test_enroll_needs_a_valid_signature(
         sub.publish(topic, {**signed})  # the same signed message again: a replay
         replay = sub.wait(lambda t, p: t == "facegate/door1/reply/test" and p["id"] == "e2", 2)[1][1]
         assert replay["ok"] is False and "replayed" in replay["error"]
+        # a photo of obama under another name: enrolled, and the reply says whom it looks like
+        obama = base64.b64encode((PHOTOS / "obama2.jpg").read_bytes()).decode()
+        mixup = {
+            "id": "e3",
+            "args": {"name": "barack", "jpeg": obama},
+            "reply_to": "facegate/door1/reply/test",
+        }
+        sub.publish(topic, sign(SECRET, "door1", topic, mixup))
+        said = sub.wait(lambda t, p: t == "facegate/door1/reply/test" and p["id"] == "e3")[0][1]
+        assert said["ok"] is True and len(said["result"]["warnings"]) == 1
+        assert " looks like obama (distance 0." in said["result"]["warnings"][0]
     with Gallery.open(tmp_path / "gallery.db", fingerprint(Encoder(INT8_MODEL))) as gallery:
-        assert [p.name for p in gallery.people()] == ["biden", "obama"]
+        assert [p.name for p in gallery.people()] == ["barack", "biden", "obama"]
         assert gallery.person("biden").embeddings == 1  # the refused requests added nothing
     sub.close()
 
@@ -280,7 +291,7 @@ def test_enroll_from_the_camera_takes_one_usable_face_or_times_out(
         assert not [m for m in sub.messages if m[0] == reply_to and m[1]["id"] == "camera"]
         camera.image = frames["biden"]
         (done,) = answered("camera")
-        assert done["ok"] is True and done["result"] == {"name": "biden", "embeddings": 1}
+        assert done["ok"] is True and done["result"] == {"name": "biden", "embeddings": 1, "warnings": []}
         camera.image = frames["blank"]  # biden leaves, and comes back
         time.sleep(1.0)
         camera.image = frames["biden"]

@@ -295,6 +295,7 @@ def test_enroll_review_and_correct_in_a_real_browser(
         browser.find_element(By.ID, "enroll-name").send_keys("barack")
         browser.find_element(By.ID, "enroll-camera").click()
         _flashed(flash, "barack enrolled", "the camera enrollment")
+        assert "warning: review page, from the camera looks like obama (distance 0." in flash()
         stage.image = frames["blank"]
         _shot(browser, "gallery")
 
