@@ -199,9 +199,18 @@ def _cmd_identify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_gallery_args(p: argparse.ArgumentParser) -> None:
+def _add_gallery_args(p: argparse.ArgumentParser, config: bool = True) -> None:
     """``--gallery``, ``--model``, ``--threads``: accepted before the command as after it (the
-    defaults are filled in by ``_fill_defaults``, so neither place overrides the other)."""
+    defaults are filled in by ``_fill_defaults``, so neither place overrides the other); and,
+    after it, ``--config``: the service's gallery and encoder, from its config."""
+    if config:
+        p.add_argument(
+            "--config",
+            dest="service_config",
+            type=pathlib.Path,
+            help="the service's config (e.g. /etc/facegate/config.yaml): its gallery and encoder, "
+            "unless --gallery or --model say otherwise",
+        )
     p.add_argument(
         "--gallery",
         type=pathlib.Path,
@@ -220,7 +229,19 @@ def _add_gallery_args(p: argparse.ArgumentParser) -> None:
 
 
 def _fill_defaults(args: argparse.Namespace) -> None:
-    for key, value in (("gallery", default_gallery()), ("model", DEFAULT_MODEL), ("threads", 2)):
+    """What was not given: from ``--config`` where it was given (enrolling into the service's
+    gallery with its encoder, as `sudo -u facegate facegate enroll --config ...`), else the
+    user's own gallery and the shipped encoder."""
+    defaults: tuple[tuple[str, Any], ...] = (("gallery", default_gallery()), ("model", DEFAULT_MODEL))
+    if getattr(args, "service_config", None) is not None:
+        from facegate.config import load_config
+
+        service = load_config(args.service_config)
+        defaults = (
+            ("gallery", pathlib.Path(service.gallery.path)),
+            ("model", pathlib.Path(service.models.encoder)),
+        )
+    for key, value in (*defaults, ("threads", 2)):
         if not hasattr(args, key):
             setattr(args, key, value)
 
@@ -391,7 +412,7 @@ def build_parser(load: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="facegate", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"facegate {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    _add_gallery_args(parser)
+    _add_gallery_args(parser, config=False)  # before the command, --config is not the service's
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("enroll", help="add people to the gallery from photos (one face each)")
@@ -518,12 +539,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     group = GROUPS.get(_command(argv) or "")
     args = build_parser(group[0] if group else None).parse_args(argv)
-    _fill_defaults(args)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
     func: Callable[[argparse.Namespace], int] = args.func
     try:
+        _fill_defaults(args)  # a --config that cannot be read is one line, as any other error
         return func(args)
     except FacegateError as exc:
         print(f"facegate: error: {exc}", file=sys.stderr)

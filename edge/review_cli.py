@@ -19,10 +19,10 @@ from facegate.wire import dumps
 
 def _paths(args: argparse.Namespace) -> tuple[pathlib.Path, pathlib.Path, float]:
     """(gallery, review file, FAR of the operating point)."""
-    if args.config is not None:
+    if args.service_config is not None:
         from facegate.config import load_config
 
-        config = load_config(args.config)
+        config = load_config(args.service_config)
         return pathlib.Path(config.gallery.path), config.review_path, config.decision.far
     from facegate.review import path_beside
 
@@ -121,7 +121,6 @@ def add_commands(sub: Any) -> None:
         if action == "corrections":
             p.add_argument("name")
             p.add_argument("--clear", action="store_true")
-        p.add_argument("--config", type=pathlib.Path, help="the daemon's config: its gallery and review file")
         p.add_argument("--review", type=pathlib.Path, help="the review file (default: beside the gallery)")
         p.add_argument("--far", type=RATE, default=1e-3, help="operating point without --config (1e-3)")
         p.add_argument("--json", action="store_true")

@@ -17,7 +17,7 @@ from PIL import Image
 
 from facegate.cli import main
 from facegate.demo import PHOTOS
-from tests.conftest import ROOT
+from tests.conftest import FLOAT_MODEL, INT8_MODEL, ROOT
 
 
 @pytest.fixture(scope="module")
@@ -345,3 +345,32 @@ def test_watch_prints_what_the_device_publishes_across_a_broker_restart(tmp_path
         assert wrong.returncode == 2 and "refused the connection" in wrong.stderr, wrong.stderr
     finally:
         locked.stop()
+
+
+def test_the_services_gallery_and_encoder_from_its_config(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Enrolling for the service took `--gallery /var/lib/facegate/gallery.db` and, for a
+    service with another encoder, `--model` too (else: refused, another model). `--config`
+    after the command takes both from the service's config; --gallery and --model still win."""
+    service = tmp_path / "etc" / "config.yaml"
+    service.parent.mkdir()
+    service.write_text(f"gallery: {{path: ../state/gallery.db}}\nmodels: {{encoder: {FLOAT_MODEL}}}\n")
+    assert main(["enroll", "obama", str(PHOTOS / "obama.jpg"), "--config", str(service)]) == 0
+    assert (tmp_path / "state" / "gallery.db").exists()
+    capsys.readouterr()
+    assert main(["gallery", "list", "--json", "--config", str(service)]) == 0
+    assert [p["name"] for p in json.loads(capsys.readouterr().out)] == ["obama"]
+    assert main(["identify", str(PHOTOS / "obama2.jpg"), "--config", str(service)]) == 0
+    assert json.loads(capsys.readouterr().out)["name"] == "obama"  # with the float32 encoder
+    photo = str(PHOTOS / "obama2.jpg")
+    assert main(["identify", photo, "--config", str(service), "--model", str(INT8_MODEL)]) == 2
+    assert "made by model dlib_resnet_v1_float32" in capsys.readouterr().err
+    other = tmp_path / "other.db"
+    assert (
+        main(["enroll", "x", str(PHOTOS / "biden.jpg"), "--config", str(service), "--gallery", str(other)])
+        == 0
+    )
+    assert other.exists()
+    assert main(["gallery", "list", "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "missing.yaml: no such config file" in capsys.readouterr().err
