@@ -233,10 +233,11 @@ def _fill_defaults(args: argparse.Namespace) -> None:
     gallery with its encoder, as `sudo -u facegate facegate enroll --config ...`), else the
     user's own gallery and the shipped encoder."""
     defaults: tuple[tuple[str, Any], ...] = (("gallery", default_gallery()), ("model", DEFAULT_MODEL))
+    args.service = None  # the loaded --config, read once (review takes its review file from it)
     if getattr(args, "service_config", None) is not None:
         from facegate.config import load_config
 
-        service = load_config(args.service_config)
+        args.service = service = load_config(args.service_config)
         defaults = (
             ("gallery", pathlib.Path(service.gallery.path)),
             ("model", pathlib.Path(service.models.encoder)),

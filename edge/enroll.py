@@ -77,6 +77,20 @@ def look_alikes(templates: Templates, name: str, samples: Sequence[Sample], op: 
     return out
 
 
+def add_samples(
+    gallery: Gallery,
+    name: str,
+    samples: Sequence[Sample],
+    op: OperatingPoint | None,
+    display_name: str | None = None,
+    replace: bool = False,
+) -> tuple[Person, list[str]]:
+    """``gallery.add``, and the ``look_alikes`` warnings of ``samples`` (none without ``op``):
+    every way in to enroll (the CLI, the review page, MQTT) says them the same."""
+    alike = [] if op is None else look_alikes(gallery.templates(), name, samples, op)
+    return gallery.add(name, samples, display_name=display_name, replace=replace), alike
+
+
 class Enroller:
     def __init__(self, perception: Perception, encoder: Encoder) -> None:
         if perception.chip_size != encoder.card.chip_size:
@@ -136,9 +150,8 @@ class Enroller:
                 refused.append(str(exc))
         if not samples:
             return Outcome(name, None, 0, refused)
-        alike = [] if op is None else look_alikes(gallery.templates(), name, samples, op)
         before = 0 if replace or name not in gallery else gallery.person(name).embeddings
-        person = gallery.add(name, samples, display_name=display_name, replace=replace)
+        person, alike = add_samples(gallery, name, samples, op, display_name, replace)
         added = person.embeddings - before
         return Outcome(name, person, added, refused, len(samples) - added, alike)
 

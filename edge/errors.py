@@ -23,13 +23,17 @@ class InputError(FacegateError):
     """An image or array handed to a stage has the wrong shape or type."""
 
 
+def installed(module: str) -> bool:
+    """Whether the top-level ``module`` is there to import (looked for, not imported)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except Exception:  # ValueError where sys.modules holds a failed import
+        return False
+
+
 def not_importable(exc: Exception, module: str) -> str:
     """Why ``module`` did not import: "is not installed", or, where it is but failed (OpenCV
     without libGL on a headless Pi, a compiled part built for another numpy), what it said."""
-    try:
-        found = importlib.util.find_spec(module) is not None  # looked for, not imported
-    except Exception:  # ValueError where sys.modules holds a failed import
-        found = False
-    if not found:
+    if not installed(module):
         return "is not installed"
     return f"is installed but does not import ({type(exc).__name__}: {str(exc)[:200]})"

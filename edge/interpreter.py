@@ -13,7 +13,7 @@ import os
 import pathlib
 from typing import Any
 
-from facegate.errors import FacegateError, ModelFileError, not_importable
+from facegate.errors import FacegateError, ModelFileError, installed, not_importable
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,9 @@ def interpreter_class(runtime: str | None = None) -> tuple[str, Any]:
                 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
             return name, getattr(importlib.import_module(module), attr)
         except Exception as exc:  # ImportError, or a compiled part built for another numpy
-            problem = not_importable(exc, module.split(".")[0])
-            if problem != "is not installed":
+            top = module.split(".")[0]
+            if installed(top):
+                problem = not_importable(exc, top)
                 log.warning("TFLite runtime %s %s", name, problem)
                 broken.append(f"{name} {problem}")
     if broken:

@@ -25,7 +25,7 @@ from facegate.commands import Authority, Command, CommandError, NonceStore
 from facegate.config import REVIEW_COMMANDS, Config
 from facegate.decide import OperatingPoint, VerifyVotes
 from facegate.encoder import Encoder
-from facegate.enroll import Enroller, RefusedError, look_alikes, one_usable_face
+from facegate.enroll import Enroller, RefusedError, add_samples, one_usable_face
 from facegate.errors import FacegateError
 from facegate.events import Event, reply
 from facegate.fleet.store import refuse_if_fleet_owned
@@ -223,8 +223,8 @@ class Desk:
     def _enroll(self, command: Command, request: Request, sample: Sample) -> None:
         d = self.daemon
         d.live.writable()
-        alike = look_alikes(d.gallery.templates(), command.args["name"], [sample], d.op)
-        person = d.gallery.add(command.args["name"], [sample], display_name=command.args.get("display_name"))
+        args = command.args
+        person, alike = add_samples(d.gallery, args["name"], [sample], d.op, args.get("display_name"))
         result = {"name": person.name, "embeddings": person.embeddings, "warnings": alike}
         self.answer(request, command, ok=True, result=result)
 

@@ -19,10 +19,8 @@ from facegate.wire import dumps
 
 def _paths(args: argparse.Namespace) -> tuple[pathlib.Path, pathlib.Path, float]:
     """(gallery, review file, FAR of the operating point)."""
-    if args.service_config is not None:
-        from facegate.config import load_config
-
-        config = load_config(args.service_config)
+    config = args.service  # --config, loaded by facegate.cli._fill_defaults
+    if config is not None:
         return pathlib.Path(config.gallery.path), config.review_path, config.decision.far
     from facegate.review import path_beside
 

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from facegate.config import Config
-from facegate.errors import FacegateError, InputError, not_importable
+from facegate.errors import FacegateError, InputError, installed, not_importable
 from facegate.images import IMAGE_SUFFIXES, load_rgb
 
 log = logging.getLogger(__name__)
@@ -75,20 +75,19 @@ def picamera2_missing(exc: Exception) -> tuple[str, str]:
     an installed one can fail on a dependency: a numpy 2 that pip put in the venv shadows the
     OS's, against which picamera2's ``simplejpeg`` was built ("numpy.dtype size changed", a
     ValueError, raspberrypi/picamera2 #1088)."""
+    if installed("picamera2"):  # it is there; something it needs is not, or does not match
+        return (
+            f"picamera2 {not_importable(exc, 'picamera2')}",
+            "in a venv, hold numpy at the OS's version (`pip install numpy==` the version "
+            "`/usr/bin/python3 -c 'import numpy; print(numpy.__version__)'` prints), as "
+            "systemd/install.sh does; else sudo apt install --reinstall python3-picamera2",
+        )
     venv_cfg = pathlib.Path(sys.prefix) / "pyvenv.cfg"
     sealed = (
         sys.prefix != sys.base_prefix
         and venv_cfg.is_file()
         and "include-system-site-packages = false" in venv_cfg.read_text(errors="replace").lower()
     )
-    problem = not_importable(exc, "picamera2")
-    if problem != "is not installed":
-        return (  # it is there; something it needs is not, or does not match
-            f"picamera2 {problem}",
-            "in a venv, hold numpy at the OS's version (`pip install numpy==` the version "
-            "`/usr/bin/python3 -c 'import numpy; print(numpy.__version__)'` prints), as "
-            "systemd/install.sh does; else sudo apt install --reinstall python3-picamera2",
-        )
     if sealed:
         where = " (the OS has it)" if (OS_PACKAGES / "picamera2").is_dir() else ""
         return (

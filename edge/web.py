@@ -43,7 +43,7 @@ from typing import Any, Protocol
 
 from facegate.commands import EVENT_ID
 from facegate.config import Config
-from facegate.enroll import Enroller, RefusedError, look_alikes, one_usable_face
+from facegate.enroll import Enroller, RefusedError, add_samples, one_usable_face
 from facegate.errors import FacegateError
 from facegate.fleet.store import refuse_if_fleet_owned
 from facegate.gallery import Gallery, Sample, printable_display_name
@@ -259,8 +259,7 @@ class Console:
                 vector, "review page, from the camera", {k: round(v, 4) for k, v in face.quality.items()}
             )
         d.live.writable()
-        alike = look_alikes(d.gallery.templates(), name, [sample], d.op)
-        person = d.gallery.add(name, [sample], display_name=display)
+        person, alike = add_samples(d.gallery, name, [sample], d.op, display)
         said = f"{person.name} enrolled ({person.embeddings} embedding(s))"
         return "; ".join([said, *(f"warning: {a}" for a in alike)])
 
