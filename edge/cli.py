@@ -26,6 +26,7 @@ from facegate.modelcard import MODELS_DIR
 from facegate.wire import dumps
 
 DEFAULT_MODEL = MODELS_DIR / "dlib_resnet_v1_int8.tflite"
+DEFAULT_FAR = 1e-3  # the operating point without --config: the daemon's default decision.far
 SHIPPED_ENCODERS = [MODELS_DIR / "dlib_resnet_v1_float32.tflite", DEFAULT_MODEL]
 DESCRIPTION = (
     "On-device face verification: enroll people from a photo, verify and identify faces, and run "
@@ -85,7 +86,7 @@ def _cmd_enroll(args: argparse.Namespace) -> int:
     from facegate.decide import OperatingPoint
 
     enroller = _enroller(args)
-    op = OperatingPoint.from_card(enroller.encoder.card, 1e-3)  # the daemon's default
+    op = OperatingPoint.from_card(enroller.encoder.card, args.far)  # the service's, for look-alikes
     with _open_gallery(args, create=True) as gallery:
         if args.dir:
             outcomes = enroller.enroll_dir(gallery, args.dir, args.keep_images, args.replace, op)
@@ -199,17 +200,25 @@ def _cmd_identify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_gallery_args(p: argparse.ArgumentParser, config: bool = True) -> None:
+def _add_gallery_args(p: argparse.ArgumentParser, config: bool = True, far: bool = False) -> None:
     """``--gallery``, ``--model``, ``--threads``: accepted before the command as after it (the
     defaults are filled in by ``_fill_defaults``, so neither place overrides the other); and,
-    after it, ``--config``: the service's gallery and encoder, from its config."""
+    after it, ``--config``: the service's gallery, encoder and operating point, from its config;
+    ``--far`` where the command decides."""
     if config:
         p.add_argument(
             "--config",
             dest="service_config",
             type=pathlib.Path,
-            help="the service's config (e.g. /etc/facegate/config.yaml): its gallery and encoder, "
-            "unless --gallery or --model say otherwise",
+            help="the service's config (e.g. /etc/facegate/config.yaml): its gallery, encoder and "
+            "decision.far, unless --gallery, --model or --far say otherwise",
+        )
+    if far:
+        p.add_argument(
+            "--far",
+            type=RATE,
+            default=argparse.SUPPRESS,
+            help="operating point by target FAR (default: decision.far of --config, else 1e-3)",
         )
     p.add_argument(
         "--gallery",
@@ -232,7 +241,11 @@ def _fill_defaults(args: argparse.Namespace) -> None:
     """What was not given: from ``--config`` where it was given (enrolling into the service's
     gallery with its encoder, as `sudo -u facegate facegate enroll --config ...`), else the
     user's own gallery and the shipped encoder."""
-    defaults: tuple[tuple[str, Any], ...] = (("gallery", default_gallery()), ("model", DEFAULT_MODEL))
+    defaults: tuple[tuple[str, Any], ...] = (
+        ("gallery", default_gallery()),
+        ("model", DEFAULT_MODEL),
+        ("far", DEFAULT_FAR),
+    )
     args.service = None  # the loaded --config, read once (review takes its review file from it)
     if getattr(args, "service_config", None) is not None:
         from facegate.config import load_config
@@ -241,6 +254,7 @@ def _fill_defaults(args: argparse.Namespace) -> None:
         defaults = (
             ("gallery", pathlib.Path(service.gallery.path)),
             ("model", pathlib.Path(service.models.encoder)),
+            ("far", service.decision.far),
         )
     for key, value in (*defaults, ("threads", 2)):
         if not hasattr(args, key):
@@ -471,8 +485,7 @@ def build_parser(load: str | None = None) -> argparse.ArgumentParser:
         p.add_argument("image", type=pathlib.Path)
         if name == "verify":
             p.add_argument("--claim", required=True, help="the enrolled name claimed")
-        p.add_argument("--far", type=RATE, default=1e-3, help="operating point by target FAR (default 1e-3)")
-        _add_gallery_args(p)
+        _add_gallery_args(p, far=True)
         p.set_defaults(func=func)
 
     p = sub.add_parser("run", help="the daemon: watch the camera, publish decisions over MQTT")

@@ -18,13 +18,18 @@ from facegate.wire import dumps
 
 
 def _paths(args: argparse.Namespace) -> tuple[pathlib.Path, pathlib.Path, float]:
-    """(gallery, review file, FAR of the operating point)."""
-    config = args.service  # --config, loaded by facegate.cli._fill_defaults
-    if config is not None:
-        return pathlib.Path(config.gallery.path), config.review_path, config.decision.far
+    """(gallery, review file, FAR of the operating point): what was given, else from --config
+    (``facegate.cli._fill_defaults`` filled the gallery and FAR from it), else beside the gallery."""
     from facegate.review import path_beside
 
-    return args.gallery, args.review or path_beside(args.gallery), args.far
+    config = args.service
+    if args.review is not None:
+        review = args.review
+    elif config is not None and config.review.path:
+        review = pathlib.Path(config.review.path)
+    else:
+        review = path_beside(args.gallery)
+    return args.gallery, review, args.far
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -89,7 +94,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: Any) -> None:
-    from facegate.cli import COUNT, RATE, _add_gallery_args
+    from facegate.cli import COUNT, _add_gallery_args
 
     rv = sub.add_parser(
         "review", help="the unknown faces kept by the daemon, and corrections"
@@ -120,7 +125,6 @@ def add_commands(sub: Any) -> None:
             p.add_argument("name")
             p.add_argument("--clear", action="store_true")
         p.add_argument("--review", type=pathlib.Path, help="the review file (default: beside the gallery)")
-        p.add_argument("--far", type=RATE, default=1e-3, help="operating point without --config (1e-3)")
         p.add_argument("--json", action="store_true")
-        _add_gallery_args(p)
+        _add_gallery_args(p, far=True)
         p.set_defaults(func=_run)

@@ -374,3 +374,29 @@ def test_the_services_gallery_and_encoder_from_its_config(
     assert other.exists()
     assert main(["gallery", "list", "--config", str(tmp_path / "missing.yaml")]) == 2
     assert "missing.yaml: no such config file" in capsys.readouterr().err
+
+
+def test_the_services_operating_point_from_its_config(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """verify, identify, review and enroll's look-alike warning decided at FAR 1e-3 whatever
+    the service's decision.far. With --config they take it (this card has no threshold for
+    1e-2, so the error shows which was taken); --far still wins."""
+    service = tmp_path / "config.yaml"
+    service.write_text("gallery: {path: gallery.db}\ndecision: {far: 1.0e-2}\n")
+    photo = str(PHOTOS / "obama2.jpg")
+    assert (
+        main(["enroll", "obama", str(PHOTOS / "obama.jpg"), "--gallery", str(tmp_path / "gallery.db")]) == 0
+    )
+    capsys.readouterr()
+    for command in (
+        ["identify", photo],
+        ["verify", photo, "--claim", "obama"],
+        ["review", "corrections", "obama"],
+    ):
+        assert main([*command, "--config", str(service)]) == 2
+        assert "no threshold calibrated for FAR 0.01" in capsys.readouterr().err, command
+    assert main(["enroll", "obama", str(PHOTOS / "obama3.jpg"), "--config", str(service)]) == 2
+    assert "no threshold calibrated for FAR 0.01" in capsys.readouterr().err
+    assert main(["identify", photo, "--config", str(service), "--far", "1e-3"]) == 0
+    assert json.loads(capsys.readouterr().out)["name"] == "obama"
