@@ -212,8 +212,8 @@ class Desk:
         group = args["group"]
         if command.name == "review_assign":
             d.live.writable()
-            person = d.review.assign(group, args["name"], d.gallery, args.get("display_name"))
-            return {"group": group, "name": person.name, "embeddings": person.embeddings}
+            person, alike = d.review.assign(group, args["name"], d.gallery, args.get("display_name"), d.op)
+            return {"group": group, "name": person.name, "embeddings": person.embeddings, "warnings": alike}
         if command.name == "review_ignore":
             d.review.ignore(group)
             return {"group": group, "ignored": True}

@@ -294,8 +294,18 @@ class ReviewStore:
         open_groups = [g for g in self.groups() if g.status == "open"]
         return open_groups[0] if open_groups else None
 
-    def assign(self, group_id: int, name: str, gallery: Gallery, display_name: str | None = None) -> Person:
-        """Enroll the group's best faces as ``name`` (added to them if enrolled), then delete it."""
+    def assign(
+        self,
+        group_id: int,
+        name: str,
+        gallery: Gallery,
+        display_name: str | None = None,
+        op: OperatingPoint | None = None,
+    ) -> tuple[Person, list[str]]:
+        """Enroll the group's best faces as ``name`` (added to them if enrolled), then delete
+        it; with the warnings of faces that look like someone else at ``op`` (as any enroll)."""
+        from facegate.enroll import add_samples
+
         group = self.group(group_id)
         if group.status != "open" or group.faces == 0:
             raise ReviewError(f"group {group_id} is {group.status} and holds no faces to enroll")
@@ -308,9 +318,9 @@ class ReviewStore:
             Sample(np.frombuffer(r[0], "<f4").copy(), f"review group {group_id}", {"quality": round(r[1], 4)})
             for r in rows
         ]
-        person = gallery.add(name, samples, display_name=display_name)
+        person, alike = add_samples(gallery, name, samples, op, display_name)
         self.delete(group_id)
-        return person
+        return person, alike
 
     def ignore(self, group_id: int) -> None:
         """Stop reporting this stranger: faces and crops deleted, the group's mean kept."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
+import sys
 from typing import Any
 
 from facegate.errors import FacegateError
@@ -85,7 +86,9 @@ def _run(args: argparse.Namespace) -> int:
         else:
             with Gallery.open(gallery_path, model, create=args.action == "assign") as gallery:
                 if args.action == "assign":
-                    person = store.assign(args.group, args.name, gallery, args.display_name)
+                    person, alike = store.assign(args.group, args.name, gallery, args.display_name, op)
+                    for warning in alike:
+                        print(f"warning: {warning}", file=sys.stderr)
                     result = {"group": args.group, "name": person.name, "embeddings": person.embeddings}
                 else:
                     result = correct(store, gallery, args.event_id, op, args.name)

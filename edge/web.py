@@ -276,8 +276,8 @@ class Console:
             raise FacegateError("review is off on this device (review.enabled)")
         if action == "assign":
             d.live.writable()
-            person = d.review.assign(group, str(name), d.gallery, display)
-            return f"group {group} enrolled as {person.name}"
+            person, alike = d.review.assign(group, str(name), d.gallery, display, d.op)
+            return "; ".join([f"group {group} enrolled as {person.name}", *(f"warning: {a}" for a in alike)])
         if action == "ignore":
             d.review.ignore(group)
             return f"group {group} ignored: this stranger is no longer reported"

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from facegate.decide import OperatingPoint
 from facegate.demo import PHOTOS
 from facegate.encoder import Encoder
 from facegate.enroll import fingerprint
@@ -123,8 +124,11 @@ def test_assign_enrolls_the_best_faces_and_forgets_the_group(tmp_path: pathlib.P
             store.assign(group, "michelle", gallery)  # its next entry would drop these faces
         assert gallery.embeddings("michelle").shape == (1, 128) and len(store.groups()) == 1
         fleet.gallery.close()
-        person = store.assign(group, "barack", gallery, display_name="Barack")
+        op = OperatingPoint.from_card(encoder.card, 1e-3)
+        person, alike = store.assign(group, "barack", gallery, display_name="Barack", op=op)
         assert person.embeddings == min(3, ASSIGN_BEST) and person.display_name == "Barack"
+        # "michelle" holds his face: the door may take one for the other, as any enroll says
+        assert alike and all("looks like michelle" in a for a in alike), alike
         assert store.groups() == []
         with pytest.raises(ReviewError):
             store.assign(group, "barack", gallery)
@@ -304,7 +308,6 @@ def test_review_commands_need_review_enabled() -> None:
 
 def test_review_from_the_shell(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
     from facegate.cli import main
-    from facegate.decide import OperatingPoint
 
     encoder = Encoder(INT8_MODEL)
     model = fingerprint(encoder)
@@ -417,7 +420,6 @@ def test_corrections_replay_lowers_false_accepts_on_lookalikes() -> None:
     """``facegate evaluate corrections`` on synthetic faces: each stranger has a lookalike among
     the enrolled (0.37 apart, inside the 0.4 threshold) and photos that vary by ~0.1."""
     from facegate.convert.corrections import replay
-    from facegate.decide import OperatingPoint
 
     op = OperatingPoint(1e-3, 0.4)
     folders: dict[str, list[str]] = {}
