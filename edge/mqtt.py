@@ -60,12 +60,20 @@ paho_log = logging.getLogger(__name__ + ".paho")  # paho's own messages
 class _QuietRetries(logging.Filter):
     """paho logs "Client is not connected" as an ERROR at each retry while the broker is down
     (every 1 to 60 s, for as long as it is down): that filled the journal with one line a
-    minute. ``Link._on_connect_fail`` says why once per cause; those lines are DEBUG."""
+    minute. ``Link._on_connect_fail`` says why once per cause; those lines are DEBUG. A link
+    cut under it (a broker or router restarted, Wi-Fi lost) paho logs as an ERROR too, though
+    it is routine and the link reconnects by itself: that line names the socket's error, so it
+    stays, as the WARNING it is (``Link._on_disconnect`` follows it)."""
+
+    ROUTINE = ("failed to receive on socket", "timeout on socket")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno > logging.DEBUG and str(record.msg).startswith("Client is not connected"):
+        message = str(record.msg)
+        if record.levelno > logging.DEBUG and message.startswith("Client is not connected"):
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"
             return paho_log.isEnabledFor(logging.DEBUG)
+        if record.levelno > logging.WARNING and message.startswith(self.ROUTINE):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True
 
 

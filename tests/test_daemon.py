@@ -13,6 +13,7 @@ import pathlib
 import signal
 import socket
 import sqlite3
+import struct
 import subprocess
 import sys
 import threading
@@ -1149,3 +1150,47 @@ def test_a_second_daemon_on_the_same_state_refuses_to_start(
             first.terminate()
             first.wait(30)
         sub.close()
+
+
+def test_a_link_cut_under_the_daemon_is_a_warning_not_an_error(
+    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A broker that resets the connection (restarted host, router, Wi-Fi) made paho log
+    "failed to receive on socket" as an ERROR, once per cut, though the link reconnects by
+    itself and keeps the events: a door's journal read as broken after every router reboot."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+
+    def reset_after_connack() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = server.accept()
+            conn.recv(4096)  # CONNECT
+            conn.sendall(bytes([0x20, 2, 0, 0]))  # CONNACK, accepted (MQTT 3.1.1)
+            time.sleep(0.5)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()  # with linger 0: a TCP reset, as a vanished peer gives
+
+    cutter = threading.Thread(target=reset_after_connack, daemon=True)
+    cutter.start()
+    config = validate(
+        {"device": {"id": "d"}, "mqtt": {"port": port, "protocol": "3.1.1", "outbox": str(tmp_path / "o")}}
+    )
+    link = Link(config, lambda request: True)
+    caplog.set_level(logging.INFO)
+    link.start()
+    try:
+        assert link.connected.wait(10)
+        cutter.join(10)
+        deadline = time.monotonic() + 10
+        while link.connected.is_set() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not link.connected.is_set()
+    finally:
+        link.stop()
+        server.close()
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("failed to receive on socket" in m and "reset" in m for _, m in said), said
+    assert any(m.startswith("MQTT disconnected") for _, m in said), said
+    assert all(level == logging.WARNING for level, _ in said), said
