@@ -9,6 +9,7 @@ folder enrollment leaves every person committed before it intact.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import os
 import pathlib
@@ -88,7 +89,10 @@ def add_samples(
     """``gallery.add``, and the ``look_alikes`` warnings of ``samples`` (none without ``op``):
     every way in to enroll (the CLI, the review page, MQTT) says them the same."""
     alike = [] if op is None else look_alikes(gallery.templates(), name, samples, op)
-    return gallery.add(name, samples, display_name=display_name, replace=replace), alike
+    # checked again where the write is: the fleet may have given the name since the caller's
+    # check (a camera enroll waits up to decision.verify_timeout_s for a face)
+    guard = functools.partial(refuse_if_fleet_owned, gallery, name, "enroll")
+    return gallery.add(name, samples, display_name=display_name, replace=replace, guard=guard), alike
 
 
 class Enroller:

@@ -545,10 +545,13 @@ class Gallery:
         display_name: str | None = None,
         metadata: dict[str, Any] | None = None,
         replace: bool = False,
+        guard: Callable[[], None] | None = None,
     ) -> Person:
         """Enroll ``name`` with ``samples`` in one transaction (see the module doc). Samples
         of a photo the person is already enrolled from, or given twice, are left out:
-        ``Person.embeddings`` says how many the person has."""
+        ``Person.embeddings`` says how many the person has. ``guard`` runs inside the
+        transaction, before any write, and refuses by raising: what it checks (that the fleet
+        does not hold the name) cannot change between its check and the write."""
         check_name(name)
         if display_name is not None:
             check_display_name(display_name)
@@ -558,6 +561,8 @@ class Gallery:
             self._check_vector(s.vector)
         replaced = False
         with self._write():
+            if guard is not None:
+                guard()
             row = self._db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
             if row is None:
                 person_id = self._db.execute(

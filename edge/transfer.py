@@ -14,6 +14,7 @@ file, which would corrupt a gallery whose WAL still holds changes.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import pathlib
@@ -111,7 +112,8 @@ def import_(
         if name in gallery and not replace:
             skipped.append(name)
             continue
-        gallery.add(name, samples, display_name, metadata, replace=True)
+        fleet_check = functools.partial(refuse_if_fleet_owned, gallery, name, "import")
+        gallery.add(name, samples, display_name, metadata, replace=True, guard=fleet_check)
         imported.append(name)
     return imported, skipped
 
