@@ -168,7 +168,7 @@ class DetectAlign:
         )
 
     def chips(self, image: np.ndarray, name: str = "") -> np.ndarray | None:
-        faces = self.perception.faces(image)
+        faces = self.perception.photo_faces(image)  # as enrollment reads a photo
         if not faces:
             self.failures["no_face"] += 1
             return None

@@ -127,7 +127,12 @@ class Enroller:
     def sample_from_rgb(
         self, rgb: np.ndarray, source: str, image: bytes | None = None, advice: str | None = None
     ) -> Sample:
-        faces = self.perception.faces(rgb)
+        faces = self.perception.photo_faces(rgb)
+        if not faces and max(rgb.shape[:2]) >= 1280:  # scripts/dev/photo_faces.py
+            raise RefusedError(
+                f"{source}: no face found (in a large photo, a face narrower than about 1/20 of its "
+                "longer side can be missed: crop the photo around the face)"
+            )
         face = one_usable_face(faces, source, advice) if advice else one_usable_face(faces, source)
         vector = self.encoder.embed(face.chip)[0]
         quality = {k: round(float(v), 4) for k, v in face.quality.items()}

@@ -55,6 +55,9 @@ class Face:
     chip: np.ndarray  # (size, size, 3) uint8 RGB
     quality: dict[str, float]
     rejected: str | None = None  # None if the face passed every gate
+    # small in the detector's input, and its refinement found no face there: its landmark
+    # box is a guess (often a patch of a face taken for a face of another size)
+    unplaced: bool = False
 
 
 def _add(stages: dict[str, float] | None, **seconds: float) -> None:
@@ -146,6 +149,10 @@ class Perception:
     the crop is twice the face, and a face that fills 40 px of the input is found as
     well as at 128, in half the time), when the detector is the one it was fitted with;
     otherwise the detector's own side.
+
+    ``finder``: the model ``photo_faces`` finds a still photo's faces with when the detector
+    sees them too small to place (the full-range one; loaded on first use, and none where it
+    is the detector itself or ``refine`` is off).
     """
 
     def __init__(
@@ -161,6 +168,7 @@ class Perception:
         refine: bool = True,
         refine_below: float = REFINE_BELOW,
         refine_size: int | None = None,
+        finder: str | os.PathLike[str] | None = MODELS_DIR / "face_detection_full_range.tflite",
     ) -> None:
         card = load_card(pathlib.Path(landmarks).with_suffix(".json"))
         maps = card.data["alignment"]
@@ -193,6 +201,12 @@ class Perception:
         self.refine = refine
         self.refine_below = refine_below
         self.rejected: collections.Counter[str] = collections.Counter()
+        # photo_faces: the full-range model finds what the detector sees too small to place;
+        # none where it is the detector, or where nothing is refined
+        same = finder is not None and pathlib.Path(finder).name == pathlib.Path(detector).name
+        self._finder_path = None if finder is None or same or not refine else pathlib.Path(finder)
+        self._finder: FaceDetector | None = None
+        self._finder_args = (min_score, min_size, num_threads)
 
     @classmethod
     def for_encoder(
@@ -255,6 +269,34 @@ class Perception:
         rgb = to_rgb(frame, layout)  # the copy that landmarks and chips read, made once
         return [self.face(rgb, det, stages) for det in found]
 
+    def photo_faces(self, rgb: np.ndarray) -> list[Face]:
+        """The faces of a still photo (enrollment; verify and identify from a file). A phone
+        photo is large and its face can be small in it: letterboxed into the short-range
+        model's 128 px, a face 200 px wide in a 12 MP photo is 6 px there, and the model
+        missed it, or took a patch of it for a face of the wrong size, whose chip passed the
+        gates and enrolled an embedding of no one. When the detector finds a usable face
+        that it sees large enough, or finds again on the crop of its refinement, the faces
+        are those of a camera frame. Otherwise the full-range model (``finder``) finds the
+        faces, and each is placed by the detector's own refinement on a crop around it, as a
+        small face at the camera is; one the refinement does not find is left out. Without a
+        finder, or when it finds nothing: ``faces``."""
+        faces = self.faces(rgb, "RGB")
+        if self._finder_path is None or any(f.rejected is None and not f.unplaced for f in faces):
+            return faces
+        if self._finder is None:
+            min_score, min_size, threads = self._finder_args
+            self._finder = FaceDetector(self._finder_path, min_score, min_size, num_threads=threads)
+        placed = []
+        for det in self._finder.detect(rgb):
+            refined = self.detector.refine(rgb, det)
+            if refined is not det:
+                placed.append(self.face(rgb, refined, placed=True))
+        return placed or faces
+
+    def _small(self, det: Detection, side: int) -> bool:
+        """Whether ``det`` is small enough in the detector's input to be refined."""
+        return self.refine and det.width * self.detector.size / side < self.refine_below
+
     def detect(self, rgb: np.ndarray, stages: dict[str, float] | None = None) -> list[Detection]:
         """The detection stage alone, the cheap part: faces in an HxWx3 RGB frame, from the
         whole frame. ``face`` takes each on (refinement, landmarks, chip, gates)."""
@@ -273,14 +315,19 @@ class Perception:
         _add(stages, detect=time.perf_counter() - t0)
         return found
 
-    def face(self, rgb: np.ndarray, det: Detection, stages: dict[str, float] | None = None) -> Face:
-        """One detection on to a gated face: refined when it is small in the detector's input,
-        then landmarks, the aligned chip and its quality."""
+    def face(
+        self, rgb: np.ndarray, det: Detection, stages: dict[str, float] | None = None, placed: bool = False
+    ) -> Face:
+        """One detection on to a gated face: refined when it is small in the detector's input
+        (``placed``: it came from ``FaceDetector.refine`` already), then landmarks, the
+        aligned chip and its quality."""
         clock = time.perf_counter
         t0 = clock()
-        refined = self.refine and det.width * self.detector.size / max(rgb.shape[:2]) < self.refine_below
-        if refined:
-            det = self.detector.refine(rgb, det)
+        refined = placed or self._small(det, max(rgb.shape[:2]))
+        unplaced = False
+        if refined and not placed:
+            found = self.detector.refine(rgb, det)
+            det, unplaced = found, found is det
         t1 = clock()
         points = self.landmarks(rgb, det, refined)
         t2 = clock()
@@ -295,7 +342,7 @@ class Perception:
         if reason:
             self.rejected[reason] += 1
         _add(stages, refine=t1 - t0, landmarks=t2 - t1, align=clock() - t2)
-        return Face(det, points, chip, quality, reason)
+        return Face(det, points, chip, quality, reason, unplaced)
 
     def landmarks(self, rgb: np.ndarray, det: Detection, refined: bool) -> np.ndarray:
         """dlib's 5 points for a detection. A head tilted more than ``UPRIGHT_ABOVE_DEG``

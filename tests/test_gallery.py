@@ -732,3 +732,39 @@ def test_a_photo_enrolled_again_is_not_added_again(tmp_path: pathlib.Path, enrol
         assert [(o.name, o.added, o.again) for o in first] == [("obama", 1, 0)]
         assert [(o.name, o.added, o.again) for o in again] == [("biden", 1, 0), ("obama", 1, 1)]
         assert {p.name: p.embeddings for p in gallery.people()} == {"biden": 1, "obama": 2}
+
+
+@pytest.mark.parametrize(
+    ("photo", "size", "face"),
+    [
+        ("obama2.jpg", (4032, 3024), 200),  # not found by the short-range model
+        ("obama3.jpg", (4032, 3024), 200),  # a patch of his face taken for a face 750 px wide
+        ("obama3.jpg", (1920, 1080), 90),  # the same in a 2 MP photo
+        ("obama3.jpg", (3024, 4032), 300),
+    ],
+)
+def test_a_small_face_in_a_large_photo_enrolls_as_the_person(
+    enroller: Enroller, photo: str, size: tuple[int, int], face: int
+) -> None:
+    """A phone photo taken from a few metres: a face 200 px wide in 12 megapixels is 6 px in
+    the short-range detector's 128 px input. It found no face there, or a patch of the face
+    taken for a larger one, whose chip passed the gates: an embedding of no one, enrolled
+    under the person's name (0.55 from their own photo). ``Perception.photo_faces`` finds
+    such faces with the full-range model and places them with the short-range refinement.
+    scripts/dev/photo_faces.py prints the whole table."""
+    from facegate.demo import scene
+
+    width, height = size
+    image = scene(PHOTOS / photo, face_width=float(face), centre=(width / 2, height / 2.5), size=size)
+    reference = enroller.sample(PHOTOS / "obama.jpg").vector
+    op = OperatingPoint.from_card(enroller.encoder.card, 1e-3)
+    distance = float(np.linalg.norm(enroller.sample_from_rgb(image, "phone photo").vector - reference))
+    assert distance < 0.8 * op.threshold, distance  # his own photos are 0.22-0.29 from it
+
+
+def test_a_large_photo_without_a_face_says_how_to_crop_it(enroller: Enroller) -> None:
+    from facegate.demo import scene
+
+    far = scene(PHOTOS / "obama2.jpg", face_width=60.0, centre=(2000.0, 1200.0), size=(4032, 3024))
+    with pytest.raises(RefusedError, match=r"a face narrower than about 1/20 of its longer side"):
+        enroller.sample_from_rgb(far, "far.jpg")
