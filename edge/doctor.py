@@ -39,9 +39,16 @@ def check_config(path: pathlib.Path) -> tuple[Check, Config | None]:
     try:
         config = load_config(path)
     except FacegateError as exc:
-        return Check(
-            "config", FAIL, str(exc), f"edit {path}; `facegate check-config {path}` re-checks it"
-        ), None
+        if not path.exists():
+            fix = (
+                f"write one: `facegate check-config --example | sudo tee {path} > /dev/null`, edit it, "
+                f"then `facegate check-config {path}`"
+            )
+        elif not os.access(path, os.R_OK):
+            fix = f"run doctor as the service's user (`sudo -u facegate facegate doctor --config {path}`)"
+        else:
+            fix = f"edit {path}; `facegate check-config {path}` re-checks it"
+        return Check("config", FAIL, str(exc), fix), None
     mode = stat.S_IMODE(path.stat().st_mode)
     secrets = config.mqtt.password or config.commands.secret
     if secrets and mode & 0o004:

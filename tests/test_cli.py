@@ -219,6 +219,20 @@ def test_doctor_advice_names_the_configs_gallery(tmp_path: pathlib.Path) -> None
     assert f"--gallery {tmp_path / 'g.db'}" in check.fix
 
 
+def test_doctor_says_how_to_write_a_missing_config(tmp_path: pathlib.Path) -> None:
+    """Its fix for a config that is not there was "edit /etc/facegate/config.yaml": a file
+    that does not exist. A config that is there but wrong is still to be edited."""
+    from facegate.doctor import FAIL, check_config
+
+    missing = tmp_path / "config.yaml"
+    check, config = check_config(missing)
+    assert check.level == FAIL and config is None
+    assert check.fix.startswith(f"write one: `facegate check-config --example | sudo tee {missing}")
+    missing.write_text("mqtt: {port: 0}\n")
+    check, _ = check_config(missing)
+    assert check.level == FAIL and check.fix.startswith(f"edit {missing}")
+
+
 def _lines(stream: Any) -> queue.Queue[str]:
     """A child's output, line by line, read in a thread of its own."""
     lines: queue.Queue[str] = queue.Queue()
