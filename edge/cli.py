@@ -107,7 +107,8 @@ def _cmd_enroll(args: argparse.Namespace) -> int:
             print(f"{o.name}: NOT enrolled (no usable image)", file=sys.stderr)
         else:
             again = f"; {o.again} photo(s) already enrolled, not added again" if o.again else ""
-            print(f"{o.name}: +{o.added} embedding(s), {o.person.embeddings} in all{again}")
+            shown = f" ({o.person.display_name})" if o.person.display_name != o.name else ""
+            print(f"{o.name}{shown}: +{o.added} embedding(s), {o.person.embeddings} in all{again}")
     return 1 if failed else 0
 
 

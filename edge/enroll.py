@@ -13,6 +13,9 @@ import functools
 import io
 import os
 import pathlib
+import re
+import shlex
+import unicodedata
 from collections.abc import Sequence
 
 import numpy as np
@@ -21,7 +24,17 @@ from facegate.decide import OperatingPoint, identify
 from facegate.encoder import Encoder
 from facegate.errors import FacegateError, InputError
 from facegate.fleet.store import refuse_if_fleet_owned
-from facegate.gallery import Gallery, ModelFingerprint, Person, Sample, Templates, check_name
+from facegate.gallery import (
+    NAME_PATTERN,
+    RESERVED_NAMES,
+    Gallery,
+    ModelFingerprint,
+    Person,
+    Sample,
+    Templates,
+    check_display_name,
+    check_name,
+)
 from facegate.images import HEIF_SUFFIXES, IMAGE_SUFFIXES, load_rgb
 from facegate.perception import Face, Perception
 from facegate.progress import progress
@@ -172,21 +185,28 @@ class Enroller:
         replace: bool = False,
         op: OperatingPoint | None = None,
     ) -> list[Outcome]:
-        """One sub-folder per person, named as the person; one transaction each."""
+        """One sub-folder per person, named as the person (``name_of_folder``); one transaction
+        each. Hidden folders, and the ``__MACOSX`` of a zip made on a Mac, are not people."""
         if not root.is_dir():
             raise FacegateError(f"{root}: not a folder (expected one sub-folder per person)")
-        folders = sorted(p for p in root.iterdir() if p.is_dir())
+        folders = sorted(p for p in root.iterdir() if p.is_dir() and not _not_a_person(p.name))
         if not folders:
             raise FacegateError(f"{root}: no sub-folders; expected one per person, named as the person")
+        names: dict[str, tuple[pathlib.Path, str | None]] = {}
         for folder in folders:  # refuse a bad or fleet-owned name before anything is written
-            check_name(folder.name)
-            refuse_if_fleet_owned(gallery, folder.name, "enroll")
+            name, display = name_of_folder(folder)
+            if name in names:
+                raise FacegateError(
+                    f"{names[name][0]} and {folder} would both be enrolled as {name!r}; rename one"
+                )
+            refuse_if_fleet_owned(gallery, name, "enroll")
+            names[name] = (folder, display)
         outcomes = []
-        for folder in progress(folders, "enrolling"):
+        for name, (folder, display) in progress(list(names.items()), "enrolling"):
             files = sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith("."))
             # a HEIC goes to the decoder, which says how to export it; other files are named
             images = [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES | HEIF_SUFFIXES]
-            outcome = self.enroll(gallery, folder.name, images, keep_images, replace, op=op)
+            outcome = self.enroll(gallery, name, images, keep_images, replace, display, op=op)
             outcome.refused += [
                 f"{f}: not a photo facegate reads ({', '.join(sorted(IMAGE_SUFFIXES))})"
                 for f in files
@@ -194,6 +214,30 @@ class Enroller:
             ]
             outcomes.append(outcome)
         return outcomes
+
+
+def _not_a_person(folder: str) -> bool:
+    return folder.startswith(".") or folder == "__MACOSX"
+
+
+def name_of_folder(folder: pathlib.Path) -> tuple[str, str | None]:
+    """(name, display name) of an ``enroll --dir`` sub-folder: its own name where that is a
+    valid one (display name None: unchanged); else, as people name folders ("Bob Smith",
+    "José", which a Mac stores decomposed), its letters without their accents and its digits,
+    each other run as '_', with the folder's name (composed) to display."""
+    given = folder.name
+    if NAME_PATTERN.fullmatch(given):
+        return check_name(given), None  # or why it may not be a name ("unknown")
+    plain = unicodedata.normalize("NFKD", given).encode("ascii", "ignore").decode("ascii")
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", plain).strip("_.-")[:64].rstrip("_.-")
+    if not NAME_PATTERN.fullmatch(name) or name.lower() in RESERVED_NAMES:
+        raise FacegateError(
+            f"{folder}: no name can be made of this folder's name (a name is letters a-z, digits, "
+            "'_', '.' or '-': it becomes part of MQTT topics); rename the folder to one, or enroll "
+            f"its photos with `facegate enroll NAME PHOTO... --display-name {shlex.quote(given)}`"
+        )
+    display = unicodedata.normalize("NFC", given)
+    return name, check_display_name(display)
 
 
 def rebuild(gallery: Gallery, enroller: Enroller) -> int:

@@ -152,6 +152,32 @@ def test_a_folder_says_what_it_did_not_read(tmp_path: pathlib.Path, enroller: En
     )
 
 
+def test_a_folder_named_as_people_name_folders(tmp_path: pathlib.Path, enroller: Enroller) -> None:
+    """``enroll --dir`` stopped at the first folder whose name was not a valid name: "Bob
+    Smith", "José" (stored decomposed on a Mac), or the ``__MACOSX`` and hidden folders of a
+    zip made on one. Now such a folder is enrolled under its letters and digits, shown as the
+    folder's name; folders that would become one name, or none, are refused before anything
+    is written."""
+    from facegate.enroll import name_of_folder
+
+    people = tmp_path / "people"
+    for folder in ("Bob Smith", "Jose\u0301", "alice", "__MACOSX", ".Trashes"):
+        (people / folder).mkdir(parents=True)
+        (people / folder / "a.jpg").write_bytes((PHOTOS / "obama.jpg").read_bytes())
+    with _open(tmp_path / "g.db", enroller) as gallery:
+        outcomes = enroller.enroll_dir(gallery, people)
+        assert [o.name for o in outcomes] == ["Bob_Smith", "Jose", "alice"]
+        shown = {p.name: p.display_name for p in gallery.people()}
+        assert shown == {"Bob_Smith": "Bob Smith", "Jose": "Jos\u00e9", "alice": "alice"}
+        (people / "Bob_Smith").mkdir()
+        with pytest.raises(FacegateError, match="would both be enrolled as 'Bob_Smith'; rename one"):
+            enroller.enroll_dir(gallery, people)
+    assert name_of_folder(pathlib.Path("Zoë  O'Neil (2024)")) == ("Zoe_O_Neil_2024", "Zoë  O'Neil (2024)")
+    for nameless in ("李雷", "unknown", "..."):
+        with pytest.raises(FacegateError, match=r"no name can be made|events name a stranger"):
+            name_of_folder(pathlib.Path(nameless))
+
+
 def test_group_photo_is_refused_for_enrollment(enroller: Enroller) -> None:
     scene = shared_path("datasets", "unlabeled_scenes")
     photos = sorted(scene.glob("*"))
