@@ -32,7 +32,7 @@ import numpy as np
 
 from facegate.config import SECTIONS, Config, load_config
 from facegate.decide import OperatingPoint, identify
-from facegate.detect import Detection
+from facegate.detect import Detection, reach_warning
 from facegate.encoder import Encoder
 from facegate.enroll import Enroller, fingerprint
 from facegate.errors import FacegateError
@@ -340,6 +340,13 @@ class Daemon:
         self._state_at = 0.0  # publish the change now
         self._publish_state(time.monotonic(), force=True)
 
+    def _say_reach(self, frame: Frame) -> None:
+        """At the first frame of a size: whether the detector can see a face far off in it."""
+        height, width = frame.image.shape[:2]
+        said = reach_warning(width, height, self.perception.detector.model_path.name)
+        if said is not None:
+            log.warning("%s", said)
+
     def step(self, frame: Frame, detections: list[Detection] | None = None) -> list[dict[str, Any]]:
         """One frame through the pipeline; returns the events it published. ``detections``:
         the frame's, when they were found ahead (``facegate.lookahead``)."""
@@ -350,6 +357,8 @@ class Daemon:
             self.counts["skipped_idle"] += 1
             return []
         self.counts["detected_frames"] += 1
+        if self._last_frame is None or self._last_frame[1].image.shape[:2] != frame.image.shape[:2]:
+            self._say_reach(frame)
         self._last_frame = (now, frame)
         if detections is None:
             detections = self.perception.detect_frame(frame.image, frame.layout)

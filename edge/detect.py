@@ -26,6 +26,29 @@ from facegate.interpreter import load_interpreter
 # an 80 px input").
 REDUCING_GAP = 2.0
 
+# At the camera, each model finds a face from about 1/N of the frame's longer side, whatever
+# the frame's size (scripts/dev/frame_reach.py: 1/8-1/9 and 1/18-1/20 from 640x480 to 2592x1944).
+FINDS_FROM = {"face_detection_short_range.tflite": 8, "face_detection_full_range.tflite": 18}
+
+
+def reach_warning(width: int, height: int, detector: str) -> str | None:
+    """What to say of ``width`` x ``height`` frames read by ``detector`` (a model's file name):
+    nothing unless the short-range model letterboxes a large frame, where it hides every face
+    narrower than about 1/8 of it (240 px of an IP camera's 1920x1080 main stream: a person a
+    metre from a wide lens)."""
+    side = max(width, height)
+    if side < 1200 or detector != "face_detection_short_range.tflite":
+        return None
+    full = FINDS_FROM["face_detection_full_range.tflite"]
+    return (
+        f"frames of {width}x{height}: the short-range detector finds a face from about "
+        f"1/{FINDS_FROM[detector]} of their longer side ({side // FINDS_FROM[detector]} px here), so "
+        f"a person farther off is not seen. models.detector: full finds one from about 1/{full} "
+        f"({side // full} px); a 640x480 stream (camera.width and height, or an IP camera's second "
+        "stream) costs less to read"
+    )
+
+
 # Anchor layouts, from MediaPipe's face_detection_{short,full}_range_common.pbtxt.
 _ANCHORS = {
     128: {"strides": [8, 16, 16, 16], "two_per_layer": True},

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from facegate.config import Config, load_config
+from facegate.detect import reach_warning
 from facegate.errors import FacegateError, not_importable
 from facegate.files import read_only_fs
 from facegate.sources import CameraLostError, VideoSource, picamera2_missing, without_login
@@ -112,6 +113,10 @@ def check_gallery(config: Config) -> Check:
     return Check("gallery", OK, f"{path}: {people} people, mode {mode:o}")
 
 
+SMALLER_FRAMES = "models.detector: full, or camera.width: 640 and camera.height: 480"
+SMALLER_STREAM = "the camera's 640x480 stream in camera.path"
+
+
 def check_camera(config: Config) -> Check:
     cam = config.camera
     if cam.source == "picamera2":
@@ -127,6 +132,9 @@ def check_camera(config: Config) -> Check:
                 "libcamera sees no camera",
                 "check the ribbon cable; `rpicam-hello --list-cameras`",
             )
+        said = reach_warning(cam.width, cam.height, _detector_file(config))
+        if said is not None:
+            return Check("camera", WARN, said, SMALLER_FRAMES)
         return Check("camera", OK, f"{len(cameras)} camera(s): {cameras[0].get('Model', '?')}")
     if cam.source == "video":
         try:
@@ -139,7 +147,7 @@ def check_camera(config: Config) -> Check:
                 "pip install 'facegate[video]'",
             )
         if "://" in str(cam.path):
-            return _check_stream(str(cam.path))
+            return _check_stream(str(cam.path), _detector_file(config))
     if cam.source in ("video", "folder"):
         path = pathlib.Path(str(cam.path))
         if not path.exists():
@@ -154,10 +162,19 @@ def check_camera(config: Config) -> Check:
             f"camera.source opencv but OpenCV {not_importable(exc, 'cv2')}",
             "pip install opencv-python-headless (without a display: not opencv-python)",
         )
+    said = reach_warning(cam.width, cam.height, _detector_file(config))
+    if said is not None:
+        return Check(
+            "camera", WARN, f"opencv {without_login(str(cam.path))}: {said}", "camera.width: 640, height: 480"
+        )
     return Check("camera", OK, f"opencv {without_login(str(cam.path))}")
 
 
-def _check_stream(url: str) -> Check:
+def _detector_file(config: Config) -> str:
+    return f"face_detection_{config.models.detector}_range.tflite"
+
+
+def _check_stream(url: str, detector: str) -> Check:
     """A stream URL (an IP camera): its first frame, or why there is none, within the time the
     daemon gives a stream. The URL is shown without its login."""
     shown = without_login(url)
@@ -176,6 +193,11 @@ def _check_stream(url: str) -> Check:
     finally:
         source.close()  # the stream's connection, now
     height, width = frame.image.shape[:2]
+    said = reach_warning(width, height, detector)
+    if said is not None:
+        return Check(
+            "camera", WARN, f"video {shown}: {said}", "models.detector: full, or the camera's 640x480 stream"
+        )
     return Check("camera", OK, f"video {shown}: first frame {width}x{height}")
 
 

@@ -1208,3 +1208,34 @@ def test_a_link_cut_under_the_daemon_is_a_warning_not_an_error(
     assert any("failed to receive on socket" in m and "reset" in m for _, m in said), said
     assert any(m.startswith("MQTT disconnected") for _, m in said), said
     assert all(level == logging.WARNING for level, _ in said), said
+
+
+def test_large_frames_say_what_the_detector_cannot_see(
+    broker: Broker, tmp_path: pathlib.Path, obama_sample: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An IP camera's main stream (1920x1080), letterboxed into the short-range detector's
+    128 px, hides every face narrower than about 240 px: a person a metre off a wide lens. The
+    daemon ran, found no one, and said nothing. Now the first frame of such a size says it,
+    once; 640x480 frames and the full-range detector say nothing."""
+    for detector, size, says in (
+        ("short", (1080, 1920), True),
+        ("short", (480, 640), False),
+        ("full", (1080, 1920), False),
+    ):
+        Image.fromarray(np.zeros((*size, 3), np.uint8)).save(tmp_path / "frame.png")  # the folder source's
+        config = _config(tmp_path, broker.port, obama_sample, models={"detector": detector})
+        daemon = Daemon(config)
+        daemon.link.start = lambda: None  # type: ignore[method-assign]  # this test needs no broker
+        caplog.clear()
+        try:
+            with caplog.at_level(logging.WARNING, logger="facegate.daemon"):
+                for index in range(3):
+                    daemon.step(Frame(np.full((*size, 3), 90 + index * 20, np.uint8), "RGB", index, 0.0))
+        finally:
+            daemon.gallery.close()
+        said = [r.getMessage() for r in caplog.records if "finds a face from about" in r.getMessage()]
+        assert len(said) == (1 if says else 0), (detector, size, said)
+        if says:
+            assert said[0].startswith(
+                "frames of 1920x1080: the short-range detector finds a face from about 1/8"
+            )

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from facegate.config import load_config
-from facegate.doctor import FAIL, OK, check_broker, check_config, run_doctor
+from facegate.doctor import FAIL, OK, WARN, check_broker, check_config, run_doctor
 from tests.conftest import ROOT
 
 UNIT = ROOT / "systemd" / "facegate.service"
@@ -241,6 +241,17 @@ def test_doctor_checks_the_camera_the_config_names(
     pi = validate({"camera": {"source": "picamera2"}})
     found = check_camera(pi)
     assert found.level == OK and "1 camera(s): imx708" in found.detail
+    # a large frame hides the faces of people farther off from the short-range detector
+    large = validate({"camera": {"source": "picamera2", "width": 1920, "height": 1080}})
+    hidden = check_camera(large)
+    assert (
+        hidden.level == WARN and "finds a face from about 1/8 of their longer side (240 px" in hidden.detail
+    )
+    assert "models.detector: full" in hidden.fix
+    full = validate(
+        {"camera": {"source": "picamera2", "width": 1920, "height": 1080}, "models": {"detector": "full"}}
+    )
+    assert check_camera(full).level == OK
     monkeypatch.setattr(fake_picamera2.Picamera2, "attached", [])
     none = check_camera(pi)
     assert none.level == FAIL and "libcamera sees no camera" in none.detail and "ribbon" in none.fix
