@@ -55,6 +55,7 @@ from facegate.review import ReviewStore, correct
 log = logging.getLogger(__name__)
 
 MAX_BODY = 8 << 20
+MAX_DRAINED = 64 << 20  # a photo up to this is read and dropped, to say it was too large
 MAX_LOGIN_BODY = 64 << 10  # the login form is one token (of any length a config holds)
 MAX_FORM_FIELDS = 16  # the largest form of the page has 5
 GROUP_ID = re.compile(r"[1-9][0-9]{0,14}")  # a review group, as the page writes it (ASCII digits only)
@@ -398,6 +399,34 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return None
         return self.rfile.read(length)
 
+    def _photo_too_large(self) -> bool:
+        """A photo over ``MAX_BODY`` sent by a logged-in page (a phone's 48 MP JPEG): read and
+        dropped, so that the page says why instead of the browser's "connection reset" (the
+        connection closed under an upload still being sent), up to ``MAX_DRAINED``."""
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            return False
+        session = self.console.session(self._sid())
+        if not MAX_BODY < length <= MAX_DRAINED or session is None or not self._same_origin():
+            return False
+        left = length
+        while left > 0:
+            try:
+                chunk = self.rfile.read(min(left, 1 << 16))
+            except OSError:  # the socket's timeout: a client that said more than it sends
+                chunk = b""
+            if not chunk:
+                self.close_connection = True
+                return True
+            left -= len(chunk)
+        session.flash = (
+            f"Refused: the photo is {length / (1 << 20):.0f} MB, more than the {MAX_BODY >> 20} MB "
+            "this page takes; send a smaller copy (a phone's 12 megapixel JPEG is 2-5 MB)"
+        )
+        self._redirect("/")
+        return True
+
     def _form(self, body: bytes) -> dict[str, Any] | None:
         """The form's fields, or None (and a 400 sent) for a form no page of ours makes: more
         than ``MAX_FORM_FIELDS`` fields, or multipart without a boundary. Counted before any
@@ -467,6 +496,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         path = urllib.parse.urlsplit(self.path).path
+        if path == "/enroll" and self._photo_too_large():
+            return
         body = self._body(MAX_LOGIN_BODY if path == "/login" else MAX_BODY)
         if body is None:
             return
