@@ -27,6 +27,7 @@ from facegate.fleet.store import refuse_if_fleet_owned
 from facegate.gallery import (
     NAME_PATTERN,
     RESERVED_NAMES,
+    SAME_PHOTO,
     Gallery,
     ModelFingerprint,
     Person,
@@ -101,7 +102,15 @@ def add_samples(
 ) -> tuple[Person, list[str]]:
     """``gallery.add``, and the ``look_alikes`` warnings of ``samples`` (none without ``op``):
     every way in to enroll (the CLI, the review page, MQTT) says them the same."""
-    alike = [] if op is None else look_alikes(gallery.templates(), name, samples, op)
+    alike: list[str] = []
+    if op is not None:  # a photo the person already has is not added again, nor warned of again
+        had = gallery.embeddings(name) if not replace else np.zeros((0, 0), np.float32)
+        new = [
+            s
+            for s in samples
+            if not (len(had) and (np.linalg.norm(had - s.vector, axis=1) < SAME_PHOTO).any())
+        ]
+        alike = look_alikes(gallery.templates(), name, new, op)
     # checked again where the write is: the fleet may have given the name since the caller's
     # check (a camera enroll waits up to decision.verify_timeout_s for a face)
     guard = functools.partial(refuse_if_fleet_owned, gallery, name, "enroll")

@@ -62,6 +62,11 @@ def test_a_photo_of_someone_already_enrolled_under_another_name_is_said(
     err = capsys.readouterr().err
     assert "warning: " in err and "obama2.jpg looks like obama (distance 0." in err
     assert "the door may take one for the other" in err
+    # the same photo again adds nothing, and is not warned of again (a re-run of enroll --dir
+    # repeated every warning of every earlier run)
+    assert main([*gallery, "enroll", "barack", str(PHOTOS / "obama2.jpg")]) == 0
+    again = capsys.readouterr()
+    assert "already enrolled" in again.out and "warning" not in again.err
 
 
 def test_export_then_import_on_a_new_device(
