@@ -1,9 +1,10 @@
 """MediaPipe BlazeFace face detection on a TFLite interpreter.
 
 Short range (128x128 input: a doorway, faces from about 1/8 of the frame's
-longer side) and full range (192x192, a room: from about 1/18; ``FINDS_FROM``). The frame is letterboxed into the square input (aspect
-ratio kept, padded), the SSD anchors are decoded, overlapping detections are
-merged by weighted non-max suppression, and boxes come back in frame pixels.
+longer side) and full range (192x192, a room: from about 1/18; ``FINDS_FROM``).
+The frame is letterboxed into the square input (aspect ratio kept, padded), the
+SSD anchors are decoded, overlapping detections are merged by weighted non-max
+suppression, and boxes come back in frame pixels.
 """
 
 from __future__ import annotations
