@@ -134,6 +134,9 @@ def yaw_ratio(landmarks: np.ndarray) -> float:
     return float(np.dot(nose - mid, axis) / distance**2)
 
 
+PHOTO_FACES = 16  # the most faces photo_faces places in one photo (one is enrolled, or checked)
+
+
 class Perception:
     """Detector + landmarks + aligner, loaded once from ``models/``.
 
@@ -287,7 +290,7 @@ class Perception:
             min_score, min_size, threads = self._finder_args
             self._finder = FaceDetector(self._finder_path, min_score, min_size, num_threads=threads)
         placed = []
-        for det in self._finder.detect(rgb):
+        for det in self._finder.detect(rgb)[:PHOTO_FACES]:  # best first: a crowd costs a bounded time
             refined = self.detector.refine(rgb, det)
             if refined is not det:
                 placed.append(self.face(rgb, refined, placed=True))
