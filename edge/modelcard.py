@@ -104,5 +104,12 @@ def write_card(path: str | os.PathLike[str], data: dict[str, Any]) -> None:
     """Write atomically, so a crash never leaves half a card beside a model."""
     path = pathlib.Path(path)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:  # a model installed where this user cannot write (site-packages)
+        raise ModelFileError(
+            path,
+            f"cannot write the model card ({exc.strerror}); copy the model and its card to a folder "
+            "you can write and give that model (--model)",
+        ) from None

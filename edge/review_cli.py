@@ -73,9 +73,12 @@ def _run(args: argparse.Namespace) -> int:
             return 0
         if args.action == "show":
             data = store.crop(args.group)
-            fd = os.open(args.out, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)  # a face: private
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
+            try:
+                fd = os.open(args.out, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)  # a face: private
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
+            except OSError as exc:
+                raise FacegateError(f"{args.out}: cannot write the face there ({exc.strerror})") from None
             print(f"wrote group {args.group}'s best face to {args.out} ({len(data)} bytes)")
             return 0
         if args.action == "purge":

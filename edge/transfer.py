@@ -74,7 +74,10 @@ def _export(gallery: Gallery, path: str | os.PathLike[str], images: bool) -> int
             }
         )
     doc = {"facegate_gallery": SCHEMA_VERSION, "model": dataclasses.asdict(gallery.model), "people": people}
-    write_private_json(pathlib.Path(path), doc)
+    try:
+        write_private_json(pathlib.Path(path), doc)
+    except OSError as exc:
+        raise FacegateError(f"{path}: cannot write the export there ({exc.strerror})") from None
     return len(people)
 
 

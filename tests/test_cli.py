@@ -395,6 +395,22 @@ def test_the_services_gallery_and_encoder_from_its_config(
     assert "missing.yaml: no such config file" in capsys.readouterr().err
 
 
+def test_a_file_that_cannot_be_written_is_one_line(
+    enrolled: pathlib.Path, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`gallery export` into a folder that is not there ended in a traceback."""
+    out = tmp_path / "missing" / "people.json"
+    assert main(["--gallery", str(enrolled), "gallery", "export", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"facegate: error: {out}: cannot write the export there (No such file or directory)\n"
+    # `facegate calibrate` writes the card beside a model that pip put where the user cannot write
+    from facegate.errors import ModelFileError
+    from facegate.modelcard import write_card
+
+    with pytest.raises(ModelFileError, match=r"cannot write the model card .* give that model"):
+        write_card(tmp_path / "missing" / "model.json", {})
+
+
 def test_the_services_operating_point_from_its_config(
     tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -66,7 +66,10 @@ class Authority:
             ) from None
 
     def _save(self) -> None:
-        write_private_json(self.state_path, self.state, durable=True, indent=1, sort_keys=True)
+        try:
+            write_private_json(self.state_path, self.state, durable=True, indent=1, sort_keys=True)
+        except OSError as exc:  # before anything of it is published
+            raise FleetError(f"{self.state_path}: cannot save the fleet state ({exc.strerror})") from None
 
     def plan(self, now: float | None = None, full: bool = False) -> list[tuple[str, bytes]]:
         """The messages that bring the fleet to this gallery: an entry for each new or changed
