@@ -515,7 +515,7 @@ def build_parser(load: str | None = None) -> argparse.ArgumentParser:
         if action == "publish":
             p.add_argument("--full", action="store_true", help="publish every entry again, not only changes")
         p.set_defaults(func=_cmd_fleet)
-    p = sub.add_parser("doctor", help="check camera, models, gallery, broker, permissions, clock, disk")
+    p = sub.add_parser("doctor", help="check camera, models, gallery, broker, access, clock, disk, power")
     p.add_argument("--config", type=pathlib.Path, default=pathlib.Path("/etc/facegate/config.yaml"))
     p.set_defaults(func=_cmd_doctor)
     p = sub.add_parser(

@@ -15,6 +15,7 @@ import pathlib
 import shutil
 import socket
 import stat
+import subprocess
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -310,6 +311,45 @@ def check_resources(config: Config) -> Check:
     return Check("resources", OK, detail)
 
 
+# `vcgencmd get_throttled` bits (Raspberry Pi firmware): now, and since boot
+_NOW = {0x1: "under-voltage", 0x2: "ARM frequency capped", 0x4: "throttled", 0x8: "soft temperature limit"}
+_SINCE_BOOT = {0x10000: "under-voltage", 0x20000: "frequency capping", 0x40000: "throttling", 0x80000: "heat"}
+_SUPPLY = (
+    "a supply that holds 5.1 V at 3 A (Pi 4) or 5 A (Pi 5) on a short, thick cable: under-voltage "
+    "slows the Pi and corrupts SD cards"
+)
+
+
+def throttled() -> int | None:
+    """The firmware's throttled state (``vcgencmd get_throttled``), None off a Raspberry Pi or
+    where it cannot be read (``vcgencmd`` wants the ``video`` group, as the camera does)."""
+    if shutil.which("vcgencmd") is None:
+        return None
+    try:
+        done = subprocess.run(["vcgencmd", "get_throttled"], capture_output=True, text=True, timeout=5)
+        return int(done.stdout.strip().partition("=")[2], 16) if done.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+
+
+def check_power(state: int | None) -> Check | None:
+    """A Pi's power and heat from its throttled ``state``: a door whose supply sags slows down
+    and wears its SD card, and nothing else says so. None: not a Pi."""
+    if state is None:
+        return None
+    now = [what for bit, what in _NOW.items() if state & bit]
+    since = [what for bit, what in _SINCE_BOOT.items() if state & bit]
+    said = f"get_throttled 0x{state:x}"
+    if state & 0x1:
+        return Check("power", FAIL, f"under-voltage now ({said})", _SUPPLY)
+    if now or since:
+        parts = [f"{when}: {', '.join(what)}" for when, what in (("now", now), ("since boot", since)) if what]
+        detail = "; ".join(parts)
+        fix = _SUPPLY if state & 0x10000 else "cool the Pi (a heatsink or fan; out of the sun)"
+        return Check("power", WARN, f"{detail} ({said})", fix)
+    return Check("power", OK, "no under-voltage or throttling since boot")
+
+
 def run_doctor(path: pathlib.Path, out: Callable[[str], None] = print) -> int:
     first, config = check_config(path)
     checks = [first]
@@ -317,6 +357,8 @@ def run_doctor(path: pathlib.Path, out: Callable[[str], None] = print) -> int:
         for check in (check_models, check_gallery, check_camera, check_permissions, check_broker):
             checks.append(check(config))
         checks.append(check_resources(config))
+    power = check_power(throttled())
+    checks.extend([power] if power is not None else [])
     checks.append(check_clock())
     for c in checks:
         out(

@@ -341,3 +341,21 @@ def test_doctor_tells_a_wrong_broker_login_from_a_right_one(tmp_path: pathlib.Pa
             assert check.level == level and said in check.detail, check
     finally:
         broker.stop()
+
+
+def test_doctor_reads_a_pis_power_and_heat() -> None:
+    """A Pi on a weak supply slows itself down and wears its SD card, and nothing said so. The
+    firmware's `vcgencmd get_throttled` bits, decoded (off a Pi: no line at all)."""
+    from facegate.doctor import check_power, throttled
+
+    assert check_power(None) is None
+    assert check_power(0).level == OK
+    now = check_power(0x50005)  # under-voltage and throttled now, and both since boot
+    assert now.level == FAIL and now.detail == "under-voltage now (get_throttled 0x50005)"
+    assert "5.1 V" in now.fix
+    before = check_power(0x50000)
+    assert before.level == WARN and before.detail.startswith("since boot: under-voltage, throttling")
+    hot = check_power(0x80008)
+    assert hot.level == WARN and "now: soft temperature limit" in hot.detail and "cool the Pi" in hot.fix
+    if shutil.which("vcgencmd") is None:
+        assert throttled() is None  # this machine is not a Pi: doctor prints no power line
