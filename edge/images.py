@@ -65,8 +65,9 @@ _HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b
 
 JPEG_LONG_SIDE = 1600
 """A JPEG larger than twice this (a phone's 12 or 48 megapixel photo) is decoded at 1/2, 1/4
-or 1/8 scale by the JPEG decoder itself, keeping at least this long side: a face the detector
-can find in it (a tenth of the picture) is then still 160 px or more, and the decoding takes
+or 1/8 scale by the JPEG decoder itself, keeping at least this long side: a face enrollment
+can find in it (a twentieth of the picture, ``Perception.photo_faces``) is then still 80 px or
+more, its eyes 30 px apart or more, and the decoding takes
 a quarter of the memory and time or less, which a Pi enrolling from a phone photo needs."""
 
 MAX_PIXELS = 64_000_000
