@@ -67,7 +67,7 @@ JPEG_LONG_SIDE = 1600
 """A JPEG larger than twice this (a phone's 12 or 48 megapixel photo) is decoded at 1/2, 1/4
 or 1/8 scale by the JPEG decoder itself, keeping at least this long side: a face enrollment
 can find in it (a twentieth of the picture, ``Perception.photo_faces``) is then still 80 px or
-more, its eyes 30 px apart or more, and the decoding takes
+more, and the decoding takes
 a quarter of the memory and time or less, which a Pi enrolling from a phone photo needs."""
 
 MAX_PIXELS = 64_000_000
