@@ -272,7 +272,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     # systemd stops a daemon that stopped feeding its watchdog with SIGABRT: every thread's
     # stack then goes to the journal, which says where it hung (a stderr that is no file, as
-    # when run inside a test, has nowhere to put it)
+    # when run inside a test, has nowhere to put it). faulthandler reads the other threads'
+    # stacks without stopping them, so rarely the dump faults part way and the process ends
+    # with SIGSEGV instead: cut short, and restarted by systemd all the same.
     with contextlib.suppress(io.UnsupportedOperation, AttributeError, ValueError):
         faulthandler.enable(all_threads=True)
     return Daemon(load_config(args.config)).run()

@@ -559,8 +559,14 @@ def test_availability_goes_offline(
             assert code == 0, (tmp_path / "daemon.log").read_text()[-2000:]
         if how == "SIGABRT":  # systemd's watchdog: where every thread was goes to the journal
             log = (tmp_path / "daemon.log").read_text()
-            assert code == -signal.SIGABRT and "Fatal Python error: Aborted" in log, log[-2000:]
-            assert "most recent call first" in log and 'daemon.py", line' in log, log[-2000:]
+            assert "Fatal Python error: Aborted" in log and "most recent call first" in log, log[-2000:]
+            # faulthandler reads the other threads' stacks without stopping them: rarely one
+            # changes under it (a paho thread building a packet) and the dump itself faults,
+            # cut short, and the process ends with SIGSEGV (seen once in CI). Dead either way,
+            # and systemd restarts it; the whole dump is checked whenever it was not cut short.
+            assert code in (-signal.SIGABRT, -signal.SIGSEGV), (code, log[-2000:])
+            if code == -signal.SIGABRT:
+                assert 'daemon.py", line' in log, log[-2000:]
     finally:
         if child.poll() is None:
             child.kill()
