@@ -794,3 +794,19 @@ def test_a_large_photo_without_a_face_says_how_to_crop_it(enroller: Enroller) ->
     far = scene(PHOTOS / "obama2.jpg", face_width=60.0, centre=(2000.0, 1200.0), size=(4032, 3024))
     with pytest.raises(RefusedError, match=r"a face narrower than about 1/20 of its longer side"):
         enroller.sample_from_rgb(far, "far.jpg")
+
+
+def test_a_photo_upside_down_enrolls_as_the_person(enroller: Enroller) -> None:
+    """A photo whose EXIF turn a messaging app dropped, upside down: the detector still found
+    its face, and the chip, upside down, passed the gates and enrolled an embedding of no one
+    (0.52 from his own photo). It is read the right way up; a photo on its side as before.
+    scripts/dev/upside_down.py counts it over 65 photos."""
+    from PIL import Image
+
+    reference = enroller.sample(PHOTOS / "obama.jpg").vector
+    threshold = OperatingPoint.from_card(enroller.encoder.card, 1e-3).threshold
+    upright = np.asarray(Image.open(PHOTOS / "obama2.jpg").convert("RGB"))
+    for turn in (2, 1, 3):
+        image = np.ascontiguousarray(np.rot90(upright, turn))
+        distance = float(np.linalg.norm(enroller.sample_from_rgb(image, "turned").vector - reference))
+        assert distance < 0.8 * threshold, (turn * 90, distance)
