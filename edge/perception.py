@@ -289,17 +289,19 @@ class Perception:
         found all the same, and their chips, upside down, passed the gates and enrolled an
         embedding of no one. Its faces are read from the photo turned half round too, and that
         way wins where the detector is surer of its best usable face by ``TURN_MARGIN``
-        (scripts/dev/upside_down.py).
-        Not for a face on its side (its eyes' line past ``UPRIGHT_ABOVE_DEG``), which
+        (scripts/dev/upside_down.py). Not for a photo without a usable face as it stands (a
+        face too small to be found upright was found turned, upside down, and enrolled
+        wrongly), nor a face on its side (its eyes' line past ``UPRIGHT_ABOVE_DEG``), which
         ``landmarks`` turns upright either way. Turned, a face's points and box are those of
         the turned photo. See ``_photo_faces`` for the rest."""
         faces = self._photo_faces(rgb)
         usable = [f for f in faces if f.rejected is None]
-        if usable:
-            eyes = max(usable, key=lambda f: f.detection.score).detection.keypoints
-            roll = np.degrees(np.arctan2(*(eyes[1] - eyes[0])[::-1]))
-            if abs(roll) > UPRIGHT_ABOVE_DEG:  # on its side: turned upright by ``landmarks``
-                return faces
+        if not usable:  # turned, a face too small to find upright was found upside down, wrongly
+            return faces
+        eyes = max(usable, key=lambda f: f.detection.score).detection.keypoints
+        roll = np.degrees(np.arctan2(*(eyes[1] - eyes[0])[::-1]))
+        if abs(roll) > UPRIGHT_ABOVE_DEG:  # on its side: turned upright by ``landmarks``
+            return faces
         turned = self._photo_faces(np.ascontiguousarray(rgb[::-1, ::-1]))
         return turned if _surest(turned) > _surest(faces) + TURN_MARGIN else faces
 
