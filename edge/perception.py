@@ -137,9 +137,9 @@ def yaw_ratio(landmarks: np.ndarray) -> float:
 PHOTO_FACES = 16  # the most faces photo_faces places in one photo (one is enrolled, or checked)
 
 
-# photo_faces reads a photo turned half round when the detector is this much surer of it: of
-# 746 celeba-dev photos, upside down, 97.9% are then read upright; upright, none is turned
-# (at 0: 99.7%, and 2 turned wrongly; docs/results/upside-down.txt)
+# photo_faces reads a photo turned half round when the detector is this much surer of it. Of
+# 746 celeba-dev photos upside down, the upright reading is surer by more than this in 97.9%
+# (by more than 0: 99.7%); upright, none is turned at this margin, 2 at 0 (BENCHMARKS.md)
 TURN_MARGIN = 0.1
 
 
