@@ -26,7 +26,6 @@ from facegate.modelcard import MODELS_DIR
 from facegate.wire import dumps
 
 DEFAULT_MODEL = MODELS_DIR / "dlib_resnet_v1_int8.tflite"
-DEFAULT_FAR = 1e-3  # the operating point without --config: the daemon's default decision.far
 SHIPPED_ENCODERS = [MODELS_DIR / "dlib_resnet_v1_float32.tflite", DEFAULT_MODEL]
 DESCRIPTION = (
     "On-device face verification: enroll people from a photo, verify and identify faces, and run "
@@ -242,15 +241,15 @@ def _fill_defaults(args: argparse.Namespace) -> None:
     """What was not given: from ``--config`` where it was given (enrolling into the service's
     gallery with its encoder, as `sudo -u facegate facegate enroll --config ...`), else the
     user's own gallery and the shipped encoder."""
+    from facegate.config import DecisionConfig, load_config
+
     defaults: tuple[tuple[str, Any], ...] = (
         ("gallery", default_gallery()),
         ("model", DEFAULT_MODEL),
-        ("far", DEFAULT_FAR),
+        ("far", DecisionConfig().far),  # the daemon's default operating point
     )
     args.service = None  # the loaded --config, read once (review takes its review file from it)
     if getattr(args, "service_config", None) is not None:
-        from facegate.config import load_config
-
         args.service = service = load_config(args.service_config)
         defaults = (
             ("gallery", pathlib.Path(service.gallery.path)),

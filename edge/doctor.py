@@ -114,8 +114,15 @@ def check_gallery(config: Config) -> Check:
     return Check("gallery", OK, f"{path}: {people} people, mode {mode:o}")
 
 
-SMALLER_FRAMES = "models.detector: full, or camera.width: 640 and camera.height: 480"
-SMALLER_STREAM = "the camera's 640x480 stream in camera.path"
+SMALLER_FRAMES = (
+    "models.detector: full, or 640x480 frames (camera.width and height, or the camera's 640x480 stream)"
+)
+
+
+def _too_large(config: Config, width: int, height: int, what: str) -> Check | None:
+    """A WARN where the detector cannot see a face far off in frames this large."""
+    said = reach_warning(width, height, f"face_detection_{config.models.detector}_range.tflite")
+    return None if said is None else Check("camera", WARN, f"{what}{said}", SMALLER_FRAMES)
 
 
 def check_camera(config: Config) -> Check:
@@ -133,9 +140,9 @@ def check_camera(config: Config) -> Check:
                 "libcamera sees no camera",
                 "check the ribbon cable; `rpicam-hello --list-cameras`",
             )
-        said = reach_warning(cam.width, cam.height, _detector_file(config))
-        if said is not None:
-            return Check("camera", WARN, said, SMALLER_FRAMES)
+        large = _too_large(config, cam.width, cam.height, "")
+        if large is not None:
+            return large
         return Check("camera", OK, f"{len(cameras)} camera(s): {cameras[0].get('Model', '?')}")
     if cam.source == "video":
         try:
@@ -148,7 +155,7 @@ def check_camera(config: Config) -> Check:
                 "pip install 'facegate[video]'",
             )
         if "://" in str(cam.path):
-            return _check_stream(str(cam.path), _detector_file(config))
+            return _check_stream(str(cam.path), config)
     if cam.source in ("video", "folder"):
         path = pathlib.Path(str(cam.path))
         if not path.exists():
@@ -163,19 +170,14 @@ def check_camera(config: Config) -> Check:
             f"camera.source opencv but OpenCV {not_importable(exc, 'cv2')}",
             "pip install opencv-python-headless (without a display: not opencv-python)",
         )
-    said = reach_warning(cam.width, cam.height, _detector_file(config))
-    if said is not None:
-        return Check(
-            "camera", WARN, f"opencv {without_login(str(cam.path))}: {said}", "camera.width: 640, height: 480"
-        )
-    return Check("camera", OK, f"opencv {without_login(str(cam.path))}")
+    shown = without_login(str(cam.path))
+    large = _too_large(config, cam.width, cam.height, f"opencv {shown}: ")
+    if large is not None:
+        return large
+    return Check("camera", OK, f"opencv {shown}")
 
 
-def _detector_file(config: Config) -> str:
-    return f"face_detection_{config.models.detector}_range.tflite"
-
-
-def _check_stream(url: str, detector: str) -> Check:
+def _check_stream(url: str, config: Config) -> Check:
     """A stream URL (an IP camera): its first frame, or why there is none, within the time the
     daemon gives a stream. The URL is shown without its login."""
     shown = without_login(url)
@@ -194,11 +196,9 @@ def _check_stream(url: str, detector: str) -> Check:
     finally:
         source.close()  # the stream's connection, now
     height, width = frame.image.shape[:2]
-    said = reach_warning(width, height, detector)
-    if said is not None:
-        return Check(
-            "camera", WARN, f"video {shown}: {said}", "models.detector: full, or the camera's 640x480 stream"
-        )
+    large = _too_large(config, width, height, f"video {shown}: ")
+    if large is not None:
+        return large
     return Check("camera", OK, f"video {shown}: first frame {width}x{height}")
 
 

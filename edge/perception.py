@@ -139,7 +139,7 @@ PHOTO_FACES = 16  # the most faces photo_faces places in one photo (one is enrol
 
 # photo_faces reads a photo turned half round when the detector is this much surer of it. Of
 # 746 celeba-dev photos upside down, the upright reading is surer by more than this in 97.9%
-# (by more than 0: 99.7%); upright, none is turned at this margin, 2 at 0 (BENCHMARKS.md)
+# (by more than 0: 99.7%); upright, none is turned at this margin, 2 at 0 (photo_paths.py)
 TURN_MARGIN = 0.1
 
 
